@@ -1,0 +1,265 @@
+use crate::{bf16_to_f32, f16_to_f32, f8e4m3_to_f32, Bytes, DType};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightError {
+    #[error("tensor `{name}`: {dtype} data of shape {shape:?} needs {expected} bytes, found {found}")]
+    SizeMismatch {
+        name: String,
+        dtype: DType,
+        shape: Vec<usize>,
+        expected: usize,
+        found: usize,
+    },
+    #[error("tensor `{name}`: block scale `{scale_name}` has shape {found:?}, expected {expected:?} for {block:?} blocks over {shape:?}")]
+    ScaleShape {
+        name: String,
+        scale_name: String,
+        shape: Vec<usize>,
+        block: [usize; 2],
+        expected: [usize; 2],
+        found: Vec<usize>,
+    },
+    #[error("tensor `{name}`: {what}")]
+    Invalid { name: String, what: String },
+}
+
+/// Per-block multipliers of a block-quantized 2-D weight: DeepSeek's FP8 checkpoints store
+/// `X.weight_scale_inv`, one f32 per 128x128 block of `X.weight` (edge blocks may be partial);
+/// the real value is `f32(code) * scale[row / 128][col / 128]`.
+#[derive(Clone, Debug)]
+pub struct BlockScale {
+    /// Block size over (rows, cols).
+    pub block: [usize; 2],
+    /// Number of block columns (`ceil(cols / block[1])` of the original tensor).
+    pub block_cols: usize,
+    /// f32 little-endian values, `[block_rows, block_cols]` row-major.
+    pub data: Bytes,
+    /// First row of this view inside the original tensor (a row slice keeps the block grid).
+    pub row_offset: usize,
+}
+
+impl BlockScale {
+    /// Scale of original-tensor block (row `r` of this view, column block `cb`).
+    #[inline(always)]
+    pub fn get(&self, r: usize, cb: usize) -> f32 {
+        let br = (r + self.row_offset) / self.block[0];
+        let i = (br * self.block_cols + cb) * 4;
+        let b = self.data.as_slice();
+        f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+    }
+}
+
+/// A stored tensor as the checkpoint has it: element type, shape, the bytes (usually inside a
+/// memory map) and, for block-quantized formats, the block scales. A linear layer's weight is
+/// `[out, in]` (rows are output features), the layout of both HF safetensors and `x · Wᵀ`.
+#[derive(Clone, Debug)]
+pub struct Weight {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub data: Bytes,
+    pub scale: Option<BlockScale>,
+}
+
+impl Weight {
+    /// Wrap stored bytes, checking that their length matches dtype and shape.
+    pub fn new(
+        name: impl Into<String>,
+        dtype: DType,
+        shape: Vec<usize>,
+        data: Bytes,
+    ) -> Result<Weight, WeightError> {
+        let name = name.into();
+        let numel: usize = shape.iter().product();
+        let expected = numel * dtype.size();
+        if data.len() != expected {
+            return Err(WeightError::SizeMismatch {
+                name,
+                dtype,
+                shape,
+                expected,
+                found: data.len(),
+            });
+        }
+        Ok(Weight {
+            name,
+            dtype,
+            shape,
+            data,
+            scale: None,
+        })
+    }
+
+    /// An f32 tensor owning `values` (tests, small derived tensors).
+    pub fn from_f32(name: impl Into<String>, shape: Vec<usize>, values: &[f32]) -> Weight {
+        Weight::new(name, DType::F32, shape, Bytes::from_f32(values)).expect("length matches shape")
+    }
+
+    /// Attach 2-D block scales (`scale_shape` as stored), checking the block grid.
+    pub fn with_block_scale(
+        mut self,
+        scale_name: &str,
+        scale_shape: &[usize],
+        scale_data: Bytes,
+        block: [usize; 2],
+    ) -> Result<Weight, WeightError> {
+        if self.shape.len() != 2 {
+            return Err(WeightError::Invalid {
+                name: self.name,
+                what: format!("block scales need a 2-D tensor, shape is {:?}", self.shape),
+            });
+        }
+        let expected = [
+            self.shape[0].div_ceil(block[0]),
+            self.shape[1].div_ceil(block[1]),
+        ];
+        if scale_shape != expected || scale_data.len() != expected[0] * expected[1] * 4 {
+            return Err(WeightError::ScaleShape {
+                name: self.name,
+                scale_name: scale_name.to_string(),
+                shape: self.shape,
+                block,
+                expected,
+                found: scale_shape.to_vec(),
+            });
+        }
+        self.scale = Some(BlockScale {
+            block,
+            block_cols: expected[1],
+            data: scale_data,
+            row_offset: 0,
+        });
+        Ok(self)
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Rows of a 2-D weight (output features); 1 for a vector.
+    pub fn rows(&self) -> usize {
+        match self.shape.len() {
+            0 | 1 => 1,
+            _ => self.shape[..self.shape.len() - 1].iter().product(),
+        }
+    }
+
+    /// Columns (the innermost, contiguous dimension: input features).
+    pub fn cols(&self) -> usize {
+        *self.shape.last().unwrap_or(&1)
+    }
+
+    /// Bytes of the stored data, scales included.
+    pub fn stored_bytes(&self) -> usize {
+        self.data.len() + self.scale.as_ref().map_or(0, |s| s.data.len())
+    }
+
+    /// Rows `start..end` as a zero-copy view with shape `[end - start, cols]`.
+    pub fn slice_rows(&self, start: usize, end: usize) -> Weight {
+        assert!(start <= end && end <= self.rows(), "row slice out of range");
+        let row_bytes = self.cols() * self.dtype.size();
+        let mut scale = self.scale.clone();
+        if let Some(s) = scale.as_mut() {
+            s.row_offset += start;
+        }
+        Weight {
+            name: format!("{}[{start}..{end}]", self.name),
+            dtype: self.dtype,
+            shape: vec![end - start, self.cols()],
+            data: self.data.slice(start * row_bytes..end * row_bytes),
+            scale,
+        }
+    }
+
+    /// Dequantize row `r` into `out` (`out.len() == cols`). The plain path every kernel is
+    /// checked against.
+    pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
+        let cols = self.cols();
+        assert_eq!(out.len(), cols);
+        let es = self.dtype.size();
+        let bytes = &self.data.as_slice()[r * cols * es..(r + 1) * cols * es];
+        match self.dtype {
+            DType::F32 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            DType::BF16 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = bf16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                }
+            }
+            DType::F16 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                }
+            }
+            DType::F8E4M3 => {
+                for (o, &b) in out.iter_mut().zip(bytes) {
+                    *o = f8e4m3_to_f32(b);
+                }
+            }
+            DType::I32 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32;
+                }
+            }
+            DType::I64 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+                    *o = i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32;
+                }
+            }
+        }
+        if let Some(s) = &self.scale {
+            for (cb, chunk) in out.chunks_mut(s.block[1]).enumerate() {
+                let m = s.get(r, cb);
+                chunk.iter_mut().for_each(|v| *v *= m);
+            }
+        }
+    }
+
+    /// The whole tensor as f32 (for small tensors: norms, biases, tests).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        let cols = self.cols();
+        let mut out = vec![0.0; self.numel()];
+        if cols == 0 {
+            return out;
+        }
+        for (r, row) in out.chunks_mut(cols).enumerate() {
+            self.row_to_f32(r, row);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fp8_block_scale_with_partial_edges_and_row_slices() {
+        // 3 x 5 weight, blocks of 2 x 2 -> scale grid 2 x 3 (partial edge blocks both ways).
+        let codes: Vec<u8> = vec![0x38; 15]; // all 1.0
+        let scales: Vec<f32> = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let w = Weight::new("w", DType::F8E4M3, vec![3, 5], Bytes::from_vec(codes))
+            .unwrap()
+            .with_block_scale("s", &[2, 3], Bytes::from_f32(&scales), [2, 2])
+            .unwrap();
+        let v = w.to_f32_vec();
+        assert_eq!(
+            v,
+            vec![1., 1., 2., 2., 3., 1., 1., 2., 2., 3., 4., 4., 5., 5., 6.]
+        );
+        let tail = w.slice_rows(1, 3);
+        assert_eq!(tail.to_f32_vec(), v[5..].to_vec());
+    }
+
+    #[test]
+    fn wrong_sizes_are_errors() {
+        assert!(Weight::new("w", DType::BF16, vec![2, 2], Bytes::from_vec(vec![0; 7])).is_err());
+        let w = Weight::new("w", DType::F8E4M3, vec![3, 5], Bytes::from_vec(vec![0; 15])).unwrap();
+        assert!(w
+            .with_block_scale("s", &[1, 3], Bytes::from_f32(&[1.0; 3]), [2, 2])
+            .is_err());
+    }
+}
