@@ -1,1 +1,12 @@
-//! jing-cpu
+//! The CPU backend: a persistent compute pool woken once per graph, an ISA dispatch table
+//! chosen at run time, and kernels whose plain `generic` versions are the oracle for the SIMD
+//! ones.
+
+mod attention;
+mod buffers;
+mod exec;
+pub mod kernels;
+mod moe;
+pub mod pool;
+
+pub use exec::CpuBackend;

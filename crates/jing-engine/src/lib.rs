@@ -1,1 +1,8 @@
-//! jing-engine
+//! The serving core: it owns the model, the backend and the latent cache, runs prefill and
+//! decode steps, and samples tokens.
+
+mod engine;
+mod sampler;
+
+pub use engine::{Engine, EngineError, StepLogits};
+pub use sampler::{Sampler, SamplingParams};

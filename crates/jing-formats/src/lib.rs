@@ -1,1 +1,45 @@
-//! jing-formats
+//! Checkpoint loaders (no compute): memory-mapped, zero-copy safetensors — single file or
+//! sharded through `model.safetensors.index.json`, with DeepSeek FP8 `_scale_inv` block scales
+//! paired to their weights — HF `config.json` with typed accessors, and `inspect`, the report
+//! behind `jing inspect`.
+//!
+//! ```no_run
+//! use jing_formats::ModelDir;
+//! # fn main() -> Result<(), jing_formats::FormatError> {
+//! let model = ModelDir::open(std::path::Path::new("/models/DeepSeek-V3"))?;
+//! let hidden = model.config.usize("hidden_size")?;
+//! let w = model.store.get("model.layers.0.self_attn.q_a_proj.weight")?; // FP8 + block scale
+//! # let _ = (hidden, w); Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod inspect;
+mod model_dir;
+pub mod safetensors;
+mod store;
+
+pub use config::Config;
+pub use error::{FormatError, SUPPORTED_DTYPES};
+pub use inspect::{human_bytes, inspect, Fp8Summary, InspectReport, KEY_CONFIG_FIELDS};
+pub use model_dir::{fp8_block_size, ModelDir, CONFIG_FILE, GENERATION_CONFIG_FILE};
+pub use store::{
+    scale_names, AbsentShard, DTypeCount, MissingScale, TensorInfo, TensorStore, DEFAULT_BLOCK,
+    INDEX_FILE, SINGLE_FILE,
+};
+
+// Re-exported so callers need not depend on jing-tensor just to name what `get` returns.
+pub use jing_tensor::{DType, Weight};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loaders_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<crate::TensorStore>();
+        check::<crate::ModelDir>();
+        check::<crate::Config>();
+        check::<crate::FormatError>();
+        check::<crate::InspectReport>();
+    }
+}

@@ -1,0 +1,104 @@
+//! MLA attention over the latent cache. Threads split the heads; each head's W_UK and W_UV rows
+//! are dequantized once per step and applied to every token of the batch.
+
+use jing_graph::{ExecError, MlaAttention, MlaForm};
+
+use crate::buffers::share;
+use crate::exec::{softmax, Ctx};
+
+pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), ExecError> {
+    let (h_all, dn, dr, dv, kvl) = (a.n_heads, a.nope_dim, a.rope_dim, a.v_dim, a.kv_lora);
+    let width = kvl + dr;
+    let t_all = c.batch.len();
+    let (q_nope, q_pe) = (c.get(a.q_nope), c.get(a.q_pe));
+    let (h0, h1) = share(h_all, c.tid, c.nth, 1);
+    if h0 == h1 {
+        return Ok(());
+    }
+    let cache = c.cache.read().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: this thread writes only the columns of its heads.
+    let out = unsafe { c.vals.out_matrix(i, h_all * dv) };
+    let w = &a.kv_b;
+    let mut wrow = vec![0.0f32; kvl];
+    let mut scores: Vec<f32> = Vec::new();
+    for h in h0..h1 {
+        let uk = h * (dn + dv); //          first row of W_UK[h]
+        let uv = uk + dn; //                first row of W_UV[h]
+                          // Attention output in latent space, o_lat [T, kvl].
+        let mut o_lat = vec![0.0f32; t_all * kvl];
+        match a.form {
+            MlaForm::Absorbed | MlaForm::Auto => {
+                // q_lat[t] = W_UK[h]ᵀ q_nope[t, h]  [T, kvl]: one pass over W_UK[h].
+                let mut q_lat = vec![0.0f32; t_all * kvl];
+                for d in 0..dn {
+                    w.row_to_f32(uk + d, &mut wrow);
+                    for t in 0..t_all {
+                        let qv = q_nope[(t * h_all + h) * dn + d];
+                        (c.k.axpy)(qv, &wrow, &mut q_lat[t * kvl..(t + 1) * kvl]);
+                    }
+                }
+                for t in 0..t_all {
+                    let n_ctx = c.batch.positions[t] + 1;
+                    let rows = cache.rows(c.batch.slots[t], a.layer, n_ctx)?;
+                    let ql = &q_lat[t * kvl..(t + 1) * kvl];
+                    let qp = &q_pe[(t * h_all + h) * dr..][..dr];
+                    scores.clear();
+                    scores.extend(rows.chunks(width).map(|row| {
+                        ((c.k.dot)(ql, &row[..kvl]) + (c.k.dot)(qp, &row[kvl..])) * a.scale
+                    }));
+                    softmax(&mut scores);
+                    let ol = &mut o_lat[t * kvl..(t + 1) * kvl];
+                    for (row, &p) in rows.chunks(width).zip(&scores) {
+                        (c.k.axpy)(p, &row[..kvl], ol);
+                    }
+                }
+                // o[t, h] = W_UV[h] o_lat[t]  [dv]
+                for e in 0..dv {
+                    w.row_to_f32(uv + e, &mut wrow);
+                    for t in 0..t_all {
+                        let v = (c.k.dot)(&wrow, &o_lat[t * kvl..(t + 1) * kvl]);
+                        // SAFETY: column h·dv + e belongs to this thread's head.
+                        unsafe { out.write(t, h * dv + e, v) };
+                    }
+                }
+            }
+            MlaForm::Expanded => {
+                // Decompress this head's keys and values for each token's context, then plain
+                // attention. Slow (no reuse across tokens); kept as the CPU twin of the form a
+                // backend may pick for long prefills.
+                let w_uk: Vec<Vec<f32>> = (0..dn).map(|d| row(w, uk + d, kvl)).collect();
+                let w_uv: Vec<Vec<f32>> = (0..dv).map(|e| row(w, uv + e, kvl)).collect();
+                for t in 0..t_all {
+                    let n_ctx = c.batch.positions[t] + 1;
+                    let rows = cache.rows(c.batch.slots[t], a.layer, n_ctx)?;
+                    let qn = &q_nope[(t * h_all + h) * dn..][..dn];
+                    let qp = &q_pe[(t * h_all + h) * dr..][..dr];
+                    scores.clear();
+                    let mut values: Vec<f32> = Vec::with_capacity(n_ctx * dv);
+                    for r in rows.chunks(width) {
+                        let lat = &r[..kvl];
+                        let k_nope: Vec<f32> = w_uk.iter().map(|wk| (c.k.dot)(wk, lat)).collect();
+                        scores.push(((c.k.dot)(qn, &k_nope) + (c.k.dot)(qp, &r[kvl..])) * a.scale);
+                        values.extend(w_uv.iter().map(|wv| (c.k.dot)(wv, lat)));
+                    }
+                    softmax(&mut scores);
+                    let mut o = vec![0.0f32; dv];
+                    for (v, &p) in values.chunks(dv).zip(&scores) {
+                        (c.k.axpy)(p, v, &mut o);
+                    }
+                    for (e, v) in o.into_iter().enumerate() {
+                        // SAFETY: column h·dv + e belongs to this thread's head.
+                        unsafe { out.write(t, h * dv + e, v) };
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn row(w: &jing_tensor::Weight, r: usize, n: usize) -> Vec<f32> {
+    let mut v = vec![0.0; n];
+    w.row_to_f32(r, &mut v);
+    v
+}

@@ -1,0 +1,106 @@
+//! Node values during one graph execution, shared by the pool threads.
+//!
+//! Thread 0 allocates a node's buffer before the barrier that starts the node, and frees
+//! buffers after the barrier that ends their last reader; in between, threads write disjoint
+//! parts of the node's buffer and only read buffers of earlier nodes. That schedule is what
+//! makes the unsynchronised access below sound.
+
+use std::cell::UnsafeCell;
+
+use crate::kernels::OutMatrix;
+
+pub struct Values {
+    cells: Vec<UnsafeCell<Vec<f32>>>,
+}
+
+// SAFETY: see the module comment: the executor's barriers order every allocation, write,
+// read and free of a cell, so no two threads race on the same elements.
+unsafe impl Sync for Values {}
+
+impl Values {
+    pub fn new(n: usize) -> Values {
+        Values {
+            cells: (0..n).map(|_| UnsafeCell::new(Vec::new())).collect(),
+        }
+    }
+
+    /// Allocate node `i`'s buffer (thread 0, before the node's barrier).
+    ///
+    /// # Safety
+    /// No other thread may access cell `i` concurrently.
+    pub unsafe fn alloc(&self, i: usize, len: usize) {
+        // SAFETY: exclusive by the caller's contract.
+        unsafe { *self.cells[i].get() = vec![0.0; len] }
+    }
+
+    /// Free node `i`'s buffer (thread 0, after its last reader finished).
+    ///
+    /// # Safety
+    /// No other thread may access cell `i` concurrently.
+    pub unsafe fn free(&self, i: usize) {
+        // SAFETY: exclusive by the caller's contract.
+        unsafe { *self.cells[i].get() = Vec::new() }
+    }
+
+    /// Read node `i`'s value.
+    ///
+    /// # Safety
+    /// Node `i` must be finished (a barrier separates its computation from this read) and not
+    /// freed while the slice is used.
+    pub unsafe fn get(&self, i: usize) -> &[f32] {
+        // SAFETY: by the caller's contract nobody writes the cell while it is read.
+        unsafe { (*self.cells[i].get()).as_slice() }
+    }
+
+    /// Elements `start..end` of node `i`'s buffer, for the thread that owns them.
+    ///
+    /// # Safety
+    /// Only threads computing node `i` may call this, with pairwise disjoint ranges.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn out_range(&self, i: usize, start: usize, end: usize) -> &mut [f32] {
+        // SAFETY: the buffer is allocated (thread 0 did so before the node's barrier) and the
+        // ranges of the threads are disjoint, so these slices never alias.
+        unsafe {
+            let v = &mut *self.cells[i].get();
+            assert!(start <= end && end <= v.len());
+            std::slice::from_raw_parts_mut(v.as_mut_ptr().add(start), end - start)
+        }
+    }
+
+    /// Node `i`'s buffer as a matrix with leading dimension `ld`, for strided disjoint writes.
+    ///
+    /// # Safety
+    /// Only threads computing node `i` may call this, writing disjoint elements.
+    pub unsafe fn out_matrix(&self, i: usize, ld: usize) -> OutMatrix<'_> {
+        // SAFETY: allocated buffer; writers are disjoint by the caller's contract.
+        unsafe {
+            let v = &mut *self.cells[i].get();
+            OutMatrix::from_raw(v.as_mut_ptr(), v.len(), ld)
+        }
+    }
+
+    /// Take node `i`'s value out (after the run).
+    pub fn take(&mut self, i: usize) -> Vec<f32> {
+        std::mem::take(self.cells[i].get_mut())
+    }
+}
+
+/// Ids are kept in f32 buffers as their bit patterns (never used in arithmetic).
+#[inline(always)]
+pub fn id_to_f32(id: i32) -> f32 {
+    f32::from_bits(id as u32)
+}
+
+#[inline(always)]
+pub fn f32_to_id(v: f32) -> usize {
+    v.to_bits() as usize
+}
+
+/// The share `[start, end)` of `n` items for thread `tid` of `nth`, in multiples of `align`.
+pub fn share(n: usize, tid: usize, nth: usize, align: usize) -> (usize, usize) {
+    let blocks = n.div_ceil(align);
+    let per = blocks.div_ceil(nth);
+    let start = (tid * per * align).min(n);
+    let end = ((tid + 1) * per * align).min(n);
+    (start, end)
+}

@@ -1,0 +1,376 @@
+//! The executor: one pool wake-up per graph; every thread walks the nodes in order, takes its
+//! share of each node, and meets the others at a barrier before the next node.
+
+use std::sync::{Mutex, RwLock};
+
+use jing_graph::{select_experts, Backend, Batch, ExecError, Graph, LatentCache, Op, Outputs};
+
+use crate::attention::mla_attention;
+use crate::buffers::{f32_to_id, id_to_f32, share, Values};
+use crate::kernels::KernelTable;
+use crate::pool::{Barrier, Pool};
+
+/// The CPU backend: a persistent pool and the kernel table chosen for this CPU.
+pub struct CpuBackend {
+    pool: Pool,
+    kernels: KernelTable,
+}
+
+impl CpuBackend {
+    /// `threads` compute threads (default: all cores), the best kernels this CPU runs.
+    pub fn new(threads: Option<usize>) -> CpuBackend {
+        CpuBackend::with_kernels(threads, KernelTable::detect())
+    }
+
+    /// A backend with an explicit kernel table (tests run every table the CPU supports).
+    pub fn with_kernels(threads: Option<usize>, kernels: KernelTable) -> CpuBackend {
+        let n =
+            threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        CpuBackend {
+            pool: Pool::new(n),
+            kernels,
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    pub fn kernels(&self) -> &KernelTable {
+        &self.kernels
+    }
+}
+
+/// What every thread sees during one graph.
+pub(crate) struct Ctx<'a> {
+    pub graph: &'a Graph,
+    pub batch: &'a Batch,
+    pub vals: &'a Values,
+    pub cache: &'a RwLock<&'a mut LatentCache>,
+    pub k: &'a KernelTable,
+    pub tid: usize,
+    pub nth: usize,
+}
+
+impl Ctx<'_> {
+    /// The value of finished node `t`.
+    pub fn get(&self, t: jing_graph::Tensor) -> &[f32] {
+        // SAFETY: inputs precede their users and a barrier separates them; buffers are freed
+        // only after their last reader's barrier.
+        unsafe { self.vals.get(t.0) }
+    }
+
+    /// Split `rows` rows of `width` floats of node `i` between the threads and call
+    /// `f(row, out_row)` for this thread's rows.
+    fn rows(&self, i: usize, rows: usize, width: usize, f: impl Fn(usize, &mut [f32])) {
+        let (r0, r1) = share(rows, self.tid, self.nth, 1);
+        if r0 == r1 {
+            return;
+        }
+        // SAFETY: each thread gets a disjoint row range of node i's buffer.
+        let out = unsafe { self.vals.out_range(i, r0 * width, r1 * width) };
+        if width == 0 {
+            return;
+        }
+        for (r, row) in (r0..r1).zip(out.chunks_mut(width)) {
+            f(r, row);
+        }
+    }
+
+    /// Split the elements of node `i` and call `f(index, out)` for this thread's elements.
+    fn elements(&self, i: usize, n: usize, f: impl Fn(usize, &mut f32)) {
+        let (s, e) = share(n, self.tid, self.nth, 64);
+        // SAFETY: disjoint element ranges per thread.
+        let out = unsafe { self.vals.out_range(i, s, e) };
+        for (j, o) in (s..e).zip(out) {
+            f(j, o);
+        }
+    }
+}
+
+fn last_dim(graph: &Graph, t: jing_graph::Tensor) -> usize {
+    *graph.node(t).shape.last().unwrap_or(&1)
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        format!(
+            "cpu ({} kernels, {} threads)",
+            self.kernels.name,
+            self.threads()
+        )
+    }
+
+    fn execute(
+        &self,
+        graph: &Graph,
+        batch: &Batch,
+        cache: &mut LatentCache,
+    ) -> Result<Outputs, ExecError> {
+        graph.validate_batch(batch)?;
+        let n = graph.nodes.len();
+        // frees[i]: buffers whose last reader is node i.
+        let mut frees = vec![Vec::new(); n];
+        for (d, &l) in graph.last_uses().iter().enumerate() {
+            if l != usize::MAX && l > d {
+                frees[l].push(d);
+            }
+        }
+        let mut vals = Values::new(n);
+        let cache = RwLock::new(cache);
+        let error: Mutex<Option<ExecError>> = Mutex::new(None);
+        let nth = self.threads();
+        let barrier = Barrier::new(nth);
+        {
+            let vals = &vals;
+            self.pool.run(&|tid| {
+                let ctx = Ctx {
+                    graph,
+                    batch,
+                    vals,
+                    cache: &cache,
+                    k: &self.kernels,
+                    tid,
+                    nth,
+                };
+                for i in 0..n {
+                    if tid == 0 {
+                        // SAFETY: only thread 0 touches these cells now. Node i has not
+                        // started. Thread 0 passed the barrier that started node i - 1, so
+                        // every thread finished node i - 2, the last reader of the freed
+                        // buffers (the other threads may still be computing node i - 1,
+                        // which neither reads them nor touches cell i).
+                        unsafe {
+                            if i > 1 {
+                                for &d in &frees[i - 2] {
+                                    vals.free(d);
+                                }
+                            }
+                            vals.alloc(i, graph.nodes[i].numel());
+                        }
+                    }
+                    barrier.wait();
+                    // A bug in a kernel must not hang the other threads at the next barrier
+                    // (or take the process down): it becomes this step's error.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node(&ctx, i)))
+                        .unwrap_or_else(|p| Err(ExecError::Internal(panic_message(&graph.nodes[i].name, p))));
+                    if let Err(e) = r {
+                        error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                    }
+                }
+            });
+        }
+        if let Some(e) = error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        let values = graph
+            .outputs
+            .iter()
+            .map(|(name, t)| (name.clone(), graph.node(*t).shape.clone(), vals.take(t.0)))
+            .collect();
+        Ok(Outputs { values })
+    }
+}
+
+/// This thread's share of node `i`.
+fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
+    let g = c.graph;
+    let nd = &g.nodes[i];
+    let width = *nd.shape.last().unwrap_or(&1);
+    let rows = if width == 0 { 0 } else { nd.numel() / width };
+    match &nd.op {
+        Op::Embed { table } => c.rows(i, rows, width, |r, out| {
+            table.row_to_f32(c.batch.tokens[r] as usize, out)
+        }),
+        Op::Input { name } => {
+            let src = c
+                .batch
+                .input(name)
+                .ok_or_else(|| ExecError::MissingInput(name.clone()))?;
+            c.rows(i, rows, width, |r, out| {
+                out.copy_from_slice(&src[r * width..(r + 1) * width])
+            })
+        }
+        Op::MatMul { x, w } => {
+            let xv = c.get(*x);
+            let n_out = w.rows();
+            let m = xv.len() / w.cols();
+            let (s, e) = share(n_out, c.tid, c.nth, 16);
+            if s < e {
+                // SAFETY: this thread writes only columns s..e of every output row.
+                let y = unsafe { c.vals.out_matrix(i, n_out) };
+                (c.k.matmul)(w, xv, m, s..e, &y);
+            }
+        }
+        Op::RmsNorm { x, w, eps } => {
+            let (xv, wv) = (c.get(*x), w.to_f32_vec());
+            c.rows(i, rows, width, |r, out| {
+                let row = &xv[r * width..(r + 1) * width];
+                let var = (c.k.dot)(row, row) / width as f32;
+                let inv = 1.0 / (var + eps).sqrt();
+                for ((o, &v), &g) in out.iter_mut().zip(row).zip(&wv) {
+                    *o = g * (v * inv);
+                }
+            })
+        }
+        Op::Add { a, b } => {
+            let (av, bv) = (c.get(*a), c.get(*b));
+            c.elements(i, nd.numel(), |j, o| *o = av[j] + bv[j])
+        }
+        Op::Mul { a, b } => {
+            let (av, bv) = (c.get(*a), c.get(*b));
+            c.elements(i, nd.numel(), |j, o| *o = av[j] * bv[j])
+        }
+        Op::Scale { x, s } => {
+            let xv = c.get(*x);
+            c.elements(i, nd.numel(), |j, o| *o = xv[j] * s)
+        }
+        Op::SiluMul { gate, up } => {
+            let (gv, uv) = (c.get(*gate), c.get(*up));
+            c.elements(i, nd.numel(), |j, o| {
+                let g = gv[j];
+                *o = g / (1.0 + (-g).exp()) * uv[j]
+            })
+        }
+        Op::Sigmoid { x } => {
+            let xv = c.get(*x);
+            c.elements(i, nd.numel(), |j, o| *o = 1.0 / (1.0 + (-xv[j]).exp()))
+        }
+        Op::Softmax { x } => {
+            let xv = c.get(*x);
+            c.rows(i, rows, width, |r, out| {
+                out.copy_from_slice(&xv[r * width..(r + 1) * width]);
+                softmax(out);
+            })
+        }
+        Op::Slice { x, start, len } => {
+            let (xv, d) = (c.get(*x), last_dim(g, *x));
+            c.rows(i, rows, width, |r, out| {
+                out.copy_from_slice(&xv[r * d + start..r * d + start + len])
+            })
+        }
+        Op::Concat { a, b } => {
+            let (av, bv) = (c.get(*a), c.get(*b));
+            let (da, db) = (last_dim(g, *a), last_dim(g, *b));
+            c.rows(i, rows, width, |r, out| {
+                out[..da].copy_from_slice(&av[r * da..(r + 1) * da]);
+                out[da..].copy_from_slice(&bv[r * db..(r + 1) * db]);
+            })
+        }
+        Op::Reshape { x } => {
+            let xv = c.get(*x);
+            c.elements(i, nd.numel(), |j, o| *o = xv[j])
+        }
+        Op::Rope { x, freqs } => {
+            let xv = c.get(*x);
+            let heads = nd.shape[1];
+            c.rows(i, rows, width, |r, out| {
+                out.copy_from_slice(&xv[r * width..(r + 1) * width]);
+                freqs.apply(out, c.batch.positions[r / heads]);
+            })
+        }
+        Op::TakeRows { x, rows: take } => {
+            let xv = c.get(*x);
+            let w = g.node(*x).numel() / g.node(*x).shape[0].max(1);
+            c.rows(i, take.len(), w, |r, out| {
+                out.copy_from_slice(&xv[take[r] * w..(take[r] + 1) * w])
+            })
+        }
+        Op::MoeSelect {
+            scores,
+            bias,
+            top_k,
+            n_group,
+            topk_group,
+            group_score,
+        } => {
+            let (sv, e) = (c.get(*scores), last_dim(g, *scores));
+            let bias = bias.as_ref().map(|b| b.to_f32_vec());
+            c.rows(i, rows, width, |r, out| {
+                let mut ids = vec![0i32; *top_k];
+                select_experts(
+                    &sv[r * e..(r + 1) * e],
+                    bias.as_deref(),
+                    *top_k,
+                    *n_group,
+                    *topk_group,
+                    *group_score,
+                    &mut ids,
+                );
+                for (o, &id) in out.iter_mut().zip(&ids) {
+                    *o = id_to_f32(id);
+                }
+            });
+        }
+        Op::GatherCols { x, ids } => {
+            let (xv, iv, e) = (c.get(*x), c.get(*ids), last_dim(g, *x));
+            c.rows(i, rows, width, |r, out| {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = xv[r * e + f32_to_id(iv[r * width + j])];
+                }
+            })
+        }
+        Op::NormalizeRows { x } => {
+            let xv = c.get(*x);
+            c.rows(i, rows, width, |r, out| {
+                let row = &xv[r * width..(r + 1) * width];
+                let s: f32 = row.iter().sum::<f32>() + 1e-20;
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o = v / s;
+                }
+            })
+        }
+        Op::MatMulId { x, experts, ids } => crate::moe::matmul_id(c, i, *x, experts, *ids),
+        Op::WeightedSum { x, w } => {
+            let (xv, wv) = (c.get(*x), c.get(*w));
+            let k = g.node(*x).shape[1];
+            c.rows(i, rows, width, |r, out| {
+                out.fill(0.0);
+                for j in 0..k {
+                    (c.k.axpy)(
+                        wv[r * k + j],
+                        &xv[(r * k + j) * width..(r * k + j + 1) * width],
+                        out,
+                    );
+                }
+            })
+        }
+        Op::KvWrite { layer, c_kv, k_pe } => {
+            // Thread 0 alone: the cache needs exclusive access, and the copy is small.
+            if c.tid == 0 {
+                let (av, bv) = (c.get(*c_kv), c.get(*k_pe));
+                let (da, db) = (last_dim(g, *c_kv), last_dim(g, *k_pe));
+                // SAFETY: only thread 0 writes this node.
+                let out = unsafe { c.vals.out_range(i, 0, nd.numel()) };
+                let mut cache = c.cache.write().unwrap_or_else(|e| e.into_inner());
+                for (r, row) in out.chunks_mut(width).enumerate() {
+                    row[..da].copy_from_slice(&av[r * da..(r + 1) * da]);
+                    row[da..].copy_from_slice(&bv[r * db..(r + 1) * db]);
+                    cache.write(c.batch.slots[r], *layer, c.batch.positions[r], row)?;
+                }
+            }
+        }
+        Op::MlaAttention(a) => mla_attention(c, i, a)?,
+    }
+    Ok(())
+}
+
+fn panic_message(node: &str, p: Box<dyn std::any::Any + Send>) -> String {
+    let msg = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("node `{node}` failed: {msg}")
+}
+
+pub(crate) fn softmax(row: &mut [f32]) {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut s = 0.0f32;
+    for v in row.iter_mut() {
+        *v = (*v - m).exp();
+        s += *v;
+    }
+    let inv = 1.0 / s;
+    row.iter_mut().for_each(|v| *v *= inv);
+}

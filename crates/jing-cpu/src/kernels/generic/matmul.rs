@@ -1,0 +1,41 @@
+//! `y[i, n] = Σ_k x[i, k] · W[n, k]` for stored weights, plain.
+
+use super::super::layout::{block_width, check_matmul, RowScale};
+use super::super::OutMatrix;
+use super::values::row_values;
+use jing_tensor::Weight;
+use std::ops::Range;
+
+/// For tokens `i < m` and weight rows `n ∈ rows`:
+/// `y[i, n] = Σ_cb scale(n, cb) · Σ_{k ∈ block cb} x[i·K + k] · W[n, k]`, with `W` before block
+/// scaling and each block's inner sum accumulated in column order in f32 (an unscaled weight is
+/// one block with scale 1). `x` is `[m, K]` row-major.
+///
+/// Each weight row is decoded once into a buffer and reused for all `m` tokens.
+///
+/// Contract (of every [`MatmulFn`](crate::kernels::MatmulFn)): no other thread reads or writes
+/// the elements `(i, n)`, `n ∈ rows`, of `y` during the call. Meant for float weights
+/// (`debug_assert`ed); integer weights are converted like [`Weight::row_to_f32`] does.
+pub fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
+    let k = check_matmul(w, x, m, &rows, y);
+    let width = block_width(w).unwrap_or(k).max(1);
+    let mut wrow = vec![0.0f32; k]; // [K] W[n, :] before scaling
+    for n in rows {
+        row_values(w, n, 0, &mut wrow);
+        let scale = RowScale::of(w, n, 1.0);
+        for i in 0..m {
+            let xi = &x[i * k..(i + 1) * k]; // [K]
+            let mut total = 0.0f32;
+            for (cb, (xb, wb)) in xi.chunks(width).zip(wrow.chunks(width)).enumerate() {
+                let mut acc = 0.0f32;
+                for (a, b) in xb.iter().zip(wb) {
+                    acc += a * b;
+                }
+                total += acc * scale.get(cb);
+            }
+            // SAFETY: the caller owns columns `rows` of `y` for this call (MatmulFn contract)
+            // and `check_matmul` checked that they lie within the leading dimension.
+            unsafe { y.write(i, n, total) };
+        }
+    }
+}

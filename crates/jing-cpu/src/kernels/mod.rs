@@ -1,0 +1,23 @@
+//! Kernels: the inner loops of the CPU backend.
+//!
+//! Every kernel has a plain scalar twin in `generic` (the oracle: simple enough to check by
+//! reading) and ISA-specific versions (`x86_64::avx2`, `x86_64::avx512`) tested against it. A
+//! [`KernelTable`] bundles one version of each; the backend picks the best table for the CPU
+//! once ([`KernelTable::detect`]) and calls through it. A weight carries its format
+//! ([`Weight::dtype`](jing_tensor::Weight), block scale), and the matmul dispatches on it.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod driver;
+mod generic;
+mod layout;
+mod out;
+mod table;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+pub use generic::row_axpy;
+pub use out::OutMatrix;
+pub use table::{AxpyFn, DotFn, KernelTable, MatmulFn, RowAxpyFn};

@@ -1,0 +1,80 @@
+//! The kernel table: one version of each kernel, chosen once for the CPU at hand. The backend
+//! calls kernels through it, so the ISA is decided in exactly one place.
+
+use super::{generic, OutMatrix};
+use jing_tensor::Weight;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+/// `y[i, n] = Σ_k x[i·K + k] · W[n, k]` for `i < m`, `n ∈ rows` (`x` is `[m, K]` row-major;
+/// `W` is `[N, K]` in any float dtype, with its block scale applied per column block, see
+/// [`generic::matmul`]). Dispatches on `w.dtype` internally.
+///
+/// Contract: `y` has `m` rows with `rows.end <= y.ld()`, and no other thread reads or writes the
+/// elements `(i, n)`, `n ∈ rows`, during the call (a pool splits `0..N` between threads).
+/// Panics if `x.len() != m · K` or `rows` is not within `0..N`.
+pub type MatmulFn = fn(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix);
+
+/// `Σ a[k] · b[k]` (panics if the lengths differ).
+pub type DotFn = fn(a: &[f32], b: &[f32]) -> f32;
+
+/// `y[k] += a · x[k]` (panics if the lengths differ).
+pub type AxpyFn = fn(a: f32, x: &[f32], y: &mut [f32]);
+
+/// `y += a · W[r, :]`, dequantized with the block scale (`y.len() == K`), see
+/// [`generic::row_axpy`].
+pub type RowAxpyFn = fn(w: &Weight, r: usize, a: f32, y: &mut [f32]);
+
+/// One version of every kernel. Cheap to copy; build it once with [`KernelTable::detect`].
+#[derive(Clone, Copy, Debug)]
+pub struct KernelTable {
+    /// `"generic"`, `"avx2"` or `"avx512"`.
+    pub name: &'static str,
+    pub matmul: MatmulFn,
+    pub dot: DotFn,
+    pub axpy: AxpyFn,
+    pub row_axpy: RowAxpyFn,
+}
+
+impl KernelTable {
+    /// The plain scalar kernels (the oracle; runs anywhere).
+    pub fn generic() -> KernelTable {
+        KernelTable {
+            name: "generic",
+            matmul: generic::matmul,
+            dot: generic::dot,
+            axpy: generic::axpy,
+            row_axpy: generic::row_axpy,
+        }
+    }
+
+    /// The best table this CPU can run, detected on the first call and cached.
+    pub fn detect() -> KernelTable {
+        static BEST: OnceLock<KernelTable> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            KernelTable::available()
+                .pop()
+                .expect("the generic table is always available")
+        })
+    }
+
+    /// Every table this CPU can run, slowest first (`generic` first, the best last); tests run
+    /// each of them.
+    pub fn available() -> Vec<KernelTable> {
+        #[allow(unused_mut)]
+        let mut tables = vec![KernelTable::generic()];
+        #[cfg(target_arch = "x86_64")]
+        {
+            tables.extend(super::x86_64::avx2::table());
+            tables.extend(super::x86_64::avx512::table());
+        }
+        tables
+    }
+
+    /// The available table called `name` (for a command-line override or a benchmark).
+    pub fn by_name(name: &str) -> Option<KernelTable> {
+        KernelTable::available()
+            .into_iter()
+            .find(|t| t.name == name)
+    }
+}

@@ -1,0 +1,8 @@
+//! Kernel tests: every table the CPU can run against an f64 reference built from
+//! `Weight::row_to_f32`, and every SIMD table against `generic`.
+
+mod bandwidth;
+mod fp8;
+mod matmul;
+mod util;
+mod vector;

@@ -1,0 +1,152 @@
+//! AVX2 kernels (with FMA and F16C): 8 f32 lanes. f32 tails use `vmaskmovps`; tails of 16- and
+//! 8-bit weights, which have no masked load before AVX-512, are copied into a zeroed 32-byte
+//! buffer first. Every function here carries the same target features, so they inline into
+//! each other; the safe entry points are only reachable through the table [`table`] returns
+//! after detecting those features.
+//!
+//! Files: `load` (stored weights to f32 vectors), `decode` (m = 1: streaming rows),
+//! `prefill` (m > 1: convert once, then register tiles), `vector` (dot, axpy, row_axpy).
+
+#![allow(
+    clippy::needless_range_loop,
+    reason = "register tiles index several arrays by the same row and token"
+)]
+
+mod decode;
+mod load;
+mod prefill;
+mod vector;
+
+use super::super::driver::{self, Isa, RowGroup, TileArgs};
+use super::super::layout::{dt, fp8_decode_x, RowScale};
+use super::super::{KernelTable, OutMatrix};
+use decode::{dot_rows, dot_rows_fp8};
+use jing_tensor::Weight;
+use prefill::{convert, tile};
+use std::arch::x86_64::*;
+use std::ops::Range;
+use vector::{axpy_imp, dot_imp, row_axpy_imp};
+
+/// f32 lanes.
+const L: usize = 8;
+
+/// The table, if this CPU has every feature the functions below are compiled for.
+pub(crate) fn table() -> Option<KernelTable> {
+    let ok = is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c");
+    ok.then_some(KernelTable {
+        name: "avx2",
+        matmul,
+        dot,
+        axpy,
+        row_axpy,
+    })
+}
+
+fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
+    // SAFETY: only reachable through `table()`, which checked the CPU features; the contract on
+    // `y` is the caller's (MatmulFn).
+    unsafe { driver::matmul::<Avx2>(w, x, m, rows, y) }
+}
+
+fn row_axpy(w: &Weight, r: usize, a: f32, y: &mut [f32]) {
+    // SAFETY: only reachable through `table()`, which checked the CPU features.
+    unsafe { driver::row_axpy::<Avx2>(w, r, a, y) }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "dot of {} and {} values",
+        a.len(),
+        b.len()
+    );
+    // SAFETY: only reachable through `table()`, which checked the CPU features.
+    unsafe { dot_imp(a, b) }
+}
+
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "axpy of {} into {} values",
+        x.len(),
+        y.len()
+    );
+    // SAFETY: only reachable through `table()`, which checked the CPU features.
+    unsafe { axpy_imp(a, x, y) }
+}
+
+/// Marker for the driver.
+struct Avx2;
+
+impl Isa for Avx2 {
+    const LANES: usize = L;
+    /// 4 rows x 2 tokens: 8 accumulators + 4 weight vectors + 1 token vector of 16 registers.
+    const TILE_TOKENS: usize = 2;
+
+    unsafe fn dot_rows<const D: u8, const R: usize>(
+        g: &RowGroup<'_, R>,
+        x: *const f32,
+    ) -> [f32; R] {
+        // SAFETY: forwarded (trait contract); for FP8 `x` is in the layout of `decode_x`.
+        unsafe {
+            if D == dt::F8 {
+                dot_rows_fp8::<R>(g, x)
+            } else {
+                dot_rows::<D, R>(g, x)
+            }
+        }
+    }
+
+    fn decode_x<const D: u8>(x: &[f32], k: usize, width: usize, buf: &mut Vec<f32>) -> Option<f32> {
+        (D == dt::F8).then(|| fp8_decode_x(x, k, width, L, buf))
+    }
+
+    unsafe fn convert<const D: u8>(src: *const u8, k0: usize, len: usize, dst: *mut f32) {
+        // SAFETY: forwarded (trait contract).
+        unsafe { convert::<D>(src, k0, len, dst) }
+    }
+
+    unsafe fn tile<const R: usize>(a: &TileArgs<R>, tokens: usize) {
+        // SAFETY: forwarded (trait contract: 1 <= tokens <= 2).
+        unsafe {
+            match tokens {
+                1 => tile::<R, 1>(a),
+                _ => tile::<R, 2>(a),
+            }
+        }
+    }
+
+    unsafe fn row_axpy<const D: u8>(
+        row: *const u8,
+        scale: RowScale<'_>,
+        width: usize,
+        a: f32,
+        y: &mut [f32],
+    ) {
+        // SAFETY: forwarded (trait contract).
+        unsafe { row_axpy_imp::<D>(row, scale, width, a, y) }
+    }
+}
+
+/// `vmaskmovps` mask with lanes `0..n` set (`n < 8`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tail_mask(n: usize) -> __m256i {
+    debug_assert!(n < L);
+    static ONES_THEN_ZEROS: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+    // SAFETY: 8 - n + 8 <= 16: the 8 values read lie within the static array.
+    unsafe { _mm256_loadu_si256(ONES_THEN_ZEROS.as_ptr().add(L - n).cast()) }
+}
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
+}

@@ -1,0 +1,62 @@
+//! Expert-indexed matmul: the rows of a batch are grouped by expert, so each selected expert's
+//! weights are read once per step however many tokens chose it, and experts no token chose are
+//! never touched.
+
+use std::sync::Arc;
+
+use jing_graph::Tensor;
+use jing_tensor::Weight;
+
+use crate::buffers::{f32_to_id, share};
+use crate::exec::Ctx;
+use crate::kernels::OutMatrix;
+
+/// Node `i = matmul_id(x, experts, ids)`: `out[t, j] = x[t] (or x[t, j]) · experts[ids[t, j]]ᵀ`.
+pub(crate) fn matmul_id(
+    c: &Ctx,
+    i: usize,
+    x: Tensor,
+    experts: &Arc<Vec<Arc<Weight>>>,
+    ids: Tensor,
+) {
+    let g = c.graph;
+    let (xv, iv) = (c.get(x), c.get(ids));
+    let shape = &g.nodes[i].shape;
+    let (k, n) = (shape[1], shape[2]);
+    let kin = experts[0].cols();
+    let shared_x = g.node(x).shape.len() == 2;
+    let (s, e) = share(n, c.tid, c.nth, 16);
+    if s == e {
+        return;
+    }
+    // Slots (t·k + j) grouped by expert, in slot order.
+    let mut by_expert: Vec<Vec<usize>> = vec![Vec::new(); experts.len()];
+    for (slot, &id) in iv.iter().enumerate() {
+        by_expert[f32_to_id(id)].push(slot);
+    }
+    // SAFETY: this thread writes only columns s..e of the output rows.
+    let out = unsafe { c.vals.out_matrix(i, n) };
+    let mut xs: Vec<f32> = Vec::new();
+    let mut ys: Vec<f32> = Vec::new();
+    for (expert, slots) in by_expert.iter().enumerate() {
+        if slots.is_empty() {
+            continue;
+        }
+        // Gather the slots' input rows: [m, K].
+        xs.clear();
+        for &slot in slots {
+            let row = if shared_x { slot / k } else { slot };
+            xs.extend_from_slice(&xv[row * kin..(row + 1) * kin]);
+        }
+        let m = slots.len();
+        ys.clear();
+        ys.resize(m * n, 0.0);
+        (c.k.matmul)(&experts[expert], &xs, m, s..e, &OutMatrix::new(&mut ys, n));
+        for (r, &slot) in slots.iter().enumerate() {
+            for col in s..e {
+                // SAFETY: column `col` of every row belongs to this thread.
+                unsafe { out.write(slot, col, ys[r * n + col]) };
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Model goldens: tiny random checkpoints made by `scripts/make_fixtures.py` with HF
+//! transformers (float64), compared with jing's logits, per-position argmax, greedy tokens and
+//! the MTP module's logits, on the reference interpreter (both MLA forms) and on every CPU
+//! kernel table this machine runs.
+//!
+//! Tolerance: |logit - golden| <= 2e-4 absolute. The fixtures record the float32-vs-float64
+//! error of the reference itself (`f32_vs_f64_max_abs_diff`, 2e-6 .. 1e-5 on these models,
+//! logits of magnitude up to ~8); jing accumulates in a different order and the SIMD kernels
+//! in f32 blocks, so we allow 20-100x that, which still catches any wrong formula (those move
+//! logits by 1e-2 or more). Argmax and greedy tokens must match exactly: the fixture script
+//! guarantees a top-1/top-2 margin of at least 1e-3 at every step.
+
+use std::path::PathBuf;
+
+use jing_cpu::kernels::KernelTable;
+use jing_cpu::CpuBackend;
+use jing_graph::{Backend, Batch, LatentCache, MlaForm, Reference};
+use jing_models::deepseek::DeepSeek;
+use jing_models::{CausalLm, LogitRows};
+use serde_json::Value;
+
+const TOL: f32 = 2e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+}
+
+fn golden(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture(name).join("golden.json")).expect("golden.json");
+    serde_json::from_str(&text).expect("valid golden.json")
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("float") as f32).collect()
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn new_cache(m: &DeepSeek) -> LatentCache {
+    let info = m.info();
+    LatentCache::new(info.cache_layers, info.cache_width, 256)
+}
+
+/// Prompt logits (all positions), hidden states, then a greedy continuation token by token
+/// through the cache; checks everything against the golden.
+fn check_model(name: &str, model: &DeepSeek, backend: &dyn Backend, form: Option<MlaForm>) {
+    let g = golden(name);
+    let who = format!("{name} on {}{}", backend.name(), form.map_or(String::new(), |f| format!(" ({f:?} MLA)")));
+    let prompt = ids(&g["prompt_ids"]);
+    let n = prompt.len();
+    let vocab = model.info().vocab_size;
+    let mut cache = new_cache(model);
+    let slot = cache.alloc_slot();
+
+    let batch = Batch::sequence(slot, 0, &prompt);
+    let mut graph = model.build_step(&batch, &LogitRows::All);
+    if let Some(f) = form {
+        graph.set_mla_form(f);
+    }
+    let out = backend.execute(&graph, &batch, &mut cache).expect("prefill runs");
+    let (shape, logits) = out.get("logits").expect("logits");
+    assert_eq!(shape, &[n, vocab]);
+    let got_argmax: Vec<u32> = logits.chunks(vocab).map(argmax).collect();
+    assert_eq!(got_argmax, ids(&g["argmax"]), "{who}: argmax per position");
+    let d_last = max_abs_diff(&logits[(n - 1) * vocab..], &floats(&g["last_logits"]));
+    assert!(d_last <= TOL, "{who}: last logits differ by {d_last}");
+    let d_first = max_abs_diff(&logits[..vocab], &floats(&g["first_logits"]));
+    assert!(d_first <= TOL, "{who}: first logits differ by {d_first}");
+    let hidden = out.get("hidden").expect("hidden").1.to_vec();
+    eprintln!("{who}: prefill ok");
+
+    // Greedy decode, one token per step through the latent cache.
+    let want = ids(&g["greedy_ids"]);
+    let mut tok = argmax(&logits[(n - 1) * vocab..]);
+    let mut got = vec![tok];
+    while got.len() < want.len() {
+        let pos = n + got.len() - 1;
+        let batch = Batch::sequence(slot, pos, &[tok]);
+        let mut graph = model.build_step(&batch, &LogitRows::last_of_each_sequence(&batch));
+        if let Some(f) = form {
+            graph.set_mla_form(f);
+        }
+        let out = backend.execute(&graph, &batch, &mut cache).expect("decode runs");
+        tok = argmax(out.get("logits").expect("logits").1);
+        got.push(tok);
+    }
+    assert_eq!(got, want, "{who}: greedy continuation");
+
+    // The MTP module: position j gets the main model's hidden state at j and token j+1.
+    if let Some(mtp) = g.get("mtp_golden") {
+        let inputs = ids(&mtp["input_token_ids"]);
+        let d = model.info().hidden_size;
+        let mut batch = Batch::sequence(slot, 0, &inputs);
+        batch.inputs.push(("hidden".into(), hidden[..inputs.len() * d].to_vec()));
+        let mut graph = model.build_mtp_step(&batch, &LogitRows::All).expect("the fixture has an MTP layer");
+        if let Some(f) = form {
+            graph.set_mla_form(f);
+        }
+        let out = backend.execute(&graph, &batch, &mut cache).expect("mtp runs");
+        let logits = out.get("logits").expect("logits").1;
+        let got: Vec<u32> = logits.chunks(vocab).map(argmax).collect();
+        assert_eq!(got, ids(&mtp["argmax"]), "{who}: MTP argmax");
+        let d = max_abs_diff(&logits[(inputs.len() - 1) * vocab..], &floats(&mtp["last_logits"]));
+        assert!(d <= TOL, "{who}: MTP last logits differ by {d}");
+    }
+}
+
+fn check_everywhere(name: &str) {
+    let model = DeepSeek::open(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    eprintln!("{name}: loaded");
+    check_model(name, &model, &Reference, Some(MlaForm::Absorbed));
+    check_model(name, &model, &Reference, Some(MlaForm::Expanded));
+    for table in KernelTable::available() {
+        for threads in [1, 2, 3] {
+            let cpu = CpuBackend::with_kernels(Some(threads), table.clone());
+            check_model(name, &model, &cpu, None);
+        }
+    }
+    let cpu = CpuBackend::new(Some(2));
+    check_model(name, &model, &cpu, Some(MlaForm::Expanded));
+}
+
+#[test]
+fn deepseek_v3_bf16() {
+    check_everywhere("deepseek-v3-tiny");
+}
+
+#[test]
+fn deepseek_v3_fp8_sharded() {
+    check_everywhere("deepseek-v3-fp8-tiny");
+}
+
+#[test]
+fn deepseek_v2_lite_f32() {
+    check_everywhere("deepseek-v2-lite-tiny");
+}
+
+#[test]
+fn deepseek_v2_f16() {
+    check_everywhere("deepseek-v2-tiny");
+}
+
+#[test]
+fn several_sequences_in_one_batch_match_separate_runs() {
+    // Continuous batching's core property: two prompts in one step give the same logits as
+    // each alone.
+    let model = DeepSeek::open(&fixture("deepseek-v3-tiny")).expect("loads");
+    let cpu = CpuBackend::new(Some(2));
+    let a: Vec<u32> = vec![0, 5, 9, 200, 17];
+    let b: Vec<u32> = vec![0, 42, 42, 7];
+    let vocab = model.info().vocab_size;
+    let alone = |p: &[u32]| {
+        let mut cache = new_cache(&model);
+        let s = cache.alloc_slot();
+        let batch = Batch::sequence(s, 0, p);
+        let g = model.build_step(&batch, &LogitRows::All);
+        cpu.execute(&g, &batch, &mut cache).expect("runs").get("logits").expect("logits").1.to_vec()
+    };
+    let (la, lb) = (alone(&a), alone(&b));
+    let mut cache = new_cache(&model);
+    let (sa, sb) = (cache.alloc_slot(), cache.alloc_slot());
+    let mut batch = Batch::sequence(sa, 0, &a);
+    let other = Batch::sequence(sb, 0, &b);
+    batch.tokens.extend(&other.tokens);
+    batch.positions.extend(&other.positions);
+    batch.slots.extend(&other.slots);
+    let g = model.build_step(&batch, &LogitRows::All);
+    let out = cpu.execute(&g, &batch, &mut cache).expect("runs");
+    let both = out.get("logits").expect("logits").1;
+    assert!(max_abs_diff(&both[..a.len() * vocab], &la) <= 1e-5);
+    assert!(max_abs_diff(&both[a.len() * vocab..], &lb) <= 1e-5);
+}

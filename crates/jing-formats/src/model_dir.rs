@@ -1,0 +1,94 @@
+//! [`ModelDir`]: an HF model folder: `config.json`, the optional `generation_config.json`, and
+//! the weights as a [`TensorStore`] set up with the config's FP8 block size.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::FormatError;
+use crate::store::TensorStore;
+
+/// Name of the model config file.
+pub const CONFIG_FILE: &str = "config.json";
+/// Name of the optional sampling-defaults file.
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
+
+/// An opened HF model folder.
+#[derive(Debug)]
+pub struct ModelDir {
+    /// The folder.
+    pub dir: PathBuf,
+    /// `config.json`.
+    pub config: Config,
+    /// `generation_config.json`, when present.
+    pub generation_config: Option<Config>,
+    /// The weights, with the block size of `quantization_config.weight_block_size` (default
+    /// 128x128).
+    pub store: TensorStore,
+}
+
+impl ModelDir {
+    /// Open `dir`: read `config.json` (required) and `generation_config.json` (optional), open
+    /// the weights (headers only) and set their FP8 block size from the config.
+    pub fn open(dir: &Path) -> Result<ModelDir, FormatError> {
+        if !dir.is_dir() {
+            return Err(FormatError::MissingFile {
+                path: dir.to_path_buf(),
+                what: "model folder".into(),
+                hint: if dir.is_file() {
+                    "this is a file; pass the folder that holds config.json and the *.safetensors files".into()
+                } else {
+                    "check the path".into()
+                },
+            });
+        }
+        let config_path = dir.join(CONFIG_FILE);
+        if !config_path.is_file() {
+            return Err(FormatError::MissingFile {
+                path: config_path,
+                what: "model config".into(),
+                hint: "download config.json from the model's repository into this folder".into(),
+            });
+        }
+        let config = Config::from_file(&config_path)?;
+        let gen_path = dir.join(GENERATION_CONFIG_FILE);
+        let generation_config = if gen_path.is_file() {
+            Some(Config::from_file(&gen_path)?)
+        } else {
+            None
+        };
+        let mut store = TensorStore::open_dir(dir)?;
+        if let Some(block) = fp8_block_size(&config)? {
+            store.set_block_size(block)?;
+        }
+        Ok(ModelDir {
+            dir: dir.to_path_buf(),
+            config,
+            generation_config,
+            store,
+        })
+    }
+
+    /// `dir/name` if that file exists (e.g. `"tokenizer.json"`).
+    pub fn file(&self, name: &str) -> Option<PathBuf> {
+        let p = self.dir.join(name);
+        p.is_file().then_some(p)
+    }
+}
+
+/// `quantization_config.weight_block_size` as `[rows, cols]`, if the config has one. It must be
+/// two positive integers.
+pub fn fp8_block_size(config: &Config) -> Result<Option<[usize; 2]>, FormatError> {
+    let field = "quantization_config.weight_block_size";
+    let Some(list) = config.opt_usize_list(field)? else {
+        return Ok(None);
+    };
+    match list.as_slice() {
+        &[r, c] if r > 0 && c > 0 => Ok(Some([r, c])),
+        _ => Err(FormatError::ConfigType {
+            path: config.path().to_path_buf(),
+            field: field.into(),
+            expected: "two positive integers [rows, cols]",
+            found: format!("{list:?}"),
+        }),
+    }
+}

@@ -1,0 +1,168 @@
+use std::sync::Arc;
+
+use jing_tensor::Weight;
+
+use crate::{RopeFreqs, Tensor};
+
+/// How the score of a router group is computed from its experts' selection scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupScore {
+    /// Sum of the two largest scores in the group (DeepSeek-V3 `noaux_tc`).
+    SumTop2,
+    /// Largest score in the group (DeepSeek-V2 `group_limited_greedy`).
+    Max,
+}
+
+/// Which algebraic form of MLA attention to run. Both compute the same function; the choice is
+/// a backend policy (rewrite the graph with [`crate::Graph::set_mla_form`]), never a model one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MlaForm {
+    /// Let the backend choose (absorbed for decode, possibly expanded for long prefill).
+    Auto,
+    /// W_UK folded into the query, attention over the latent, W_UV applied after.
+    Absorbed,
+    /// Per-head keys and values decompressed from the cached latent (plain MHA).
+    Expanded,
+}
+
+/// Multi-head latent attention over the latent cache of one layer.
+///
+/// Inputs: `q_nope [T, H, dn]`, `q_pe [T, H, dr]` (already rotated); the cache of `layer` holds
+/// for every position the normalised latent `c_kv` (`kv_lora` wide) followed by the rotated
+/// shared `k_pe` (`dr` wide). `kv_b` is `kv_b_proj.weight [H·(dn+dv), kv_lora]`: per head `h`,
+/// rows `h·(dn+dv) .. +dn` are W_UK[h] and the next `dv` rows are W_UV[h].
+/// Output: `[T, H·dv]`, ready for `o_proj`.
+#[derive(Clone, Debug)]
+pub struct MlaAttention {
+    pub q_nope: Tensor,
+    pub q_pe: Tensor,
+    /// The `KvWrite` of this step; attention runs after it.
+    pub written: Tensor,
+    pub kv_b: Arc<Weight>,
+    pub layer: usize,
+    pub n_heads: usize,
+    pub nope_dim: usize,
+    pub rope_dim: usize,
+    pub v_dim: usize,
+    pub kv_lora: usize,
+    /// Softmax scale (DeepSeek: `(dn + dr)^-1/2 · mscale²`).
+    pub scale: f32,
+    pub form: MlaForm,
+}
+
+/// One operation. Activations are f32 (ids are i32), row-major and contiguous; the first
+/// dimension is always the batch's token dimension `T`.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Rows of `table` for the batch's tokens: `[T, D]`.
+    Embed { table: Arc<Weight> },
+    /// A host-provided input of the batch (see [`crate::Batch::inputs`]).
+    Input { name: String },
+    /// `x [.., K] · Wᵀ` with `W [N, K]` in its stored format: `[.., N]`.
+    MatMul { x: Tensor, w: Arc<Weight> },
+    /// `w ⊙ x / sqrt(mean(x²) + eps)` over the last dimension.
+    RmsNorm { x: Tensor, w: Arc<Weight>, eps: f32 },
+    Add { a: Tensor, b: Tensor },
+    Mul { a: Tensor, b: Tensor },
+    Scale { x: Tensor, s: f32 },
+    /// `silu(gate) ⊙ up`.
+    SiluMul { gate: Tensor, up: Tensor },
+    Sigmoid { x: Tensor },
+    /// Softmax over the last dimension.
+    Softmax { x: Tensor },
+    /// Columns `start .. start + len` of the last dimension (copied).
+    Slice { x: Tensor, start: usize, len: usize },
+    /// `[.., A] ‖ [.., B]` along the last dimension.
+    Concat { a: Tensor, b: Tensor },
+    /// Same data, new shape (the node's shape).
+    Reshape { x: Tensor },
+    /// Rotate `x [T, H, D]` by each token's position.
+    Rope { x: Tensor, freqs: Arc<RopeFreqs> },
+    /// Rows `rows` of `x` (e.g. the last token of each sequence before the LM head).
+    TakeRows { x: Tensor, rows: Vec<usize> },
+    /// Router expert choice: `[T, top_k]` i32 ids, chosen on `scores + bias` restricted to the
+    /// best `topk_group` of `n_group` groups (masked experts get -inf, as DeepSeek's reference).
+    MoeSelect {
+        scores: Tensor,
+        bias: Option<Arc<Weight>>,
+        top_k: usize,
+        n_group: usize,
+        topk_group: usize,
+        group_score: GroupScore,
+    },
+    /// `out[t, j] = x[t, ids[t, j]]`.
+    GatherCols { x: Tensor, ids: Tensor },
+    /// `x / (Σ x + 1e-20)` per row.
+    NormalizeRows { x: Tensor },
+    /// Per-token expert matmul: for slot `j` of token `t`, `x[t] (or x[t, j]) · experts[ids[t, j]]ᵀ`:
+    /// `[T, k, N]`. `x` is `[T, K]` (shared by the slots) or `[T, k, K]`.
+    MatMulId {
+        x: Tensor,
+        experts: Arc<Vec<Arc<Weight>>>,
+        ids: Tensor,
+    },
+    /// `Σ_j w[t, j] · x[t, j, :]`: `[T, D]`.
+    WeightedSum { x: Tensor, w: Tensor },
+    /// Store `c_kv [T, kv_lora] ‖ k_pe [T, dr]` in the latent cache of `layer` at each
+    /// token's slot and position. Its value is the written rows, `[T, kv_lora + dr]`.
+    KvWrite {
+        layer: usize,
+        c_kv: Tensor,
+        k_pe: Tensor,
+    },
+    MlaAttention(Box<MlaAttention>),
+}
+
+impl Op {
+    /// The tensors this op reads.
+    pub fn inputs(&self) -> Vec<Tensor> {
+        match self {
+            Op::Embed { .. } | Op::Input { .. } => vec![],
+            Op::MatMul { x, .. }
+            | Op::RmsNorm { x, .. }
+            | Op::Scale { x, .. }
+            | Op::Sigmoid { x }
+            | Op::Softmax { x }
+            | Op::Slice { x, .. }
+            | Op::Reshape { x }
+            | Op::Rope { x, .. }
+            | Op::TakeRows { x, .. }
+            | Op::NormalizeRows { x } => vec![*x],
+            Op::MoeSelect { scores, .. } => vec![*scores],
+            Op::Add { a, b } | Op::Mul { a, b } | Op::Concat { a, b } => vec![*a, *b],
+            Op::SiluMul { gate, up } => vec![*gate, *up],
+            Op::GatherCols { x, ids } | Op::MatMulId { x, ids, .. } => vec![*x, *ids],
+            Op::WeightedSum { x, w } => vec![*x, *w],
+            Op::KvWrite { c_kv, k_pe, .. } => vec![*c_kv, *k_pe],
+            Op::MlaAttention(a) => vec![a.q_nope, a.q_pe, a.written],
+        }
+    }
+
+    /// Short name for errors and profiles.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Embed { .. } => "embed",
+            Op::Input { .. } => "input",
+            Op::MatMul { .. } => "matmul",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::Add { .. } => "add",
+            Op::Mul { .. } => "mul",
+            Op::Scale { .. } => "scale",
+            Op::SiluMul { .. } => "silu_mul",
+            Op::Sigmoid { .. } => "sigmoid",
+            Op::Softmax { .. } => "softmax",
+            Op::Slice { .. } => "slice",
+            Op::Concat { .. } => "concat",
+            Op::Reshape { .. } => "reshape",
+            Op::Rope { .. } => "rope",
+            Op::TakeRows { .. } => "take_rows",
+            Op::MoeSelect { .. } => "moe_select",
+            Op::GatherCols { .. } => "gather_cols",
+            Op::NormalizeRows { .. } => "normalize_rows",
+            Op::MatMulId { .. } => "matmul_id",
+            Op::WeightedSum { .. } => "weighted_sum",
+            Op::KvWrite { .. } => "kv_write",
+            Op::MlaAttention(_) => "mla_attention",
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! DeepSeekMoE: fine-grained routed experts plus always-on shared experts.
+
+use jing_graph::{GraphBuilder, GroupScore, Tensor};
+
+use super::weights::{Mlp, Moe};
+use super::{DeepSeekConfig, RouterKind};
+
+/// SwiGLU MLP: `down(silu(gate(x)) ⊙ up(x))`.
+pub fn mlp(g: &mut GraphBuilder, w: &Mlp, x: Tensor) -> Tensor {
+    let gate = g.matmul(x, &w.gate); //                 [T, I]
+    let up = g.matmul(x, &w.up); //                     [T, I]
+    let act = g.silu_mul(gate, up);
+    g.matmul(act, &w.down) //                           [T, d]
+}
+
+/// Routed experts weighted by the router plus the shared experts, for `x [T, d]`: `[T, d]`.
+pub fn moe(g: &mut GraphBuilder, c: &DeepSeekConfig, w: &Moe, x: Tensor) -> Tensor {
+    let k = c.num_experts_per_tok;
+
+    // Router: V3 scores experts with a sigmoid and picks them on scores + correction bias,
+    // within the best groups; V2 uses a softmax. Combine weights use the unbiased scores.
+    let logits = g.matmul(x, &w.router); //             [T, E]
+    let scores = if c.sigmoid_scores {
+        g.sigmoid(logits)
+    } else {
+        g.softmax(logits)
+    };
+    let group_score = match c.router {
+        RouterKind::NoAuxTc => GroupScore::SumTop2,
+        RouterKind::GroupLimitedGreedy | RouterKind::Greedy => GroupScore::Max,
+    };
+    let ids = g.moe_select(scores, w.bias.as_ref(), k, c.n_group, c.topk_group, group_score); // [T, k]
+    let mut weights = g.gather_cols(scores, ids); //    [T, k]
+    if c.norm_topk_prob && k > 1 {
+        weights = g.normalize_rows(weights);
+    }
+    let weights = g.scale(weights, c.routed_scaling_factor);
+
+    // Each token through its k experts, then their weighted sum.
+    let gate = g.matmul_id(x, &w.gate, ids); //         [T, k, I]
+    let up = g.matmul_id(x, &w.up, ids); //             [T, k, I]
+    let act = g.silu_mul(gate, up);
+    let down = g.matmul_id(act, &w.down, ids); //       [T, k, d]
+    let routed = g.weighted_sum(down, weights); //      [T, d]
+
+    match &w.shared {
+        Some(shared) => {
+            let s = mlp(g, shared, x); //                [T, d], not scaled
+            g.add(routed, s)
+        }
+        None => routed,
+    }
+}

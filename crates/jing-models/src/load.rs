@@ -1,0 +1,27 @@
+use std::path::Path;
+
+use jing_formats::ModelDir;
+
+use crate::deepseek::DeepSeek;
+use crate::{CausalLm, ModelError};
+
+/// Architectures jing runs, by `model_type`.
+const SUPPORTED: &[&str] = &["deepseek_v3", "deepseek_v2"];
+
+/// Open the model folder at `path` and load the model its `config.json` names.
+pub fn load_model(path: &Path) -> Result<Box<dyn CausalLm>, ModelError> {
+    let dir = ModelDir::open(path)?;
+    let model_type = dir.config.opt_str("model_type")?.unwrap_or("").to_string();
+    match model_type.as_str() {
+        "deepseek_v3" | "deepseek_v2" => Ok(Box::new(DeepSeek::load(&dir)?)),
+        "" => Err(ModelError::Config {
+            field: "model_type".into(),
+            problem: format!("is missing in {}/config.json", path.display()),
+        }),
+        other => Err(ModelError::Unsupported(format!(
+            "{}/config.json: model_type `{other}` is not supported; jing runs {}",
+            path.display(),
+            SUPPORTED.join(", ")
+        ))),
+    }
+}
