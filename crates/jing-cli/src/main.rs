@@ -1,1 +1,158 @@
-fn main() {}
+//! `jing`: run DeepSeek models on the hardware you have.
+
+mod commands;
+mod load;
+mod prompt;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "jing",
+    version,
+    about = "Run DeepSeek-V3/R1/V2 models on your own hardware"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the model is and how to run it.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Model folder (config.json, tokenizer.json, safetensors). Default: the bundled demo model.
+    #[arg(long, short)]
+    pub model: Option<PathBuf>,
+    /// Compute threads (default: all cores).
+    #[arg(long, short, value_parser = parse_threads)]
+    pub threads: Option<usize>,
+    /// Context length to allocate (default: the model's, at most 4096).
+    #[arg(long)]
+    pub max_model_len: Option<usize>,
+}
+
+/// The prompt, as text or as token ids.
+#[derive(Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct PromptArgs {
+    /// Prompt text (encoded with the model's tokenizer, BOS added as the tokenizer does).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Prompt token ids, comma separated (e.g. 0,5,7).
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt and stream it.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        prompt: PromptArgs,
+        /// Tokens to generate at most.
+        #[arg(long, default_value_t = 128)]
+        max_tokens: usize,
+        /// Sampling temperature; 0 is greedy (default: generation_config.json, else 0).
+        #[arg(long, allow_negative_numbers = true)]
+        temperature: Option<f32>,
+        /// Nucleus sampling threshold (default: generation_config.json, else 1).
+        #[arg(long)]
+        top_p: Option<f32>,
+        /// Keep the K most likely tokens (default: generation_config.json, else all).
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// Random seed: the same seed gives the same output.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Keep generating past end-of-sequence tokens.
+        #[arg(long)]
+        ignore_eos: bool,
+        /// Print one JSON object {"prompt_ids","generated_ids","text"} instead of streaming.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the logits of a prompt as JSON (f32 activations).
+    Logits {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        prompt: PromptArgs,
+    },
+    /// Describe a model folder or a safetensors file: architecture, config, tensors, dtypes.
+    Inspect {
+        /// Model folder or .safetensors file.
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a thread count (a whole number of at least 1)"
+        )),
+    }
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message already
+/// includes (several error types quote their source in their own message).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            model,
+            prompt,
+            max_tokens,
+            temperature,
+            top_p,
+            top_k,
+            seed,
+            ignore_eos,
+            json,
+        } => commands::run(
+            &model,
+            &prompt,
+            commands::RunOptions {
+                max_tokens,
+                temperature,
+                top_p,
+                top_k,
+                seed,
+                ignore_eos,
+                json,
+            },
+        ),
+        Command::Logits { model, prompt } => commands::logits(&model, &prompt),
+        Command::Inspect { path, json } => commands::inspect(&path, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -152,10 +152,16 @@ impl Backend for CpuBackend {
                     barrier.wait();
                     // A bug in a kernel must not hang the other threads at the next barrier
                     // (or take the process down): it becomes this step's error.
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node(&ctx, i)))
-                        .unwrap_or_else(|p| Err(ExecError::Internal(panic_message(&graph.nodes[i].name, p))));
+                    let r =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node(&ctx, i)))
+                            .unwrap_or_else(|p| {
+                                Err(ExecError::Internal(panic_message(&graph.nodes[i].name, p)))
+                            });
                     if let Err(e) = r {
-                        error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                        error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(e);
                     }
                 }
             });
@@ -177,7 +183,7 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
     let g = c.graph;
     let nd = &g.nodes[i];
     let width = *nd.shape.last().unwrap_or(&1);
-    let rows = if width == 0 { 0 } else { nd.numel() / width };
+    let rows = nd.numel().checked_div(width).unwrap_or(0);
     match &nd.op {
         Op::Embed { table } => c.rows(i, rows, width, |r, out| {
             table.row_to_f32(c.batch.tokens[r] as usize, out)

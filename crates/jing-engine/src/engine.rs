@@ -16,7 +16,7 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("token id {id} is outside the vocabulary ({vocab} entries)")]
     TokenId { id: u32, vocab: usize },
-    #[error("{needed} tokens do not fit the context of {limit} tokens")]
+    #[error("{needed} tokens (the prompt plus the tokens to generate) do not fit the context of {limit} tokens: shorten the prompt, generate fewer tokens (--max-tokens) or allocate a longer context (--max-model-len)")]
     TooLong { needed: usize, limit: usize },
 }
 
@@ -44,16 +44,32 @@ pub struct Engine {
 impl Engine {
     /// Load the model at `path` on the CPU backend with `threads` threads (default: all) and a
     /// context of `max_len` tokens (default: the model's, capped at 4096).
-    pub fn load(path: &Path, threads: Option<usize>, max_len: Option<usize>) -> Result<Engine, EngineError> {
+    pub fn load(
+        path: &Path,
+        threads: Option<usize>,
+        max_len: Option<usize>,
+    ) -> Result<Engine, EngineError> {
         let model = load_model(path)?;
-        Ok(Engine::new(model, Box::new(CpuBackend::new(threads)), max_len))
+        Ok(Engine::new(
+            model,
+            Box::new(CpuBackend::new(threads)),
+            max_len,
+        ))
     }
 
-    pub fn new(model: Box<dyn CausalLm>, backend: Box<dyn Backend>, max_len: Option<usize>) -> Engine {
+    pub fn new(
+        model: Box<dyn CausalLm>,
+        backend: Box<dyn Backend>,
+        max_len: Option<usize>,
+    ) -> Engine {
         let info = model.info();
         let max_len = max_len.unwrap_or(info.max_position_embeddings.min(4096));
         let cache = LatentCache::new(info.cache_layers, info.cache_width, max_len);
-        Engine { model, backend, cache }
+        Engine {
+            model,
+            backend,
+            cache,
+        }
     }
 
     pub fn model(&self) -> &dyn CausalLm {
@@ -77,7 +93,13 @@ impl Engine {
     }
 
     /// Run `tokens` at positions `start..` of `slot`, returning logits for `rows`.
-    pub fn step(&mut self, slot: usize, start: usize, tokens: &[u32], rows: LogitRows) -> Result<StepLogits, EngineError> {
+    pub fn step(
+        &mut self,
+        slot: usize,
+        start: usize,
+        tokens: &[u32],
+        rows: LogitRows,
+    ) -> Result<StepLogits, EngineError> {
         self.check_ids(tokens)?;
         if start + tokens.len() > self.cache.max_len() {
             return Err(EngineError::TooLong {
@@ -90,8 +112,15 @@ impl Engine {
         let out = self.backend.execute(&graph, &batch, &mut self.cache)?;
         let (shape, logits) = out.get("logits").expect("models output logits");
         let vocab = shape[1];
-        let hidden = out.get("hidden").map(|(_, h)| h.to_vec()).unwrap_or_default();
-        Ok(StepLogits { logits: logits.to_vec(), hidden, vocab })
+        let hidden = out
+            .get("hidden")
+            .map(|(_, h)| h.to_vec())
+            .unwrap_or_default();
+        Ok(StepLogits {
+            logits: logits.to_vec(),
+            hidden,
+            vocab,
+        })
     }
 
     /// Logits at every position of `ids` (a fresh sequence), `[len, vocab]`.
@@ -121,7 +150,10 @@ impl Engine {
         }
         let needed = prompt.len() + max_tokens;
         if needed > self.cache.max_len() {
-            return Err(EngineError::TooLong { needed, limit: self.cache.max_len() });
+            return Err(EngineError::TooLong {
+                needed,
+                limit: self.cache.max_len(),
+            });
         }
         let slot = self.cache.alloc_slot();
         let result = (|| {

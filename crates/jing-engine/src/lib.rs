@@ -5,4 +5,4 @@ mod engine;
 mod sampler;
 
 pub use engine::{Engine, EngineError, StepLogits};
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{argmax, Sampler, SamplingParams};

@@ -65,7 +65,11 @@ impl Sampler {
         }
         // Candidates sorted by logit, best first (ties to the lower id).
         let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-        idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+        idx.sort_by(|&a, &b| {
+            logits[b as usize]
+                .total_cmp(&logits[a as usize])
+                .then(a.cmp(&b))
+        });
         if p.top_k > 0 {
             idx.truncate(p.top_k);
         }
@@ -113,7 +117,12 @@ mod tests {
         let mut s = Sampler::new(SamplingParams::default());
         assert_eq!(s.sample(&logits), 1);
         // top_k 2 never leaves {1, 3}.
-        let params = SamplingParams { temperature: 1.0, top_k: 2, top_p: 1.0, seed: 7 };
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_k: 2,
+            top_p: 1.0,
+            seed: 7,
+        };
         let mut s = Sampler::new(params.clone());
         let picks: Vec<u32> = (0..200).map(|_| s.sample(&logits)).collect();
         assert!(picks.iter().all(|&t| t == 1 || t == 3));
@@ -123,7 +132,12 @@ mod tests {
         let again: Vec<u32> = (0..200).map(|_| s2.sample(&logits)).collect();
         assert_eq!(picks, again);
         // A tiny top_p keeps only the best token.
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.01, seed: 1 });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.01,
+            seed: 1,
+        });
         assert!((0..50).all(|_| s.sample(&logits) == 1));
     }
 }

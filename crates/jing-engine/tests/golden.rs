@@ -22,7 +22,9 @@ use serde_json::Value;
 const TOL: f32 = 2e-4;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 fn golden(name: &str) -> Value {
@@ -31,11 +33,19 @@ fn golden(name: &str) -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("float") as f32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("float") as f32)
+        .collect()
 }
 
 fn argmax(row: &[f32]) -> u32 {
@@ -50,7 +60,10 @@ fn argmax(row: &[f32]) -> u32 {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn new_cache(m: &DeepSeek) -> LatentCache {
@@ -62,7 +75,11 @@ fn new_cache(m: &DeepSeek) -> LatentCache {
 /// through the cache; checks everything against the golden.
 fn check_model(name: &str, model: &DeepSeek, backend: &dyn Backend, form: Option<MlaForm>) {
     let g = golden(name);
-    let who = format!("{name} on {}{}", backend.name(), form.map_or(String::new(), |f| format!(" ({f:?} MLA)")));
+    let who = format!(
+        "{name} on {}{}",
+        backend.name(),
+        form.map_or(String::new(), |f| format!(" ({f:?} MLA)"))
+    );
     let prompt = ids(&g["prompt_ids"]);
     let n = prompt.len();
     let vocab = model.info().vocab_size;
@@ -74,7 +91,9 @@ fn check_model(name: &str, model: &DeepSeek, backend: &dyn Backend, form: Option
     if let Some(f) = form {
         graph.set_mla_form(f);
     }
-    let out = backend.execute(&graph, &batch, &mut cache).expect("prefill runs");
+    let out = backend
+        .execute(&graph, &batch, &mut cache)
+        .expect("prefill runs");
     let (shape, logits) = out.get("logits").expect("logits");
     assert_eq!(shape, &[n, vocab]);
     let got_argmax: Vec<u32> = logits.chunks(vocab).map(argmax).collect();
@@ -97,7 +116,9 @@ fn check_model(name: &str, model: &DeepSeek, backend: &dyn Backend, form: Option
         if let Some(f) = form {
             graph.set_mla_form(f);
         }
-        let out = backend.execute(&graph, &batch, &mut cache).expect("decode runs");
+        let out = backend
+            .execute(&graph, &batch, &mut cache)
+            .expect("decode runs");
         tok = argmax(out.get("logits").expect("logits").1);
         got.push(tok);
     }
@@ -108,16 +129,25 @@ fn check_model(name: &str, model: &DeepSeek, backend: &dyn Backend, form: Option
         let inputs = ids(&mtp["input_token_ids"]);
         let d = model.info().hidden_size;
         let mut batch = Batch::sequence(slot, 0, &inputs);
-        batch.inputs.push(("hidden".into(), hidden[..inputs.len() * d].to_vec()));
-        let mut graph = model.build_mtp_step(&batch, &LogitRows::All).expect("the fixture has an MTP layer");
+        batch
+            .inputs
+            .push(("hidden".into(), hidden[..inputs.len() * d].to_vec()));
+        let mut graph = model
+            .build_mtp_step(&batch, &LogitRows::All)
+            .expect("the fixture has an MTP layer");
         if let Some(f) = form {
             graph.set_mla_form(f);
         }
-        let out = backend.execute(&graph, &batch, &mut cache).expect("mtp runs");
+        let out = backend
+            .execute(&graph, &batch, &mut cache)
+            .expect("mtp runs");
         let logits = out.get("logits").expect("logits").1;
         let got: Vec<u32> = logits.chunks(vocab).map(argmax).collect();
         assert_eq!(got, ids(&mtp["argmax"]), "{who}: MTP argmax");
-        let d = max_abs_diff(&logits[(inputs.len() - 1) * vocab..], &floats(&mtp["last_logits"]));
+        let d = max_abs_diff(
+            &logits[(inputs.len() - 1) * vocab..],
+            &floats(&mtp["last_logits"]),
+        );
         assert!(d <= TOL, "{who}: MTP last logits differ by {d}");
     }
 }
@@ -171,7 +201,12 @@ fn several_sequences_in_one_batch_match_separate_runs() {
         let s = cache.alloc_slot();
         let batch = Batch::sequence(s, 0, p);
         let g = model.build_step(&batch, &LogitRows::All);
-        cpu.execute(&g, &batch, &mut cache).expect("runs").get("logits").expect("logits").1.to_vec()
+        cpu.execute(&g, &batch, &mut cache)
+            .expect("runs")
+            .get("logits")
+            .expect("logits")
+            .1
+            .to_vec()
     };
     let (la, lb) = (alone(&a), alone(&b));
     let mut cache = new_cache(&model);

@@ -139,6 +139,9 @@ pub enum FormatError {
         found: String,
     },
 
+    /// A model folder was expected and a file was given.
+    #[error("{} is a file, not a model folder: pass the folder that holds config.json and the *.safetensors files", .0.display())]
+    NotAFolder(PathBuf),
     /// An invalid store setting (e.g. a zero FP8 block size).
     #[error("invalid setting: {0}")]
     Setting(String),

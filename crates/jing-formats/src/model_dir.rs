@@ -30,15 +30,14 @@ impl ModelDir {
     /// Open `dir`: read `config.json` (required) and `generation_config.json` (optional), open
     /// the weights (headers only) and set their FP8 block size from the config.
     pub fn open(dir: &Path) -> Result<ModelDir, FormatError> {
+        if dir.is_file() {
+            return Err(FormatError::NotAFolder(dir.to_path_buf()));
+        }
         if !dir.is_dir() {
             return Err(FormatError::MissingFile {
                 path: dir.to_path_buf(),
                 what: "model folder".into(),
-                hint: if dir.is_file() {
-                    "this is a file; pass the folder that holds config.json and the *.safetensors files".into()
-                } else {
-                    "check the path".into()
-                },
+                hint: "check the path".into(),
             });
         }
         let config_path = dir.join(CONFIG_FILE);

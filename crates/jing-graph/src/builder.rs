@@ -2,9 +2,7 @@ use std::sync::Arc;
 
 use jing_tensor::Weight;
 
-use crate::{
-    Graph, GroupScore, MlaAttention, MlaForm, Node, Op, RopeFreqs, Tensor, ValueType,
-};
+use crate::{Graph, GroupScore, MlaAttention, MlaForm, Node, Op, RopeFreqs, Tensor, ValueType};
 
 /// Builds a [`Graph`] op by op, inferring and checking shapes as the model is written.
 /// A shape mismatch here is a bug in model code (checkpoint shapes are validated when the
@@ -126,11 +124,7 @@ impl GraphBuilder {
     }
 
     fn same_shape(&self, op: &str, a: Tensor, b: Tensor) -> Vec<usize> {
-        assert_eq!(
-            self.shape(a),
-            self.shape(b),
-            "{op}: shapes differ"
-        );
+        assert_eq!(self.shape(a), self.shape(b), "{op}: shapes differ");
         self.shape(a).to_vec()
     }
 
@@ -179,7 +173,11 @@ impl GraphBuilder {
 
     pub fn concat(&mut self, a: Tensor, b: Tensor) -> Tensor {
         let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
-        assert_eq!(sa[..sa.len() - 1], sb[..sb.len() - 1], "concat: {sa:?} and {sb:?}");
+        assert_eq!(
+            sa[..sa.len() - 1],
+            sb[..sb.len() - 1],
+            "concat: {sa:?} and {sb:?}"
+        );
         let mut shape = sa.clone();
         *shape.last_mut().expect("non-empty") += sb[sb.len() - 1];
         self.f32(Op::Concat { a, b }, shape)
@@ -233,7 +231,7 @@ impl GraphBuilder {
         group_score: GroupScore,
     ) -> Tensor {
         let e = self.last_dim(scores);
-        assert!(top_k <= e && n_group >= 1 && e % n_group == 0 && topk_group <= n_group);
+        assert!(top_k <= e && n_group >= 1 && e.is_multiple_of(n_group) && topk_group <= n_group);
         if let Some(b) = bias {
             assert_eq!(b.numel(), e, "router bias `{}`", b.name);
         }
@@ -264,12 +262,7 @@ impl GraphBuilder {
     }
 
     /// Per-token expert matmul `[T, k, N]` (see [`Op::MatMulId`]).
-    pub fn matmul_id(
-        &mut self,
-        x: Tensor,
-        experts: &Arc<Vec<Arc<Weight>>>,
-        ids: Tensor,
-    ) -> Tensor {
+    pub fn matmul_id(&mut self, x: Tensor, experts: &Arc<Vec<Arc<Weight>>>, ids: Tensor) -> Tensor {
         let (t, k) = (self.shape(ids)[0], self.shape(ids)[1]);
         let xs = self.shape(x).to_vec();
         assert!(
@@ -281,7 +274,12 @@ impl GraphBuilder {
             experts.iter().all(|w| w.shape == first.shape),
             "matmul_id: experts differ in shape"
         );
-        assert_eq!(xs[xs.len() - 1], first.cols(), "matmul_id: x {xs:?} vs `{}`", first.name);
+        assert_eq!(
+            xs[xs.len() - 1],
+            first.cols(),
+            "matmul_id: x {xs:?} vs `{}`",
+            first.name
+        );
         self.f32(
             Op::MatMulId {
                 x,
@@ -319,7 +317,10 @@ impl GraphBuilder {
         scale: f32,
     ) -> Tensor {
         let (qn, qp) = (self.shape(q_nope).to_vec(), self.shape(q_pe).to_vec());
-        assert!(qn.len() == 3 && qp.len() == 3 && qn[..2] == qp[..2], "mla: q {qn:?} {qp:?}");
+        assert!(
+            qn.len() == 3 && qp.len() == 3 && qn[..2] == qp[..2],
+            "mla: q {qn:?} {qp:?}"
+        );
         let (t, h, dn, dr) = (qn[0], qn[1], qn[2], qp[2]);
         assert_eq!(
             kv_b.shape,

@@ -77,9 +77,7 @@ impl Backend for Reference {
                     }
                     Value::F32(y)
                 }
-                Op::Input { name } => {
-                    Value::F32(batch.input(name).expect("validated").to_vec())
-                }
+                Op::Input { name } => Value::F32(batch.input(name).expect("validated").to_vec()),
                 Op::MatMul { x, w } => Value::F32(matmul(get(x).f32(), w)),
                 Op::RmsNorm { x, w, eps } => {
                     let wv = w.to_f32_vec();
@@ -95,10 +93,20 @@ impl Backend for Reference {
                     Value::F32(y)
                 }
                 Op::Add { a, b } => Value::F32(
-                    get(a).f32().iter().zip(get(b).f32()).map(|(x, y)| x + y).collect(),
+                    get(a)
+                        .f32()
+                        .iter()
+                        .zip(get(b).f32())
+                        .map(|(x, y)| x + y)
+                        .collect(),
                 ),
                 Op::Mul { a, b } => Value::F32(
-                    get(a).f32().iter().zip(get(b).f32()).map(|(x, y)| x * y).collect(),
+                    get(a)
+                        .f32()
+                        .iter()
+                        .zip(get(b).f32())
+                        .map(|(x, y)| x * y)
+                        .collect(),
                 ),
                 Op::Scale { x, s } => Value::F32(get(x).f32().iter().map(|v| v * s).collect()),
                 Op::SiluMul { gate, up } => Value::F32(
@@ -109,9 +117,13 @@ impl Backend for Reference {
                         .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
                         .collect(),
                 ),
-                Op::Sigmoid { x } => {
-                    Value::F32(get(x).f32().iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect())
-                }
+                Op::Sigmoid { x } => Value::F32(
+                    get(x)
+                        .f32()
+                        .iter()
+                        .map(|&v| 1.0 / (1.0 + (-v).exp()))
+                        .collect(),
+                ),
                 Op::Softmax { x } => {
                     let d = *shape.last().expect("dim");
                     let mut y = get(x).f32().to_vec();
@@ -156,10 +168,14 @@ impl Backend for Reference {
                     let w = graph.node(*x).numel() / graph.node(*x).shape[0];
                     match get(x) {
                         Value::F32(v) => Value::F32(
-                            rows.iter().flat_map(|&r| v[r * w..(r + 1) * w].iter().copied()).collect(),
+                            rows.iter()
+                                .flat_map(|&r| v[r * w..(r + 1) * w].iter().copied())
+                                .collect(),
                         ),
                         Value::I32(v) => Value::I32(
-                            rows.iter().flat_map(|&r| v[r * w..(r + 1) * w].iter().copied()).collect(),
+                            rows.iter()
+                                .flat_map(|&r| v[r * w..(r + 1) * w].iter().copied())
+                                .collect(),
                         ),
                     }
                 }
@@ -254,9 +270,13 @@ impl Backend for Reference {
                     }
                     Value::F32(rows)
                 }
-                Op::MlaAttention(a) => {
-                    Value::F32(mla_reference(a, get(&a.q_nope).f32(), get(&a.q_pe).f32(), batch, cache)?)
-                }
+                Op::MlaAttention(a) => Value::F32(mla_reference(
+                    a,
+                    get(&a.q_nope).f32(),
+                    get(&a.q_pe).f32(),
+                    batch,
+                    cache,
+                )?),
             };
             vals[i] = Some(out);
             for t in node.op.inputs() {
@@ -342,7 +362,11 @@ fn mla_reference(
                             .map(|d| qn[d] as f64 * (dot64(w_uk(head, d), lat) as f32) as f64)
                             .sum();
                         scores.push((k_nope + dot64(qp, &row[c..])) * a.scale as f64);
-                        vs.push((0..dv).map(|e| dot64(w_uv(head, e), lat) as f32 as f64).collect());
+                        vs.push(
+                            (0..dv)
+                                .map(|e| dot64(w_uv(head, e), lat) as f32 as f64)
+                                .collect(),
+                        );
                     }
                     let p = softmax_f64(&scores);
                     (0..dv)

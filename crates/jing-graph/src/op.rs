@@ -55,31 +55,73 @@ pub struct MlaAttention {
 #[derive(Clone, Debug)]
 pub enum Op {
     /// Rows of `table` for the batch's tokens: `[T, D]`.
-    Embed { table: Arc<Weight> },
+    Embed {
+        table: Arc<Weight>,
+    },
     /// A host-provided input of the batch (see [`crate::Batch::inputs`]).
-    Input { name: String },
+    Input {
+        name: String,
+    },
     /// `x [.., K] · Wᵀ` with `W [N, K]` in its stored format: `[.., N]`.
-    MatMul { x: Tensor, w: Arc<Weight> },
+    MatMul {
+        x: Tensor,
+        w: Arc<Weight>,
+    },
     /// `w ⊙ x / sqrt(mean(x²) + eps)` over the last dimension.
-    RmsNorm { x: Tensor, w: Arc<Weight>, eps: f32 },
-    Add { a: Tensor, b: Tensor },
-    Mul { a: Tensor, b: Tensor },
-    Scale { x: Tensor, s: f32 },
+    RmsNorm {
+        x: Tensor,
+        w: Arc<Weight>,
+        eps: f32,
+    },
+    Add {
+        a: Tensor,
+        b: Tensor,
+    },
+    Mul {
+        a: Tensor,
+        b: Tensor,
+    },
+    Scale {
+        x: Tensor,
+        s: f32,
+    },
     /// `silu(gate) ⊙ up`.
-    SiluMul { gate: Tensor, up: Tensor },
-    Sigmoid { x: Tensor },
+    SiluMul {
+        gate: Tensor,
+        up: Tensor,
+    },
+    Sigmoid {
+        x: Tensor,
+    },
     /// Softmax over the last dimension.
-    Softmax { x: Tensor },
+    Softmax {
+        x: Tensor,
+    },
     /// Columns `start .. start + len` of the last dimension (copied).
-    Slice { x: Tensor, start: usize, len: usize },
+    Slice {
+        x: Tensor,
+        start: usize,
+        len: usize,
+    },
     /// `[.., A] ‖ [.., B]` along the last dimension.
-    Concat { a: Tensor, b: Tensor },
+    Concat {
+        a: Tensor,
+        b: Tensor,
+    },
     /// Same data, new shape (the node's shape).
-    Reshape { x: Tensor },
+    Reshape {
+        x: Tensor,
+    },
     /// Rotate `x [T, H, D]` by each token's position.
-    Rope { x: Tensor, freqs: Arc<RopeFreqs> },
+    Rope {
+        x: Tensor,
+        freqs: Arc<RopeFreqs>,
+    },
     /// Rows `rows` of `x` (e.g. the last token of each sequence before the LM head).
-    TakeRows { x: Tensor, rows: Vec<usize> },
+    TakeRows {
+        x: Tensor,
+        rows: Vec<usize>,
+    },
     /// Router expert choice: `[T, top_k]` i32 ids, chosen on `scores + bias` restricted to the
     /// best `topk_group` of `n_group` groups (masked experts get -inf, as DeepSeek's reference).
     MoeSelect {
@@ -91,9 +133,14 @@ pub enum Op {
         group_score: GroupScore,
     },
     /// `out[t, j] = x[t, ids[t, j]]`.
-    GatherCols { x: Tensor, ids: Tensor },
+    GatherCols {
+        x: Tensor,
+        ids: Tensor,
+    },
     /// `x / (Σ x + 1e-20)` per row.
-    NormalizeRows { x: Tensor },
+    NormalizeRows {
+        x: Tensor,
+    },
     /// Per-token expert matmul: for slot `j` of token `t`, `x[t] (or x[t, j]) · experts[ids[t, j]]ᵀ`:
     /// `[T, k, N]`. `x` is `[T, K]` (shared by the slots) or `[T, k, K]`.
     MatMulId {
@@ -102,7 +149,10 @@ pub enum Op {
         ids: Tensor,
     },
     /// `Σ_j w[t, j] · x[t, j, :]`: `[T, D]`.
-    WeightedSum { x: Tensor, w: Tensor },
+    WeightedSum {
+        x: Tensor,
+        w: Tensor,
+    },
     /// Store `c_kv [T, kv_lora] ‖ k_pe [T, dr]` in the latent cache of `layer` at each
     /// token's slot and position. Its value is the written rows, `[T, kv_lora + dr]`.
     KvWrite {

@@ -7,7 +7,7 @@ pub enum ModelError {
     Format(#[from] FormatError),
     #[error("config.json: `{field}` {problem}")]
     Config { field: String, problem: String },
-    #[error("tensor `{tensor}` has shape {found:?}, but config.json implies {expected:?} ({why})")]
+    #[error("tensor `{tensor}` has shape {found:?}, but config.json implies {expected:?} ({why}): the weights and config.json do not belong to the same model; check that both come from the same repository")]
     Shape {
         tensor: String,
         found: Vec<usize>,

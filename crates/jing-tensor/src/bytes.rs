@@ -37,7 +37,10 @@ impl Bytes {
     /// Own a vector (used for tensors built in memory: tests, converted weights).
     pub fn from_vec(v: Vec<u8>) -> Bytes {
         let len = v.len();
-        Bytes { owner: Arc::new(v), range: 0..len }
+        Bytes {
+            owner: Arc::new(v),
+            range: 0..len,
+        }
     }
 
     /// f32 values as little-endian bytes.

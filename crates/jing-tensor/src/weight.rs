@@ -2,7 +2,9 @@ use crate::{bf16_to_f32, f16_to_f32, f8e4m3_to_f32, Bytes, DType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
-    #[error("tensor `{name}`: {dtype} data of shape {shape:?} needs {expected} bytes, found {found}")]
+    #[error(
+        "tensor `{name}`: {dtype} data of shape {shape:?} needs {expected} bytes, found {found}"
+    )]
     SizeMismatch {
         name: String,
         dtype: DType,
@@ -10,17 +12,22 @@ pub enum WeightError {
         expected: usize,
         found: usize,
     },
-    #[error("tensor `{name}`: block scale `{scale_name}` has shape {found:?}, expected {expected:?} for {block:?} blocks over {shape:?}")]
-    ScaleShape {
-        name: String,
-        scale_name: String,
-        shape: Vec<usize>,
-        block: [usize; 2],
-        expected: [usize; 2],
-        found: Vec<usize>,
-    },
+    #[error("{0}")]
+    ScaleShape(Box<ScaleShapeError>),
     #[error("tensor `{name}`: {what}")]
     Invalid { name: String, what: String },
+}
+
+/// A block-scale tensor whose grid does not fit its weight.
+#[derive(Debug, thiserror::Error)]
+#[error("tensor `{name}`: block scale `{scale_name}` has shape {found:?}, expected {expected:?} for {block:?} blocks over {shape:?}")]
+pub struct ScaleShapeError {
+    pub name: String,
+    pub scale_name: String,
+    pub shape: Vec<usize>,
+    pub block: [usize; 2],
+    pub expected: [usize; 2],
+    pub found: Vec<usize>,
 }
 
 /// Per-block multipliers of a block-quantized 2-D weight: DeepSeek's FP8 checkpoints store
@@ -70,8 +77,13 @@ impl Weight {
         data: Bytes,
     ) -> Result<Weight, WeightError> {
         let name = name.into();
-        let numel: usize = shape.iter().product();
-        let expected = numel * dtype.size();
+        let expected = shape
+            .iter()
+            .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| WeightError::Invalid {
+                name: name.clone(),
+                what: format!("shape {shape:?} is too large"),
+            })?;
         if data.len() != expected {
             return Err(WeightError::SizeMismatch {
                 name,
@@ -114,14 +126,14 @@ impl Weight {
             self.shape[1].div_ceil(block[1]),
         ];
         if scale_shape != expected || scale_data.len() != expected[0] * expected[1] * 4 {
-            return Err(WeightError::ScaleShape {
+            return Err(WeightError::ScaleShape(Box::new(ScaleShapeError {
                 name: self.name,
                 scale_name: scale_name.to_string(),
                 shape: self.shape,
                 block,
                 expected,
                 found: scale_shape.to_vec(),
-            });
+            })));
         }
         self.scale = Some(BlockScale {
             block,

@@ -38,9 +38,9 @@ pub(crate) const fn dt_size(d: u8) -> usize {
     }
 }
 
-/// The SIMD `convert` and `row_axpy` kernels decode FP8 codes to `value · 2^-8` (see
-/// [`fp8_as_f16_bits`]) and multiply the block scale by this factor instead, so the product is
-/// exact and unchanged. (The decode kernels use [`FP8_X_SCALE`] instead.)
+/// The SIMD `row_axpy` kernels decode FP8 codes to `value · 2^-8` (see [`fp8_as_f16_bits`])
+/// and multiply the block scale by this factor instead, so the product is exact and unchanged.
+/// (The matmul kernels use [`FP8_X_SCALE`] instead.)
 pub(crate) const fn simd_factor(d: u8) -> f32 {
     if d == dt::F8 {
         256.0
@@ -63,20 +63,20 @@ pub(crate) const fn fp8_as_f16_bits(code: u8) -> u16 {
     (((code as i8 as i16) << 7) as u16) & 0xBFFF
 }
 
-/// The FP8 decode kernels multiply `x` by this: their shift-and-mask decode yields
+/// The FP8 matmul kernels multiply `x` by this: their shift-and-mask decode yields
 /// `code · 2^-120` (the e4m3 bits land in the low exponent bits of an f32, subnormals as f32
 /// subnormals, exact as long as MXCSR.DAZ is clear, Rust's default), so the products are
 /// `x · w · 2^-60`, comfortably normal, and no multiply per weight is needed. The block scales
 /// take the 2^60 back.
 pub(crate) const FP8_X_SCALE: f32 = (1u64 << 60) as f32;
 
-/// The FP8 decode layout of `x` (`[m, K]`) for vectors of `lanes` f32: each value times
+/// The FP8 matmul layout of `x` (`[m, K]`) for vectors of `lanes` f32: each value times
 /// [`FP8_X_SCALE`], and within each scale block every whole group of `4 · lanes` columns from
 /// the block's start reordered as `[4 positions][lanes]` (`dst[p · lanes + i] = src[4i + p]`);
 /// a block's remaining columns stay in order. The kernel loads `4 · lanes` codes per row as
 /// i32 lanes of 4 codes each and splits them by byte position `p` with shifts only, so its
 /// vector `p` holds the codes `4i + p`. Returns the factor for the block scales.
-pub(crate) fn fp8_decode_x(
+pub(crate) fn fp8_prepare_x(
     x: &[f32],
     k: usize,
     width: usize,

@@ -8,8 +8,11 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// Only the SIMD tables use the driver and parts of the layout helpers.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod driver;
 mod generic;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod layout;
 mod out;
 mod table;

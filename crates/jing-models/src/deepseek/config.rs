@@ -63,7 +63,8 @@ fn positive(name: &str, v: usize) -> Result<usize, ModelError> {
 impl DeepSeekConfig {
     /// Read a DeepSeek-V2/V3 `config.json`, checking every field the model uses.
     pub fn from_config(cfg: &Config) -> Result<DeepSeekConfig, ModelError> {
-        let model_type = cfg.opt_str("model_type")?
+        let model_type = cfg
+            .opt_str("model_type")?
             .ok_or_else(|| ModelError::config("model_type", "is missing"))?
             .to_string();
         let is_v3 = match model_type.as_str() {
@@ -87,7 +88,9 @@ impl DeepSeekConfig {
             })
             .to_string();
 
-        let topk_method = cfg.opt_str("topk_method")?.unwrap_or(if is_v3 { "noaux_tc" } else { "greedy" });
+        let topk_method =
+            cfg.opt_str("topk_method")?
+                .unwrap_or(if is_v3 { "noaux_tc" } else { "greedy" });
         let router = match topk_method {
             "noaux_tc" => RouterKind::NoAuxTc,
             "group_limited_greedy" => RouterKind::GroupLimitedGreedy,
@@ -99,7 +102,9 @@ impl DeepSeekConfig {
                 ))
             }
         };
-        let scoring = cfg.opt_str("scoring_func")?.unwrap_or(if is_v3 { "sigmoid" } else { "softmax" });
+        let scoring =
+            cfg.opt_str("scoring_func")?
+                .unwrap_or(if is_v3 { "sigmoid" } else { "softmax" });
         let sigmoid_scores = match scoring {
             "sigmoid" => true,
             "softmax" => false,
@@ -128,7 +133,7 @@ impl DeepSeekConfig {
                     format!("must be between 1 and n_routed_experts ({n_routed_experts})"),
                 ));
             }
-            if n_routed_experts % n_group != 0 || topk_group > n_group {
+            if !n_routed_experts.is_multiple_of(n_group) || topk_group > n_group {
                 return Err(ModelError::config(
                     "n_group",
                     format!("n_group {n_group} must divide n_routed_experts {n_routed_experts} and be at least topk_group {topk_group}"),
@@ -137,16 +142,25 @@ impl DeepSeekConfig {
         }
 
         let yarn = rope_yarn(cfg)?;
-        let rope_theta = cfg.opt_f64("rope_theta")?
-            .or(rope_params(cfg).and_then(|p| p.get("rope_theta")).and_then(Value::as_f64))
+        let rope_theta = cfg
+            .opt_f64("rope_theta")?
+            .or(rope_params(cfg)
+                .and_then(|p| p.get("rope_theta"))
+                .and_then(Value::as_f64))
             .unwrap_or(10000.0);
 
         if cfg.opt_bool("attention_bias")?.unwrap_or(false) {
-            return Err(ModelError::config("attention_bias", "true is not supported by DeepSeek MLA checkpoints"));
+            return Err(ModelError::config(
+                "attention_bias",
+                "true is not supported by DeepSeek MLA checkpoints",
+            ));
         }
         let hidden_act = cfg.opt_str("hidden_act")?.unwrap_or("silu");
         if hidden_act != "silu" {
-            return Err(ModelError::config("hidden_act", format!("`{hidden_act}` is not supported (expected silu)")));
+            return Err(ModelError::config(
+                "hidden_act",
+                format!("`{hidden_act}` is not supported (expected silu)"),
+            ));
         }
         let q_lora_rank = cfg.opt_usize("q_lora_rank")?.filter(|&r| r > 0);
 
@@ -163,7 +177,10 @@ impl DeepSeekConfig {
             n_shared_experts: cfg.opt_usize("n_shared_experts")?.unwrap_or(0),
             num_experts_per_tok,
             first_k_dense_replace: cfg.opt_usize("first_k_dense_replace")?.unwrap_or(0),
-            moe_layer_freq: positive("moe_layer_freq", cfg.opt_usize("moe_layer_freq")?.unwrap_or(1))?,
+            moe_layer_freq: positive(
+                "moe_layer_freq",
+                cfg.opt_usize("moe_layer_freq")?.unwrap_or(1),
+            )?,
             router,
             sigmoid_scores,
             n_group,
@@ -186,7 +203,9 @@ impl DeepSeekConfig {
 
     /// Whether layer `l` has a routed-expert FFN (vLLM's predicate).
     pub fn is_moe_layer(&self, l: usize) -> bool {
-        self.n_routed_experts > 0 && l >= self.first_k_dense_replace && l % self.moe_layer_freq == 0
+        self.n_routed_experts > 0
+            && l >= self.first_k_dense_replace
+            && l.is_multiple_of(self.moe_layer_freq)
     }
 
     /// `qk_nope_head_dim + qk_rope_head_dim`.
@@ -211,7 +230,8 @@ impl DeepSeekConfig {
 
 /// `rope_scaling` (HF 4.x and DeepSeek's files) or `rope_parameters` (HF 5.x).
 fn rope_params(cfg: &Config) -> Option<&Value> {
-    cfg.get("rope_scaling").or_else(|| cfg.get("rope_parameters"))
+    cfg.get("rope_scaling")
+        .or_else(|| cfg.get("rope_parameters"))
 }
 
 fn rope_yarn(cfg: &Config) -> Result<Option<Yarn>, ModelError> {
@@ -231,13 +251,21 @@ fn rope_yarn(cfg: &Config) -> Result<Option<Yarn>, ModelError> {
                 match p.get(k).filter(|v| !v.is_null()) {
                     None => Ok(None),
                     Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-                        ModelError::config(&format!("{name}.{k}"), format!("must be a number, found {v}"))
+                        ModelError::config(
+                            &format!("{name}.{k}"),
+                            format!("must be a number, found {v}"),
+                        )
                     }),
                 }
             };
-            let factor = num("factor")?.ok_or_else(|| ModelError::config("rope_scaling.factor", "is missing"))?;
-            let original = num("original_max_position_embeddings")?
-                .ok_or_else(|| ModelError::config("rope_scaling.original_max_position_embeddings", "is missing"))?;
+            let factor = num("factor")?
+                .ok_or_else(|| ModelError::config("rope_scaling.factor", "is missing"))?;
+            let original = num("original_max_position_embeddings")?.ok_or_else(|| {
+                ModelError::config(
+                    "rope_scaling.original_max_position_embeddings",
+                    "is missing",
+                )
+            })?;
             Ok(Some(Yarn {
                 factor,
                 original_max_position_embeddings: original as usize,

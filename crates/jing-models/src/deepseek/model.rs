@@ -33,7 +33,11 @@ impl DeepSeek {
             bytes: 0,
         };
         let d = c.hidden_size;
-        let embed = ld.tensor("model.embed_tokens.weight", &[c.vocab_size, d], "vocab_size x hidden_size")?;
+        let embed = ld.tensor(
+            "model.embed_tokens.weight",
+            &[c.vocab_size, d],
+            "vocab_size x hidden_size",
+        )?;
         let blocks = (0..c.num_hidden_layers)
             .map(|l| Block::load(&mut ld, l, &c))
             .collect::<Result<Vec<_>, _>>()?;
@@ -41,12 +45,19 @@ impl DeepSeek {
         let lm_head = if c.tie_word_embeddings && !dir.store.contains("lm_head.weight") {
             embed.clone()
         } else {
-            ld.tensor("lm_head.weight", &[c.vocab_size, d], "vocab_size x hidden_size")?
+            ld.tensor(
+                "lm_head.weight",
+                &[c.vocab_size, d],
+                "vocab_size x hidden_size",
+            )?
         };
         // MTP modules follow the main layers; a checkpoint converted without them still loads.
         let mtp = (0..c.num_nextn_predict_layers)
             .map(|i| c.num_hidden_layers + i)
-            .filter(|l| dir.store.contains(&format!("model.layers.{l}.eh_proj.weight")))
+            .filter(|l| {
+                dir.store
+                    .contains(&format!("model.layers.{l}.eh_proj.weight"))
+            })
             .map(|l| Mtp::load(&mut ld, l, &c))
             .collect::<Result<Vec<_>, _>>()?;
 

@@ -29,7 +29,14 @@ pub fn moe(g: &mut GraphBuilder, c: &DeepSeekConfig, w: &Moe, x: Tensor) -> Tens
         RouterKind::NoAuxTc => GroupScore::SumTop2,
         RouterKind::GroupLimitedGreedy | RouterKind::Greedy => GroupScore::Max,
     };
-    let ids = g.moe_select(scores, w.bias.as_ref(), k, c.n_group, c.topk_group, group_score); // [T, k]
+    let ids = g.moe_select(
+        scores,
+        w.bias.as_ref(),
+        k,
+        c.n_group,
+        c.topk_group,
+        group_score,
+    ); // [T, k]
     let mut weights = g.gather_cols(scores, ids); //    [T, k]
     if c.norm_topk_prob && k > 1 {
         weights = g.normalize_rows(weights);

@@ -28,22 +28,31 @@ impl Mtp {
     pub fn load(ld: &mut Loader, layer: usize, c: &DeepSeekConfig) -> Result<Mtp, ModelError> {
         let d = c.hidden_size;
         let p = format!("model.layers.{layer}");
-        let opt = |ld: &mut Loader, name: String, shape: &[usize]| -> Result<Option<W>, ModelError> {
-            if ld.store.contains(&name) {
-                Ok(Some(ld.tensor(&name, shape, "vocab_size x hidden_size")?))
-            } else {
-                Ok(None)
-            }
-        };
+        let opt =
+            |ld: &mut Loader, name: String, shape: &[usize]| -> Result<Option<W>, ModelError> {
+                if ld.store.contains(&name) {
+                    Ok(Some(ld.tensor(&name, shape, "vocab_size x hidden_size")?))
+                } else {
+                    Ok(None)
+                }
+            };
         Ok(Mtp {
             layer,
             embed: opt(ld, format!("{p}.embed_tokens.weight"), &[c.vocab_size, d])?,
             enorm: ld.tensor(&format!("{p}.enorm.weight"), &[d], "hidden_size")?,
             hnorm: ld.tensor(&format!("{p}.hnorm.weight"), &[d], "hidden_size")?,
-            eh_proj: ld.tensor(&format!("{p}.eh_proj.weight"), &[d, 2 * d], "hidden_size x 2*hidden_size")?,
+            eh_proj: ld.tensor(
+                &format!("{p}.eh_proj.weight"),
+                &[d, 2 * d],
+                "hidden_size x 2*hidden_size",
+            )?,
             block: Block::load(ld, layer, c)?,
             head_norm: ld.tensor(&format!("{p}.shared_head.norm.weight"), &[d], "hidden_size")?,
-            head: opt(ld, format!("{p}.shared_head.head.weight"), &[c.vocab_size, d])?,
+            head: opt(
+                ld,
+                format!("{p}.shared_head.head.weight"),
+                &[c.vocab_size, d],
+            )?,
         })
     }
 

@@ -57,7 +57,13 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn load(ld: &mut Loader, prefix: &str, d: usize, inter: usize, why: &str) -> Result<Mlp, ModelError> {
+    pub fn load(
+        ld: &mut Loader,
+        prefix: &str,
+        d: usize,
+        inter: usize,
+        why: &str,
+    ) -> Result<Mlp, ModelError> {
         Ok(Mlp {
             gate: ld.tensor(&format!("{prefix}.gate_proj.weight"), &[inter, d], why)?,
             up: ld.tensor(&format!("{prefix}.up_proj.weight"), &[inter, d], why)?,
@@ -87,7 +93,11 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn load(ld: &mut Loader, prefix: &str, c: &DeepSeekConfig) -> Result<Attention, ModelError> {
+    pub fn load(
+        ld: &mut Loader,
+        prefix: &str,
+        c: &DeepSeekConfig,
+    ) -> Result<Attention, ModelError> {
         let (d, h) = (c.hidden_size, c.num_attention_heads);
         let q_out = h * c.qk_head_dim();
         let p = format!("{prefix}.self_attn");
@@ -114,7 +124,11 @@ impl Attention {
                 &[c.kv_lora_rank + c.qk_rope_head_dim, d],
                 "(kv_lora_rank+qk_rope_head_dim) x hidden_size",
             )?,
-            kv_a_norm: ld.tensor(&format!("{p}.kv_a_layernorm.weight"), &[c.kv_lora_rank], "kv_lora_rank")?,
+            kv_a_norm: ld.tensor(
+                &format!("{p}.kv_a_layernorm.weight"),
+                &[c.kv_lora_rank],
+                "kv_lora_rank",
+            )?,
             kv_b: ld.tensor(
                 &format!("{p}.kv_b_proj.weight"),
                 &[h * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank],
@@ -130,10 +144,15 @@ impl Attention {
 
     pub fn bytes(&self) -> usize {
         let q = match &self.q {
-            QProj::LowRank { a, norm, b } => a.stored_bytes() + norm.stored_bytes() + b.stored_bytes(),
+            QProj::LowRank { a, norm, b } => {
+                a.stored_bytes() + norm.stored_bytes() + b.stored_bytes()
+            }
             QProj::Full(w) => w.stored_bytes(),
         };
-        q + self.kv_a.stored_bytes() + self.kv_a_norm.stored_bytes() + self.kv_b.stored_bytes() + self.o.stored_bytes()
+        q + self.kv_a.stored_bytes()
+            + self.kv_a_norm.stored_bytes()
+            + self.kv_b.stored_bytes()
+            + self.o.stored_bytes()
     }
 }
 
@@ -153,16 +172,30 @@ impl Moe {
     pub fn load(ld: &mut Loader, prefix: &str, c: &DeepSeekConfig) -> Result<Moe, ModelError> {
         let (d, e, i) = (c.hidden_size, c.n_routed_experts, c.moe_intermediate_size);
         let p = format!("{prefix}.mlp");
-        let router = ld.tensor(&format!("{p}.gate.weight"), &[e, d], "n_routed_experts x hidden_size")?;
+        let router = ld.tensor(
+            &format!("{p}.gate.weight"),
+            &[e, d],
+            "n_routed_experts x hidden_size",
+        )?;
         let bias_name = format!("{p}.gate.e_score_correction_bias");
         let bias = if c.sigmoid_scores && ld.store.contains(&bias_name) {
             Some(ld.tensor(&bias_name, &[e], "n_routed_experts")?)
         } else {
             None
         };
-        let (mut gate, mut up, mut down) = (Vec::with_capacity(e), Vec::with_capacity(e), Vec::with_capacity(e));
+        let (mut gate, mut up, mut down) = (
+            Vec::with_capacity(e),
+            Vec::with_capacity(e),
+            Vec::with_capacity(e),
+        );
         for x in 0..e {
-            let m = Mlp::load(ld, &format!("{p}.experts.{x}"), d, i, "moe_intermediate_size x hidden_size")?;
+            let m = Mlp::load(
+                ld,
+                &format!("{p}.experts.{x}"),
+                d,
+                i,
+                "moe_intermediate_size x hidden_size",
+            )?;
             gate.push(m.gate);
             up.push(m.up);
             down.push(m.down);
@@ -190,7 +223,8 @@ impl Moe {
 
     /// Bytes one token reads: router, shared experts and `k` routed experts.
     pub fn active_bytes(&self, k: usize) -> usize {
-        let expert = self.gate[0].stored_bytes() + self.up[0].stored_bytes() + self.down[0].stored_bytes();
+        let expert =
+            self.gate[0].stored_bytes() + self.up[0].stored_bytes() + self.down[0].stored_bytes();
         self.router.stored_bytes() + self.shared.as_ref().map_or(0, Mlp::bytes) + k * expert
     }
 }
@@ -224,9 +258,17 @@ impl Block {
             )?)
         };
         Ok(Block {
-            attn_norm: ld.tensor(&format!("{prefix}.input_layernorm.weight"), &[d], "hidden_size")?,
+            attn_norm: ld.tensor(
+                &format!("{prefix}.input_layernorm.weight"),
+                &[d],
+                "hidden_size",
+            )?,
             attn: Attention::load(ld, &prefix, c)?,
-            ffn_norm: ld.tensor(&format!("{prefix}.post_attention_layernorm.weight"), &[d], "hidden_size")?,
+            ffn_norm: ld.tensor(
+                &format!("{prefix}.post_attention_layernorm.weight"),
+                &[d],
+                "hidden_size",
+            )?,
             ffn,
         })
     }

@@ -51,7 +51,7 @@ fn every_table_decodes_every_code_exactly() {
     }
 }
 
-/// The matmul decoders (decode for m = 1, convert-and-tile for larger m): row `n` holds code
+/// The matmul decoders, for 1 to 7 tokens (one and two token groups): row `n` holds code
 /// `c_n` in column `n % 64` and zeros elsewhere, `x` is all ones, so `y[n]` is exactly the
 /// code's value.
 #[test]
@@ -68,7 +68,7 @@ fn every_table_matmuls_every_code_exactly() {
         .with_block_scale("s", &[n.div_ceil(128), 1], scale, [128, 128])
         .unwrap();
     for t in KernelTable::available() {
-        for m in [1, 7] {
+        for m in [1, 2, 3, 4, 7] {
             let x = vec![1.0f32; m * k];
             let mut y = vec![0.0f32; m * n];
             (t.matmul)(&w, &x, m, 0..n, &crate::kernels::OutMatrix::new(&mut y, n));

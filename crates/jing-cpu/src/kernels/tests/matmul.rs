@@ -6,7 +6,7 @@ use crate::kernels::{KernelTable, OutMatrix};
 use jing_tensor::{DType, Weight};
 
 const DTYPES: [DType; 4] = [DType::F32, DType::BF16, DType::F16, DType::F8E4M3];
-const MS: [usize; 5] = [1, 2, 3, 7, 33];
+const MS: [usize; 7] = [1, 2, 3, 4, 5, 7, 33];
 const KS: [usize; 7] = [1, 16, 127, 128, 200, 300, 1024 + 7];
 const NS: [usize; 3] = [1, 5, 130];
 const FP8_BLOCK: [usize; 2] = [128, 128];
@@ -100,9 +100,9 @@ fn fp8_row_slice_views() {
 fn other_block_shapes() {
     let mut rng = XorShift::new(3);
     let cases = [
-        // Many narrow blocks (SIMD path, several blocks per prefill chunk).
+        // Many narrow blocks, none holding a whole 64-column FP8 group.
         (DType::F8E4M3, [16, 48]),
-        // Blocks wider than a prefill chunk.
+        // Wide blocks (several FP8 groups each).
         (DType::F8E4M3, [64, 640]),
         // Not a multiple of 16 columns: every table falls back to generic.
         (DType::F8E4M3, [3, 40]),
@@ -121,7 +121,7 @@ fn other_block_shapes() {
 }
 
 #[test]
-fn several_token_panels() {
+fn several_token_panels_and_quads() {
     let mut rng = XorShift::new(4);
     for dtype in [DType::BF16, DType::F8E4M3, DType::F32] {
         let block = (dtype == DType::F8E4M3).then_some(FP8_BLOCK);

@@ -3,25 +3,23 @@
 //! they inline into each other; the safe entry points are only reachable through the table
 //! [`table`] returns after detecting those features.
 //!
-//! Files: `load` (stored weights to f32 vectors), `decode` (m = 1: streaming rows),
-//! `prefill` (m > 1: convert once, then register tiles), `vector` (dot, axpy, row_axpy).
+//! Files: `load` (stored weights to f32 vectors), `matmul` (4 rows streamed against up to 4
+//! tokens), `vector` (dot, axpy, row_axpy).
 
 #![allow(
     clippy::needless_range_loop,
     reason = "register tiles index several arrays by the same row and token"
 )]
 
-mod decode;
 mod load;
-mod prefill;
+mod matmul;
 mod vector;
 
-use super::super::driver::{self, Isa, RowGroup, TileArgs};
-use super::super::layout::{dt, fp8_decode_x, RowScale};
+use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
+use super::super::layout::{dt, fp8_prepare_x, RowScale};
 use super::super::{KernelTable, OutMatrix};
-use decode::{dot_rows, dot_rows_fp8};
 use jing_tensor::Weight;
-use prefill::{convert, tile};
+use matmul::{dot_rows, dot_rows_fp8};
 use std::arch::x86_64::*;
 use std::ops::Range;
 use vector::{axpy_imp, dot_imp, row_axpy_imp};
@@ -81,47 +79,59 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     unsafe { axpy_imp(a, x, y) }
 }
 
+/// `Isa::dot_rows` for exactly `T` tokens: the FP8 kernel (which reads `x` in the layout of
+/// `prepare_x`) or the generic-dtype one, padded to `MAX_TOKENS` columns.
+///
+/// # Safety
+/// As `Isa::dot_rows` with `tokens = T`.
+unsafe fn dot_rows_t<const D: u8, const R: usize, const T: usize>(
+    g: &RowGroup<'_, R>,
+    x: *const f32,
+    x_stride: usize,
+) -> [[f32; MAX_TOKENS]; R] {
+    // SAFETY: forwarded from the caller.
+    let out = unsafe {
+        if D == dt::F8 {
+            dot_rows_fp8::<R, T>(g, x, x_stride)
+        } else {
+            dot_rows::<D, R, T>(g, x, x_stride)
+        }
+    };
+    let mut wide = [[0.0; MAX_TOKENS]; R];
+    for (w, o) in wide.iter_mut().zip(out) {
+        w[..T].copy_from_slice(&o);
+    }
+    wide
+}
+
 /// Marker for the driver.
 struct Avx512;
 
 impl Isa for Avx512 {
-    const LANES: usize = L;
-    /// 4 rows x 4 tokens: 16 accumulators + 4 weight vectors + 1 token vector of 32 registers.
-    const TILE_TOKENS: usize = 4;
-
     unsafe fn dot_rows<const D: u8, const R: usize>(
         g: &RowGroup<'_, R>,
         x: *const f32,
-    ) -> [f32; R] {
-        // SAFETY: forwarded (trait contract); for FP8 `x` is in the layout of `decode_x`.
-        unsafe {
-            if D == dt::F8 {
-                dot_rows_fp8::<R>(g, x)
-            } else {
-                dot_rows::<D, R>(g, x)
-            }
-        }
-    }
-
-    fn decode_x<const D: u8>(x: &[f32], k: usize, width: usize, buf: &mut Vec<f32>) -> Option<f32> {
-        (D == dt::F8).then(|| fp8_decode_x(x, k, width, L, buf))
-    }
-
-    unsafe fn convert<const D: u8>(src: *const u8, k0: usize, len: usize, dst: *mut f32) {
-        // SAFETY: forwarded (trait contract).
-        unsafe { convert::<D>(src, k0, len, dst) }
-    }
-
-    unsafe fn tile<const R: usize>(a: &TileArgs<R>, tokens: usize) {
+        x_stride: usize,
+        tokens: usize,
+    ) -> [[f32; MAX_TOKENS]; R] {
         // SAFETY: forwarded (trait contract: 1 <= tokens <= 4).
         unsafe {
             match tokens {
-                1 => tile::<R, 1>(a),
-                2 => tile::<R, 2>(a),
-                3 => tile::<R, 3>(a),
-                _ => tile::<R, 4>(a),
+                1 => dot_rows_t::<D, R, 1>(g, x, x_stride),
+                2 => dot_rows_t::<D, R, 2>(g, x, x_stride),
+                3 => dot_rows_t::<D, R, 3>(g, x, x_stride),
+                _ => dot_rows_t::<D, R, 4>(g, x, x_stride),
             }
         }
+    }
+
+    fn prepare_x<const D: u8>(
+        x: &[f32],
+        k: usize,
+        width: usize,
+        buf: &mut Vec<f32>,
+    ) -> Option<f32> {
+        (D == dt::F8).then(|| fp8_prepare_x(x, k, width, L, buf))
     }
 
     unsafe fn row_axpy<const D: u8>(

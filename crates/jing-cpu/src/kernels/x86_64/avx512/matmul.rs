@@ -1,0 +1,264 @@
+//! The matmul kernel: 4 weight rows streamed once each against up to 4 tokens, converting in
+//! registers, with software prefetch ahead of each row stream.
+
+use super::load::*;
+use super::{tail_mask, L};
+use crate::kernels::driver::RowGroup;
+use crate::kernels::layout::dt_size;
+use std::arch::x86_64::*;
+
+/// How far ahead (bytes) each weight row stream prefetches into L1. Measured on Zen 5: the
+/// hardware prefetchers alone leave BF16 decode at ~60% of a plain read loop's bandwidth,
+/// prefetching brings it to ~75%; 2 KiB was best among 0.5..8 KiB (and L1 vs L2 hints made no
+/// difference).
+pub(super) const PREFETCH: usize = 2048;
+
+/// Prefetch the lines `PREFETCH` bytes past `row[at..at + len]` (at most one per 64 bytes;
+/// for steps shorter than a line, only from steps that start a line).
+#[inline(always)]
+pub(super) fn prefetch_ahead(row: *const u8, at: usize, len: usize) {
+    if len >= 64 || at.is_multiple_of(64) {
+        let mut o = 0;
+        while o < len.max(1) {
+            // SAFETY: a prefetch is a hint, never a memory access: any address is allowed
+            // (`wrapping_add` keeps the pointer arithmetic itself defined).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH + o).cast()) };
+            o += 64;
+        }
+    }
+}
+
+/// The FP8 kernel reads 64 codes per row per step (see `layout::fp8_prepare_x`).
+pub(super) const GROUP: usize = 4 * L;
+
+/// `T` token vectors of `x` at column `j` (tokens `x_stride` apart).
+///
+/// # Safety
+/// Each of the `T` tokens has 16 f32 at `j`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn load_x<const T: usize>(x: *const f32, x_stride: usize, j: usize) -> [__m512; T] {
+    let mut v = [_mm512_setzero_ps(); T];
+    for (t, v) in v.iter_mut().enumerate() {
+        // SAFETY: guaranteed by the caller.
+        *v = unsafe { _mm512_loadu_ps(x.add(t * x_stride + j)) };
+    }
+    v
+}
+
+/// The first `n < 16` values at column `j` of `T` tokens, zeros beyond.
+///
+/// # Safety
+/// Each of the `T` tokens has `n` f32 at `j`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn load_x_tail<const T: usize>(
+    x: *const f32,
+    x_stride: usize,
+    j: usize,
+    n: usize,
+) -> [__m512; T] {
+    let mut v = [_mm512_setzero_ps(); T];
+    for (t, v) in v.iter_mut().enumerate() {
+        // SAFETY: the masked load reads only the `n` values the caller guarantees.
+        *v = unsafe { _mm512_maskz_loadu_ps(tail_mask(n), x.add(t * x_stride + j)) };
+    }
+    v
+}
+
+/// Adds a block's sums, times the rows' scales of block `cb`, to the totals (shared by both
+/// matmul kernels).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn scale_into<const R: usize, const T: usize>(
+    g: &RowGroup<'_, R>,
+    cb: usize,
+    acc: &[[[__m512; T]; R]; 2],
+    total: &mut [[__m512; T]; R],
+) {
+    for r in 0..R {
+        let s = _mm512_set1_ps(g.scale[r].get(cb));
+        for t in 0..T {
+            let a = _mm512_add_ps(acc[0][r][t], acc[1][r][t]);
+            total[r][t] = _mm512_fmadd_ps(a, s, total[r][t]);
+        }
+    }
+}
+
+/// The `[R][T]` lane sums of the totals.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn reduce<const R: usize, const T: usize>(total: &[[__m512; T]; R]) -> [[f32; T]; R] {
+    let mut out = [[0.0; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            out[r][t] = _mm512_reduce_add_ps(total[r][t]);
+        }
+    }
+    out
+}
+
+/// Code position `p` (`SHL = 24 - 8p`) of each row's 64 loaded codes times the token vectors
+/// for that position, into `acc`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn fp8_position<const SHL: u32, const R: usize, const T: usize>(
+    lanes: &[__m512i; R],
+    xv: &[__m512; T],
+    acc: &mut [[__m512; T]; R],
+) {
+    for r in 0..R {
+        let w = fp8_top_byte(_mm512_slli_epi32::<SHL>(lanes[r]));
+        for t in 0..T {
+            acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
+        }
+    }
+}
+
+/// `Isa::dot_rows` for FP8 and exactly `T` tokens, `x` in the layout of `layout::fp8_prepare_x`
+/// and the scales times its factor. Shifts and masks only: no cross-lane widening (the
+/// bottleneck of `fp8x16`). With one token, two accumulator sets (even and odd code
+/// positions) give 2·R independent FMA chains; with more, the R·T chains are enough.
+///
+/// # Safety
+/// As `Isa::dot_rows` with `tokens = T`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
+    g: &RowGroup<'_, R>,
+    x: *const f32,
+    x_stride: usize,
+) -> [[f32; T]; R] {
+    let odd = if T == 1 { 1 } else { 0 }; // the accumulator set of odd positions
+    let (k, width) = (g.cols, g.width);
+    let mut total = [[_mm512_setzero_ps(); T]; R];
+    let (mut k0, mut cb) = (0, 0);
+    while k0 < k {
+        let k1 = k.min(k0 + width);
+        let mut acc = [[[_mm512_setzero_ps(); T]; R]; 2];
+        let mut j = k0;
+        while j + GROUP <= k1 {
+            let mut lanes = [_mm512_setzero_si512(); R];
+            for r in 0..R {
+                // SAFETY: j + 64 <= K, within every row.
+                lanes[r] = unsafe { _mm512_loadu_si512(g.ptr[r].add(j).cast()) };
+                prefetch_ahead(g.ptr[r], j, GROUP);
+            }
+            // SAFETY: j + GROUP <= K, within every token of `x`.
+            let xv = unsafe { load_x(x, x_stride, j) };
+            fp8_position::<24, R, T>(&lanes, &xv, &mut acc[0]);
+            // SAFETY: as above.
+            let xv = unsafe { load_x(x, x_stride, j + L) };
+            fp8_position::<16, R, T>(&lanes, &xv, &mut acc[odd]);
+            // SAFETY: as above.
+            let xv = unsafe { load_x(x, x_stride, j + 2 * L) };
+            fp8_position::<8, R, T>(&lanes, &xv, &mut acc[0]);
+            // SAFETY: as above.
+            let xv = unsafe { load_x(x, x_stride, j + 3 * L) };
+            fp8_position::<0, R, T>(&lanes, &xv, &mut acc[odd]);
+            j += GROUP;
+        }
+        while j < k1 {
+            let n = L.min(k1 - j);
+            let m = if n == L { !0 } else { tail_mask(n) };
+            // SAFETY: columns j..j+n <= K exist in every token of `x`.
+            let xv = unsafe {
+                if n == L {
+                    load_x::<T>(x, x_stride, j)
+                } else {
+                    load_x_tail::<T>(x, x_stride, j, n)
+                }
+            };
+            for r in 0..R {
+                // SAFETY: columns j..j+n exist in every row; the masked load reads only those.
+                let w = fp8x16_raw(unsafe { _mm_maskz_loadu_epi8(m, g.ptr[r].add(j).cast()) });
+                for t in 0..T {
+                    acc[0][r][t] = _mm512_fmadd_ps(w, xv[t], acc[0][r][t]);
+                }
+            }
+            j += n;
+        }
+        scale_into(g, cb, &acc, &mut total);
+        k0 = k1;
+        cb += 1;
+    }
+    reduce(&total)
+}
+
+/// One 16-column step of `dot_rows` into `acc`.
+///
+/// # Safety
+/// Columns `j..j + 16` exist in every row of `g` and every token of `x`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn step<const D: u8, const R: usize, const T: usize>(
+    g: &RowGroup<'_, R>,
+    x: *const f32,
+    x_stride: usize,
+    j: usize,
+    acc: &mut [[__m512; T]; R],
+) {
+    // SAFETY: guaranteed by the caller.
+    let xv = unsafe { load_x::<T>(x, x_stride, j) };
+    for r in 0..R {
+        // SAFETY: guaranteed by the caller.
+        let w = unsafe { load_w::<D>(g.ptr[r], j) };
+        prefetch_ahead(g.ptr[r], j * dt_size(D), L * dt_size(D));
+        for t in 0..T {
+            acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
+        }
+    }
+}
+
+/// `Isa::dot_rows` for BF16, F16 and F32 and exactly `T` tokens. With one token, two
+/// accumulator sets (even and odd 16-column steps) give 2·R independent FMA chains; with more,
+/// the R·T chains are enough.
+///
+/// # Safety
+/// As `Isa::dot_rows` with `tokens = T`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
+    g: &RowGroup<'_, R>,
+    x: *const f32,
+    x_stride: usize,
+) -> [[f32; T]; R] {
+    let (k, width) = (g.cols, g.width);
+    let mut total = [[_mm512_setzero_ps(); T]; R];
+    let (mut k0, mut cb) = (0, 0);
+    while k0 < k {
+        let k1 = k.min(k0 + width);
+        let mut acc = [[[_mm512_setzero_ps(); T]; R]; 2];
+        let mut j = k0;
+        if T == 1 {
+            while j + 2 * L <= k1 {
+                // SAFETY: j + 32 <= K, within every row and token.
+                unsafe {
+                    step::<D, R, T>(g, x, x_stride, j, &mut acc[0]);
+                    step::<D, R, T>(g, x, x_stride, j + L, &mut acc[1]);
+                }
+                j += 2 * L;
+            }
+        }
+        while j + L <= k1 {
+            // SAFETY: j + 16 <= K, within every row and token.
+            unsafe { step::<D, R, T>(g, x, x_stride, j, &mut acc[0]) };
+            j += L;
+        }
+        if j < k1 {
+            let n = k1 - j;
+            // SAFETY: columns j..k1 <= K exist in every token; the masked loads read only
+            // those.
+            let xv = unsafe { load_x_tail::<T>(x, x_stride, j, n) };
+            for r in 0..R {
+                // SAFETY: as above, in every row.
+                let w = unsafe { load_w_tail::<D>(g.ptr[r], j, n) };
+                for t in 0..T {
+                    acc[1][r][t] = _mm512_fmadd_ps(w, xv[t], acc[1][r][t]);
+                }
+            }
+        }
+        scale_into(g, cb, &acc, &mut total);
+        k0 = k1;
+        cb += 1;
+    }
+    reduce(&total)
+}
