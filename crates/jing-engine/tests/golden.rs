@@ -103,7 +103,6 @@ fn check_model(name: &str, model: &DeepSeek, backend: &dyn Backend, form: Option
     let d_first = max_abs_diff(&logits[..vocab], &floats(&g["first_logits"]));
     assert!(d_first <= TOL, "{who}: first logits differ by {d_first}");
     let hidden = out.get("hidden").expect("hidden").1.to_vec();
-    eprintln!("{who}: prefill ok");
 
     // Greedy decode, one token per step through the latent cache.
     let want = ids(&g["greedy_ids"]);
@@ -154,12 +153,11 @@ fn check_model(name: &str, model: &DeepSeek, backend: &dyn Backend, form: Option
 
 fn check_everywhere(name: &str) {
     let model = DeepSeek::open(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    eprintln!("{name}: loaded");
     check_model(name, &model, &Reference, Some(MlaForm::Absorbed));
     check_model(name, &model, &Reference, Some(MlaForm::Expanded));
     for table in KernelTable::available() {
         for threads in [1, 2, 3] {
-            let cpu = CpuBackend::with_kernels(Some(threads), table.clone());
+            let cpu = CpuBackend::with_kernels(Some(threads), table);
             check_model(name, &model, &cpu, None);
         }
     }
