@@ -13,7 +13,8 @@ use crate::ModelArgs;
 
 /// The demo model shipped in the repository.
 pub fn demo_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/deepseek-v3-tiny")
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/deepseek-v3-tiny");
+    p.canonicalize().unwrap_or(p)
 }
 
 pub struct Loaded {

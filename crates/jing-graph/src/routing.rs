@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn group_limited_selection_masks_with_minus_infinity() {
         // 4 experts in 2 groups; group 1 wins on sum of top-2 of the biased scores.
-        let scores = [0.9, 0.1, 0.5, 0.5];
+        let scores = [0.9, 0.05, 0.5, 0.5];
         let mut out = [0i32; 2];
         select_experts(&scores, None, 2, 2, 1, GroupScore::SumTop2, &mut out);
         assert_eq!(out, [2, 3]);
