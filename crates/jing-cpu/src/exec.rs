@@ -3,7 +3,9 @@
 
 use std::sync::{Mutex, RwLock};
 
-use jing_graph::{select_experts, Backend, Batch, ExecError, Graph, LatentCache, Op, Outputs};
+use jing_graph::{
+    select_experts, Backend, Batch, ExecError, Graph, LatentCache, Op, Outputs, ValueType,
+};
 
 use crate::attention::mla_attention;
 use crate::buffers::{f32_to_id, id_to_f32, share, Values};
@@ -172,7 +174,14 @@ impl Backend for CpuBackend {
         let values = graph
             .outputs
             .iter()
-            .map(|(name, t)| (name.clone(), graph.node(*t).shape.clone(), vals.take(t.0)))
+            .map(|(name, t)| {
+                let mut v = vals.take(t.0);
+                if graph.node(*t).ty == ValueType::I32 {
+                    // Ids are kept as bit patterns inside the executor; outputs give numbers.
+                    v.iter_mut().for_each(|x| *x = f32_to_id(*x) as f32);
+                }
+                (name.clone(), graph.node(*t).shape.clone(), v)
+            })
             .collect();
         Ok(Outputs { values })
     }

@@ -289,7 +289,11 @@ impl Backend for Reference {
             .outputs
             .iter()
             .map(|(name, t)| {
-                let v = vals[t.0].as_ref().expect("output computed").f32().to_vec();
+                // Ids come out as their numeric values.
+                let v = match vals[t.0].as_ref().expect("output computed") {
+                    Value::F32(v) => v.clone(),
+                    Value::I32(v) => v.iter().map(|&x| x as f32).collect(),
+                };
                 (name.clone(), graph.node(*t).shape.clone(), v)
             })
             .collect();
