@@ -113,17 +113,21 @@ pub fn run(model: &ModelArgs, prompt: &PromptArgs, o: RunOptions) -> Result<Exit
         let prefill = first_token.unwrap_or(total);
         let decode_tokens = generated.len().saturating_sub(1);
         let decode_s = (total - prefill).as_secs_f64();
+        let tok_s = if decode_s > 0.0 {
+            decode_tokens as f64 / decode_s
+        } else {
+            0.0
+        };
+        // Decode reads every active weight once per token: this is the bandwidth it achieved.
+        let gb_s = tok_s * m.engine.model().info().active_bytes_per_token as f64 / 1e9;
         eprintln!(
-            "prompt {} tokens in {:.2?} ({:.1} tok/s); generated {} tokens, decode {:.1} tok/s",
+            "prompt {} tokens in {:.2?} ({:.1} tok/s); generated {} tokens, decode {:.1} tok/s ({:.1} GB/s of active weights)",
             ids.len(),
             prefill,
             ids.len() as f64 / prefill.as_secs_f64().max(1e-9),
             generated.len(),
-            if decode_s > 0.0 {
-                decode_tokens as f64 / decode_s
-            } else {
-                0.0
-            }
+            tok_s,
+            gb_s
         );
     }
     Ok(ExitCode::SUCCESS)
