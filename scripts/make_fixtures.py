@@ -1618,8 +1618,10 @@ V2_LITE_SHAPE = dict(
 )
 
 
-def write_v2_lite_shape(out, n_layers, layers_per_shard=2, seed=1234):
-    """Random bf16 checkpoint with DeepSeek-V2-Lite's real shapes, streamed layer by layer."""
+def write_v2_lite_shape(out, n_layers, layers_per_shard=2, seed=1234, fp8=False):
+    """Random checkpoint with DeepSeek-V2-Lite's real shapes, streamed layer by layer: bf16, or
+    with fp8=True the projection and expert weights in DeepSeek's block FP8 (e4m3 codes plus a
+    `weight_scale_inv` per 128x128 block; embeddings, norms, router and lm_head stay bf16)."""
     s = dict(V2_LITE_SHAPE, layers=n_layers)
     os.makedirs(out, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
@@ -1631,20 +1633,30 @@ def write_v2_lite_shape(out, n_layers, layers_per_shard=2, seed=1234):
     def norm(n):
         return (1.0 + 0.1 * torch.randn(n, generator=gen)).to(torch.bfloat16)
 
+    def proj(name, w):
+        """A projection weight as stored: bf16, or FP8 codes plus their block scales."""
+        if not fp8:
+            return {name: w}
+        code, scale = fp8_quantize(w.to(torch.float32).numpy())
+        return {name: code, name + "_scale_inv": scale}
+
     def mlp(p, inter):
-        return {p + "gate_proj.weight": lin(inter, H), p + "up_proj.weight": lin(inter, H),
-                p + "down_proj.weight": lin(H, inter, 0.7)}
+        t = proj(p + "gate_proj.weight", lin(inter, H))
+        t.update(proj(p + "up_proj.weight", lin(inter, H)))
+        t.update(proj(p + "down_proj.weight", lin(H, inter, 0.7)))
+        return t
 
     def layer(i):
         p = f"model.layers.{i}."
         qk = s["qk_nope"] + s["qk_rope"]
         t = {p + "input_layernorm.weight": norm(H),
-             p + "self_attn.q_proj.weight": lin(s["heads"] * qk, H),
-             p + "self_attn.kv_a_proj_with_mqa.weight": lin(s["kv_lora"] + s["qk_rope"], H),
              p + "self_attn.kv_a_layernorm.weight": norm(s["kv_lora"]),
-             p + "self_attn.kv_b_proj.weight": lin(s["heads"] * (s["qk_nope"] + s["v_head"]), s["kv_lora"]),
-             p + "self_attn.o_proj.weight": lin(H, s["heads"] * s["v_head"], 0.7),
              p + "post_attention_layernorm.weight": norm(H)}
+        t.update(proj(p + "self_attn.q_proj.weight", lin(s["heads"] * qk, H)))
+        t.update(proj(p + "self_attn.kv_a_proj_with_mqa.weight", lin(s["kv_lora"] + s["qk_rope"], H)))
+        t.update(proj(p + "self_attn.kv_b_proj.weight",
+                      lin(s["heads"] * (s["qk_nope"] + s["v_head"]), s["kv_lora"])))
+        t.update(proj(p + "self_attn.o_proj.weight", lin(H, s["heads"] * s["v_head"], 0.7)))
         if i < s["first_dense"]:
             t.update(mlp(p + "mlp.", s["inter"]))
         else:
@@ -1691,6 +1703,9 @@ def write_v2_lite_shape(out, n_layers, layers_per_shard=2, seed=1234):
                          "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707},
         "bos_token_id": 0, "eos_token_id": 1, "torch_dtype": "bfloat16", "use_cache": True,
     }
+    if fp8:
+        cfg["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                                      "weight_block_size": [128, 128]}
     write_json(os.path.join(out, "config.json"), cfg)
     write_json(os.path.join(out, "generation_config.json"), {"bos_token_id": 0, "eos_token_id": 1})
     write_tokenizer(build_tokenizer(), out)
@@ -1705,6 +1720,7 @@ def main():
     ap.add_argument("--shape", choices=["v2-lite"], help="write a benchmark-shape random checkpoint instead")
     ap.add_argument("--out", help="output directory for --shape")
     ap.add_argument("--layers", type=int, default=None, help="number of layers for --shape (default: real)")
+    ap.add_argument("--fp8", action="store_true", help="with --shape: store projections in DeepSeek block FP8")
     ap.add_argument("--only", nargs="*", help="only these fixtures (names), tokenizer always written")
     args = ap.parse_args()
 
@@ -1712,7 +1728,7 @@ def main():
     if args.shape:
         if not args.out:
             ap.error("--shape needs --out DIR")
-        write_v2_lite_shape(args.out, args.layers or V2_LITE_SHAPE["layers"])
+        write_v2_lite_shape(args.out, args.layers or V2_LITE_SHAPE["layers"], fp8=args.fp8)
         return
 
     t0 = time.time()
