@@ -23,3 +23,43 @@ pub fn bf16_to_f32(bits: u16) -> f32 {
 pub fn f16_to_f32(bits: u16) -> f32 {
     half::f16::from_bits(bits).to_f32()
 }
+
+/// Decode stored little-endian elements of `dtype` to f32 (`out.len()` elements; no block
+/// scale). The plain conversion behind every dequantization.
+pub fn decode_to_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+    debug_assert!(bytes.len() >= out.len() * dtype.size());
+    match dtype {
+        DType::F32 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        DType::BF16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = bf16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        DType::F16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        DType::F8E4M3 => {
+            for (o, &b) in out.iter_mut().zip(bytes) {
+                *o = f8e4m3_to_f32(b);
+            }
+        }
+        DType::I32 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32;
+            }
+        }
+        DType::I64 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                *o = i64::from_le_bytes(a) as f32;
+            }
+        }
+    }
+}

@@ -1,4 +1,4 @@
-use crate::{bf16_to_f32, f16_to_f32, f8e4m3_to_f32, Bytes, DType};
+use crate::{decode_to_f32, Bytes, DType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
@@ -190,38 +190,7 @@ impl Weight {
         assert_eq!(out.len(), cols);
         let es = self.dtype.size();
         let bytes = &self.data.as_slice()[r * cols * es..(r + 1) * cols * es];
-        match self.dtype {
-            DType::F32 => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                }
-            }
-            DType::BF16 => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *o = bf16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-                }
-            }
-            DType::F16 => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-                }
-            }
-            DType::F8E4M3 => {
-                for (o, &b) in out.iter_mut().zip(bytes) {
-                    *o = f8e4m3_to_f32(b);
-                }
-            }
-            DType::I32 => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                    *o = i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32;
-                }
-            }
-            DType::I64 => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
-                    *o = i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32;
-                }
-            }
-        }
+        decode_to_f32(self.dtype, bytes, out);
         if let Some(s) = &self.scale {
             for (cb, chunk) in out.chunks_mut(s.block[1]).enumerate() {
                 let m = s.get(r, cb);
