@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build tiny random DeepSeek checkpoints and golden outputs for jing's tests.
+"""Build tiny random DeepSeek (and R1-Distill Qwen2 / Llama) checkpoints and goldens for jing's tests.
 
 Run (deterministic, ~1 min on 2 CPU cores, no network, no downloads):
 
@@ -8,7 +8,8 @@ Run (deterministic, ~1 min on 2 CPU cores, no network, no downloads):
 
 Pinned environment: scripts/requirements-fixtures.txt (torch 2.15.0, transformers 5.23.0,
 safetensors 0.8.0, tokenizers 0.23.3, numpy).  Goldens are produced by transformers' own
-DeepseekV3ForCausalLM / DeepseekV2ForCausalLM classes (eager attention, eager experts), loaded
+DeepseekV3ForCausalLM / DeepseekV2ForCausalLM (and Qwen2ForCausalLM / LlamaForCausalLM) classes
+(eager attention, eager experts), loaded
 with exactly the values the stored tensors represent (bf16/f16 upcast, FP8 dequantized as
 f32(code) * scale_inv), run once in float64 (the golden) and once in float32 (to calibrate
 tolerances).
@@ -20,6 +21,11 @@ tests/fixtures/deepseek-v3-tiny/    bf16, single model.safetensors, V3 (noaux_tc
 tests/fixtures/deepseek-v3-fp8-tiny/ DeepSeek block-FP8 (e4m3 + 128x128 scale_inv), 2 shards + index
 tests/fixtures/deepseek-v2-lite-tiny/ f32, V2-Lite style (plain q_proj, softmax greedy)
 tests/fixtures/deepseek-v2-tiny/    f16, V2 style (q_lora, softmax group_limited_greedy, x16)
+tests/fixtures/qwen2-tiny/          bf16, Qwen2ForCausalLM like DeepSeek-R1-Distill-Qwen-1.5B (q/k/v
+                                    biases, GQA 4/2, untied, use_sliding_window false)
+tests/fixtures/qwen2-tied-tiny/     f16, Qwen2ForCausalLM with tie_word_embeddings (no lm_head.weight)
+tests/fixtures/llama-tiny/          bf16, LlamaForCausalLM like DeepSeek-R1-Distill-Llama-8B (GQA 8/2,
+                                    rope_theta 500000, llama3 rope_scaling, no biases)
 
 Every model folder holds config.json, generation_config.json, tokenizer.json,
 tokenizer_config.json, weights and golden.json.  golden.json fields:
@@ -31,7 +37,12 @@ tokenizer_config.json, weights and golden.json.  golden.json fields:
   min_router_margin, router_alternatives (how many (layer, position) routing decisions a
   *wrong* router implementation would change -- shows the fixture discriminates), mtp_golden
   (V3 only), derived (softmax scale, rope inv_freq, rope cos/sin factor), text_prompt(_ids),
-  notes.
+  notes.  The dense fixtures (qwen2-*, llama-tiny) have the same fields minus routing /
+  router_* / mtp_golden, plus `architecture` and `alternatives` (how many argmax decisions a
+  wrong implementation would change: interleaved rope, GQA head mapping h % n_kv, dropped q/k/v
+  biases, ignored llama3 scaling, sliding window honoured although disabled), and derived
+  holds head_dim, kv_head_of_query_head, rope_style, inv_freq (f64 and HF's f32; for llama3 also
+  the unscaled values and the branch taken per frequency).
 
 config.json: the V3, V3-FP8 and V2-Lite fixtures use DeepSeek's released layout (rope_theta +
 rope_scaling {type: yarn, ...}, scoring_func, topk_method, torch_dtype; no head_dim).  The
@@ -111,6 +122,19 @@ Semantics (checked against transformers 5.23.0 source; "HF" below)
   expert choice, every MoE layer routes prompt tokens to >= 3 different expert sets, the greedy
   continuation is not degenerate (>= 12 distinct ids, no run longer than 3), the last logits
   have std > 0.1, and the fixture-specific router_alternatives are non-zero.
+* Dense R1-Distill models (Qwen2ForCausalLM / LlamaForCausalLM, HF 5.23): pre-norm layers,
+  RMSNorm, SwiGLU MLP, GQA attention with scale head_dim^-0.5 where query head h uses kv head
+  h // (n_heads / n_kv_heads) (repeat_kv), NeoX / rotate_half RoPE on halves (pair (x[j],
+  x[j+d/2])), cos/sin factor 1.  Qwen2: q/k/v biases (always; no attention_bias key), added before
+  RoPE; o_proj/MLP without bias; use_sliding_window false -> sliding_window/max_window_layers
+  ignored.  Llama-3.1: rope_scaling rope_type llama3 remaps inv_freq (kept / smoothed / divided by
+  factor by wavelength).  config.json is written in the released 4.x layout (rope_theta +
+  rope_scaling, torch_dtype) and loaded back with from_pretrained (logits must be identical).
+  PATCH 2/3 cover their RMSNorm and eager softmax; PATCH 7 computes their inv_freq (default and
+  llama3), positions*inv_freq and cos/sin in float64 for float64 inputs.  Seeds are searched with
+  the same margin / f32 / repetition / std rules, no BOS/EOS/pad id among greedy_ids, and every
+  listed `alternatives` count must be non-zero.  An independent float64 reference (ref_dense_forward) must match HF to < 1e-9 both
+  during the seed search and on the written folder.
 * Cross-check: after writing a folder, a from-scratch float64 implementation in this file
   (ref_* functions; no transformers code) re-reads config.json and the safetensors files
   (shards, FP8 + scale_inv pairing across shards), implements deepseek-architecture.md 2-5
@@ -141,9 +165,15 @@ from transformers import (
     DeepseekV2ForCausalLM,
     DeepseekV3Config,
     DeepseekV3ForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
 )
 from transformers.models.deepseek_v2 import modeling_deepseek_v2 as hf_v2
 from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf_v3
+from transformers.models.llama import modeling_llama as hf_llama
+from transformers.models.qwen2 import modeling_qwen2 as hf_qwen2
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
@@ -567,6 +597,50 @@ def patched_v2_apply_rotary_emb(xq, xk, freqs_cis):  # PATCH 6
     return xq_out, xk_out
 
 
+def dense_inv_freq_f64(config):
+    """Inverse RoPE frequencies of the dense (Qwen2 / Llama) models in float64 (PATCH 7):
+    HF's default `1 / theta^(2j/d)` and, for rope_type llama3, HF `_compute_llama3_parameters`
+    (== Meta's `apply_scaling`), re-done in float64.  Returns (inv_freq, unscaled, branches)."""
+    rp = config.rope_parameters
+    base = float(rp["rope_theta"])
+    dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    plain = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    if rp["rope_type"] == "default":
+        return plain, plain, ["unscaled"] * (dim // 2)
+    assert rp["rope_type"] == "llama3", rp
+    factor, lo, hi = rp["factor"], rp["low_freq_factor"], rp["high_freq_factor"]
+    old = rp["original_max_position_embeddings"]
+    out, branches = [], []
+    for f in plain.tolist():
+        wavelen = 2 * math.pi / f
+        if wavelen < old / hi:
+            out.append(f)
+            branches.append("high_freq_kept")
+        elif wavelen > old / lo:
+            out.append(f / factor)
+            branches.append("low_freq_divided_by_factor")
+        else:
+            smooth = (old / wavelen - lo) / (hi - lo)
+            out.append((1 - smooth) * f / factor + smooth * f)
+            branches.append("medium_smoothed")
+    return torch.tensor(out, dtype=torch.float64), plain, branches
+
+
+def make_patched_dense_rotary(key):  # PATCH 7 (Qwen2 / Llama rotary embedding)
+    def forward(self, x, position_ids):
+        if x.dtype != torch.float64:
+            return _ORIG[key](self, x, position_ids)
+        if getattr(self, "_inv_freq_f64", None) is None:
+            self._inv_freq_f64 = dense_inv_freq_f64(self.config)[0]
+            assert self.attention_scaling == 1.0
+            assert torch.allclose(self._inv_freq_f64, self.inv_freq.double(), rtol=1e-6, atol=0)
+        freqs = position_ids[..., None].double() * self._inv_freq_f64.to(x.device)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos() * self.attention_scaling, emb.sin() * self.attention_scaling
+
+    return forward
+
+
 def _gap(sorted_desc, k):
     """sorted_desc [N, M]: margin between the k-th and (k+1)-th largest (k is 1-based count)."""
     if sorted_desc.shape[-1] <= k:
@@ -685,6 +759,12 @@ def install_patches():
         v3_rotary=hf_v3.DeepseekV3RotaryEmbedding.forward,
         v2_rotary=hf_v2.DeepseekV2RotaryEmbedding.forward,
         v2_apply_rotary_emb=hf_v2.apply_rotary_emb,
+        qwen2_norm=hf_qwen2.Qwen2RMSNorm.forward,
+        llama_norm=hf_llama.LlamaRMSNorm.forward,
+        qwen2_eager=hf_qwen2.eager_attention_forward,
+        llama_eager=hf_llama.eager_attention_forward,
+        qwen2_rotary=hf_qwen2.Qwen2RotaryEmbedding.forward,
+        llama_rotary=hf_llama.LlamaRotaryEmbedding.forward,
     )
     _set_patches(True)
 
@@ -699,6 +779,13 @@ def _set_patches(on):
     hf_v3.DeepseekV3RotaryEmbedding.forward = patched_v3_rotary_forward if on else _ORIG["v3_rotary"]
     hf_v2.DeepseekV2RotaryEmbedding.forward = patched_v2_rotary_forward if on else _ORIG["v2_rotary"]
     hf_v2.apply_rotary_emb = patched_v2_apply_rotary_emb if on else _ORIG["v2_apply_rotary_emb"]
+    # dense R1-Distill architectures (PATCH 2, 3, 7)
+    hf_qwen2.Qwen2RMSNorm.forward = patched_rmsnorm_forward if on else _ORIG["qwen2_norm"]
+    hf_llama.LlamaRMSNorm.forward = patched_rmsnorm_forward if on else _ORIG["llama_norm"]
+    hf_qwen2.eager_attention_forward = make_patched_eager(hf_qwen2) if on else _ORIG["qwen2_eager"]
+    hf_llama.eager_attention_forward = make_patched_eager(hf_llama) if on else _ORIG["llama_eager"]
+    hf_qwen2.Qwen2RotaryEmbedding.forward = make_patched_dense_rotary("qwen2_rotary") if on else _ORIG["qwen2_rotary"]
+    hf_llama.LlamaRotaryEmbedding.forward = make_patched_dense_rotary("llama_rotary") if on else _ORIG["llama_rotary"]
 
 
 @contextmanager
@@ -1609,6 +1696,558 @@ def spec_v2_tiny():
 
 
 # ----------------------------------------------------------------------------------------
+# Dense R1-Distill architectures: Qwen2 (DeepSeek-R1-Distill-Qwen-*) and Llama-3.1
+# (DeepSeek-R1-Distill-Llama-*).  Same golden fields and robustness rules as the DeepSeek
+# fixtures, minus routing; "alternatives" counts how many argmax decisions a *wrong*
+# implementation (interleaved rope, wrong GQA mapping, dropped biases, ...) would change.
+# ----------------------------------------------------------------------------------------
+
+DENSE_CLASSES = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
+
+
+def dense_head_dim(s):
+    assert s["hidden"] % s["heads"] == 0 and s["hidden"] // s["heads"] == s["head_dim"], s
+    return s["head_dim"]
+
+
+def dense_checkpoint_tensors(seed, s):
+    """All tensors of a dense checkpoint (float32 masters, HF checkpoint names, module order)."""
+    g = WeightGen(seed)
+    H, V, nh, nkv, hd = s["hidden"], VOCAB_SIZE, s["heads"], s["kv_heads"], dense_head_dim(s)
+    t = {"model.embed_tokens.weight": g.normal((V, H), s["embed_std"])}
+    for i in range(s["layers"]):
+        p = f"model.layers.{i}."
+        t[p + "input_layernorm.weight"] = g.norm(H)
+        for proj, out_f, bias_std in (("q", nh * hd, s["q_bias_std"]), ("k", nkv * hd, s["k_bias_std"]),
+                                      ("v", nkv * hd, s["v_bias_std"])):
+            t[p + f"self_attn.{proj}_proj.weight"] = g.linear(out_f, H, gain=s["qk_gain"] if proj != "v" else 1.0)
+            if s["qkv_bias"]:
+                t[p + f"self_attn.{proj}_proj.bias"] = g.normal(out_f, bias_std)
+        t[p + "self_attn.o_proj.weight"] = g.linear(H, nh * hd, gain=s["o_gain"])
+        t[p + "post_attention_layernorm.weight"] = g.norm(H)
+        t.update(mlp_tensors(g, p + "mlp.", H, s["inter"], s["down_gain"]))
+    t["model.norm.weight"] = g.norm(H)
+    if not s["tied"]:
+        t["lm_head.weight"] = g.linear(V, H, gain=s["lm_head_gain"])
+    return t
+
+
+def dense_config_json(s):
+    """config.json in the layout of the released R1-Distill checkpoints (transformers 4.x:
+    rope_theta + rope_scaling, torch_dtype; no rope_parameters / layer_types / head_dim)."""
+    d = dict(
+        architectures=[DENSE_CLASSES[s["arch"]][1].__name__],
+        attention_dropout=0.0,
+        bos_token_id=0,
+        eos_token_id=1,
+        hidden_act="silu",
+        hidden_size=s["hidden"],
+        initializer_range=0.02,
+        intermediate_size=s["inter"],
+        model_type=s["arch"],
+        num_attention_heads=s["heads"],
+        num_hidden_layers=s["layers"],
+        num_key_value_heads=s["kv_heads"],
+        rms_norm_eps=s["rms_eps"],
+        tie_word_embeddings=s["tied"],
+        torch_dtype=s["torch_dtype"],
+        transformers_version=transformers.__version__,
+        use_cache=True,
+        vocab_size=VOCAB_SIZE,
+    )
+    if s["arch"] == "llama":
+        d.update(attention_bias=False, mlp_bias=False, pretraining_tp=1)
+    d.update(s["config_extra"])
+    return dict(sorted(d.items()))
+
+
+def dense_hf_config(cfg_json):
+    cfg_cls = DENSE_CLASSES[cfg_json["model_type"]][0]
+    return cfg_cls.from_dict(json.loads(json.dumps(cfg_json)), attn_implementation="eager")
+
+
+def build_dense_model(s, cfg_json, effective, dtype):
+    cls = DENSE_CLASSES[s["arch"]][1]
+    torch.manual_seed(0)
+    model = cls(dense_hf_config(cfg_json)).to(dtype).eval()
+    sd = {k: v.to(dtype) for k, v in effective.items()}
+    if s["tied"]:
+        assert "lm_head.weight" not in sd
+        sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
+    model.load_state_dict(sd, strict=True)
+    tied = model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    assert tied == s["tied"], (tied, s["tied"])
+    return model
+
+
+# --- independent float64 reference for the dense models (no transformers code) -----------
+
+
+def ref_dense_inv_freq(cfg, variant=()):
+    hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    theta = float(cfg["rope_theta"])
+    freqs = [theta ** (-(2 * j) / hd) for j in range(hd // 2)]
+    rs = cfg.get("rope_scaling")
+    if rs and "no_llama3_scaling" not in variant:
+        assert rs["rope_type"] == "llama3", rs
+        factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+        old = rs["original_max_position_embeddings"]
+        scaled = []
+        for f in freqs:  # Meta llama-models apply_scaling
+            wavelen = 2 * math.pi / f
+            if wavelen < old / hi:
+                scaled.append(f)
+            elif wavelen > old / lo:
+                scaled.append(f / factor)
+            else:
+                smooth = (old / wavelen - lo) / (hi - lo)
+                scaled.append((1 - smooth) * f / factor + smooth * f)
+        freqs = scaled
+    return torch.tensor(freqs, dtype=torch.float64)
+
+
+def ref_rope_half(x, pos, freqs, interleaved=False):
+    """x [T, heads, hd]; NeoX / rotate_half: pair (x[j], x[j + hd/2]) rotated by pos*freqs[j].
+    interleaved=True is the WRONG variant for these models (pairs (x[2j], x[2j+1]))."""
+    if interleaved:
+        return ref_rope(x, pos, freqs, 1.0)
+    ang = pos[:, None].to(torch.float64) * freqs[None]  # [T, hd/2]
+    c, s_ = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]
+    return torch.cat([x1 * c - x2 * s_, x2 * c + x1 * s_], dim=-1)
+
+
+def ref_dense_forward(cfg, W, ids, variant=()):
+    """float64 logits [T, V] of a Qwen2 / Llama checkpoint (config.json dict + tensors)."""
+    T = len(ids)
+    nh, nkv, eps = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["rms_norm_eps"]
+    hd = cfg.get("head_dim") or cfg["hidden_size"] // nh
+    group = nh // nkv
+    kv_of = [(h % nkv) if "gqa_modulo_mapping" in variant else h // group for h in range(nh)]
+    freqs = ref_dense_inv_freq(cfg, variant)
+    pos = torch.arange(T)
+    causal = torch.full((T, T), -math.inf, dtype=torch.float64).triu(1)
+    window = cfg.get("sliding_window")
+    x = W["model.embed_tokens.weight"][ids]
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        a = ref_rms(x, W[p + "input_layernorm.weight"], eps)
+
+        def proj(name, inp):
+            y = inp @ W[p + name + ".weight"].T
+            if p + name + ".bias" in W and "no_qkv_bias" not in variant:
+                y = y + W[p + name + ".bias"]
+            return y
+
+        q = proj("self_attn.q_proj", a).view(T, nh, hd)
+        k = proj("self_attn.k_proj", a).view(T, nkv, hd)
+        v = proj("self_attn.v_proj", a).view(T, nkv, hd)
+        q = ref_rope_half(q, pos, freqs, "interleaved_rope" in variant)
+        k = ref_rope_half(k, pos, freqs, "interleaved_rope" in variant)
+        mask = causal
+        if "sliding_window_applied" in variant and l >= cfg.get("max_window_layers", 0):
+            # what an engine that ignores use_sliding_window=false would do (HF semantics when
+            # enabled: key s visible from query t iff t - window < s <= t)
+            far = pos[:, None] - pos[None, :] >= window
+            mask = causal.masked_fill(far, -math.inf)
+        heads = []
+        for h in range(nh):
+            sc = (q[:, h] @ k[:, kv_of[h]].T) * hd ** -0.5 + mask
+            heads.append(torch.softmax(sc, -1) @ v[:, kv_of[h]])
+        o = torch.cat(heads, dim=-1)  # [T, nh*hd], head-major
+        x = x + proj("self_attn.o_proj", o)
+        f = ref_rms(x, W[p + "post_attention_layernorm.weight"], eps)
+        x = x + ref_mlp(W, p + "mlp.", f)
+    h = ref_rms(x, W["model.norm.weight"], eps)
+    if cfg.get("tie_word_embeddings"):
+        assert "lm_head.weight" not in W or torch.equal(W["lm_head.weight"], W["model.embed_tokens.weight"])
+        return h @ W["model.embed_tokens.weight"].T
+    return h @ W["lm_head.weight"].T
+
+
+def dense_alternatives(s, cfg_json, W, seq, argmax):
+    """How many argmax decisions over `seq` each wrong implementation variant changes."""
+    out = {}
+    for alt in s["alternatives"]:
+        am = ref_dense_forward(cfg_json, W, seq, variant=(alt,)).argmax(-1)
+        out[alt] = int((am != argmax).sum())
+    return out
+
+
+# --- seed search, fixture writing --------------------------------------------------------
+
+
+def evaluate_dense(s, cfg_json, effective):
+    reasons = []
+    m64 = build_dense_model(s, cfg_json, effective, torch.float64)
+    m32 = build_dense_model(s, cfg_json, effective, torch.float32)
+    prompt = PROMPT_IDS
+    T = len(prompt)
+    greedy_ids = greedy(m64, prompt, N_GREEDY)
+    full = prompt + greedy_ids[:-1]
+    l64 = logits_of(m64, full)
+    l32 = logits_of(m32, full).double()
+    am, margins = top2_margin(l64)
+    assert am[T - 1:].tolist() == greedy_ids
+    ref = ref_dense_forward(cfg_json, effective, full)
+    ref_diff = float((ref - l64).abs().max())
+    assert ref_diff < 1e-9, ref_diff
+    min_margin = float(margins.min())
+    if min_margin < MIN_MARGIN:
+        reasons.append(f"logit margin {min_margin:.2e}")
+    if l32.argmax(-1).tolist() != am.tolist():
+        reasons.append("f32 argmax differs")
+    diff = float((l32 - l64).abs().max())
+    alts = dense_alternatives(s, cfg_json, effective, full, am)
+    for k, n in alts.items():
+        if n == 0:
+            reasons.append(f"alternative '{k}' never differs")
+    longest_run = max(sum(1 for _ in grp) for _, grp in itertools.groupby(greedy_ids))
+    if len(set(greedy_ids)) < 12 or longest_run > 3:
+        reasons.append(f"greedy continuation too repetitive ({len(set(greedy_ids))} distinct, run {longest_run})")
+    if set(greedy_ids) & {0, 1, 2}:
+        # like the DeepSeek fixtures (by luck there): no BOS/EOS/pad in the continuation, so a
+        # run that stops at EOS still produces all greedy_ids
+        reasons.append("greedy continuation contains a special id (BOS/EOS/pad)")
+    std = float(l64[T - 1].std())
+    if std < 0.1:
+        reasons.append(f"last logits std {std}")
+    res = dict(
+        m64=m64, m32=m32, l64=l64, l32=l32, greedy_ids=greedy_ids, argmax=am[:T].tolist(), min_margin=min_margin,
+        diff=diff, alt_counts=alts, std=std, ref_diff=ref_diff,
+    )
+    return not reasons, reasons, res
+
+
+def search_seed_dense(s, cfg_json, base_seed, max_tries=60):
+    for attempt in range(max_tries):
+        seed = base_seed + attempt
+        stored, effective = store(dense_checkpoint_tensors(seed, s), s["storage"])
+        ok, reasons, res = evaluate_dense(s, cfg_json, effective)
+        if ok:
+            log(f"  seed {seed} ok (after {attempt} rejected)")
+            return seed, stored, effective, res
+        log(f"  seed {seed} rejected: {'; '.join(reasons)}")
+    raise RuntimeError(f"no acceptable seed for {s['name']}")
+
+
+def dense_derived_info(s, m64, m32):
+    att = m64.model.layers[0].self_attn
+    nh, nkv, hd = s["heads"], s["kv_heads"], dense_head_dim(s)
+    assert att.head_dim == hd and att.num_key_value_groups == nh // nkv
+    assert att.scaling == hd ** -0.5, att.scaling
+    assert m64.model.rotary_emb.attention_scaling == 1.0
+    inv, plain, branches = dense_inv_freq_f64(m64.config)
+    hf32 = m32.model.rotary_emb.inv_freq
+    assert hf32.dtype == torch.float32
+    assert torch.allclose(inv, hf32.double(), rtol=1e-6, atol=0)
+    d = {
+        "head_dim": hd,
+        "num_key_value_groups": nh // nkv,
+        "kv_head_of_query_head": [h // (nh // nkv) for h in range(nh)],
+        "softmax_scale": att.scaling,
+        "softmax_scale_formula": "head_dim^-0.5",
+        "rope_style": "neox_rotate_half",
+        "rope_rotated_pairs": [[j, j + hd // 2] for j in range(hd // 2)],
+        "rope_cos_sin_factor": 1.0,
+        "rope_inv_freq": flist(inv),
+        "rope_inv_freq_hf_f32": flist(hf32.double()),
+    }
+    if m64.config.rope_parameters["rope_type"] == "llama3":
+        plain32 = 1.0 / (float(m64.config.rope_parameters["rope_theta"]) ** (torch.arange(0, hd, 2, dtype=torch.float) / hd))
+        changed = [j for j in range(hd // 2) if float(hf32[j]) != float(plain32[j])]
+        assert changed, "llama3 remapping changes no inv_freq"
+        assert set(branches) == {"high_freq_kept", "medium_smoothed", "low_freq_divided_by_factor"}, branches
+        d.update(
+            rope_inv_freq_unscaled=flist(plain),
+            rope_inv_freq_unscaled_hf_f32=flist(plain32.double()),
+            rope_wavelen_unscaled=[2 * math.pi / f for f in plain.tolist()],
+            rope_llama3_branch=branches,
+            rope_llama3_changed_indices=changed,
+            rope_llama3_formula=(
+                "wavelen = 2*pi/f; high_freq_wavelen = orig/high_freq_factor; low_freq_wavelen = "
+                "orig/low_freq_factor; wavelen < high_freq_wavelen: f; wavelen > low_freq_wavelen: "
+                "f/factor; else smooth = (orig/wavelen - low_freq_factor)/(high_freq_factor - "
+                "low_freq_factor), (1-smooth)*f/factor + smooth*f  (orig = "
+                "original_max_position_embeddings)"
+            ),
+        )
+    return d
+
+
+DENSE_ALT_DESCRIPTIONS = {
+    "interleaved_rope": "interleaved_rope = adjacent pairs (x[2j], x[2j+1]) rotated instead of halves",
+    "gqa_modulo_mapping": "gqa_modulo_mapping = query head h uses kv head h % num_key_value_heads",
+    "no_qkv_bias": "no_qkv_bias = q/k/v biases dropped",
+    "no_llama3_scaling": "no_llama3_scaling = plain rope_theta^(-2j/d) inv_freq (rope_scaling ignored)",
+    "sliding_window_applied": "sliding_window_applied = sliding_window honoured on layers >= max_window_layers "
+    "although use_sliding_window is false",
+}
+
+
+def dense_notes(s, cfg_json):
+    nh, nkv, hd = s["heads"], s["kv_heads"], dense_head_dim(s)
+    cls = DENSE_CLASSES[s["arch"]][1].__name__
+    n = [
+        "Reference = transformers %s %s, eager attention, float64 (model.double()) with the exact "
+        "values of the stored tensors; the f32 run uses the same values cast to float32." % (transformers.__version__, cls),
+        "f64 precision patches: RMSNorm, eager softmax and RoPE (inv_freq, positions*inv_freq, cos/sin) "
+        "run in float64 for float64 inputs (HF hard-codes float32 there); for float32 inputs they are "
+        "HF's code unchanged (checks.patched_vs_unpatched_f32 == 0).",
+        "Layer: x += o_proj(attn(rms(x) * input_layernorm.weight)); x += down_proj(silu(gate_proj(h)) * "
+        "up_proj(h)), h = rms(x) * post_attention_layernorm.weight; logits = lm_head(rms(x) * "
+        "model.norm.weight).  rms(x) = x / sqrt(mean(x^2) + rms_norm_eps) (rms_norm_eps = %g)." % s["rms_eps"],
+        "Attention: q = x Wq^T%s -> %d heads, k/v = x Wk^T%s / x Wv^T%s -> %d kv heads, head_dim "
+        "%d = hidden_size/num_attention_heads; head h occupies rows h*head_dim..(h+1)*head_dim of the "
+        "projection.  GQA: query head h uses kv head h // (num_attention_heads / num_key_value_heads) "
+        "= h // %d (HF repeat_kv == repeat_interleave: contiguous blocks of query heads share a kv "
+        "head; derived.kv_head_of_query_head).  scores = q.k * head_dim^-0.5 (= %.6g), causal, softmax, "
+        "heads concatenated in head order -> o_proj (no bias)."
+        % ((" + bq" if s["qkv_bias"] else ""), nh, (" + bk" if s["qkv_bias"] else ""),
+           (" + bv" if s["qkv_bias"] else ""), nkv, hd, nh // nkv, hd ** -0.5),
+        "RoPE: NeoX / rotate_half style (HF Qwen2/Llama apply_rotary_pos_emb): within each q and k head "
+        "the pair (x[j], x[j + head_dim/2]) is rotated by angle pos*inv_freq[j], j < head_dim/2: "
+        "out[j] = x[j] cos - x[j+d/2] sin, out[j+d/2] = x[j+d/2] cos + x[j] sin.  NOT adjacent pairs "
+        "(that is DeepSeek's MLA layout; alternatives.interleaved_rope).  cos/sin factor 1.  "
+        "inv_freq[j] = rope_theta^(-2j/head_dim) (derived.rope_inv_freq; HF computes it in float32: "
+        "derived.rope_inv_freq_hf_f32).  v is not rotated.",
+        "Positions are 0-based absolute token indices; BOS is at position 0.",
+        "argmax: f64 argmax per prompt position; greedy_ids: %d greedy tokens (f64, full recompute "
+        "without KV cache each step); min_margin: min top1-top2 (f64) over all prompt positions and "
+        "greedy steps; f32_vs_f64_max_abs_diff: over all positions of prompt+greedy[:-1].  Seeds whose "
+        "greedy_ids contain BOS/EOS/pad (ids 0/1/2) are rejected, so stopping at EOS cannot cut the "
+        "continuation short." % N_GREEDY,
+        "alternatives: number of positions of prompt+greedy[:-1] whose argmax a WRONG implementation "
+        "variant changes (independent float64 reference run with the variant): "
+        + "; ".join(DENSE_ALT_DESCRIPTIONS[a] for a in s["alternatives"]) + ".",
+        "config.json uses the released R1-Distill layout (transformers 4.x: rope_theta%s, torch_dtype; "
+        "no rope_parameters / layer_types / head_dim); transformers 5.23 loads it (checked via "
+        "from_pretrained, logits identical)." % (" + rope_scaling" if "rope_scaling" in cfg_json else ""),
+    ]
+    if s["qkv_bias"]:
+        n.append(
+            "Biases (Qwen2): q_proj, k_proj and v_proj have a bias (HF Qwen2Attention hard-codes bias=True; "
+            "there is no attention_bias key in a Qwen2 config.json), o_proj and the MLP have none.  Biases are "
+            "added BEFORE RoPE (the rotation is applied to x Wq^T + bq and x Wk^T + bk).  Stored in the "
+            "checkpoint dtype like the weights."
+        )
+    else:
+        n.append("No biases anywhere (attention_bias false, mlp_bias false).")
+    if s["arch"] == "qwen2":
+        n.append(
+            "Sliding window: use_sliding_window is false, so sliding_window (%d) and max_window_layers (%d) "
+            "must be ignored: every layer attends to all previous tokens (HF 5.23 sets config.sliding_window "
+            "= None and layer_types all 'full_attention')." % (cfg_json["sliding_window"], cfg_json["max_window_layers"])
+        )
+    if s["tied"]:
+        n.append(
+            "tie_word_embeddings true: the safetensors file has NO lm_head.weight; logits = h @ "
+            "model.embed_tokens.weight^T (HF ties lm_head to the embedding; checked)."
+        )
+    else:
+        n.append("tie_word_embeddings false: separate lm_head.weight [vocab, hidden].")
+    n.append(
+        "generation_config.json like R1-Distill (do_sample true, temperature 0.6, top_p 0.95) with the "
+        "tiny tokenizer's BOS/EOS ids 0/1."
+    )
+    return n
+
+
+def make_dense_fixture(s, tok, base_seed):
+    t0 = time.time()
+    log(f"== {s['name']}")
+    folder = os.path.join(FIXTURES, s["name"])
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    cfg_json = dense_config_json(s)
+    seed, stored, effective, res = search_seed_dense(s, cfg_json, base_seed)
+    m64, m32 = res["m64"], res["m32"]
+    T = len(PROMPT_IDS)
+    notes = dense_notes(s, cfg_json) + s.get("notes", [])
+
+    write_json(os.path.join(folder, "config.json"), cfg_json)
+    write_json(
+        os.path.join(folder, "generation_config.json"),
+        {"_from_model_config": True, "bos_token_id": 0, "eos_token_id": 1, "do_sample": True,
+         "temperature": 0.6, "top_p": 0.95, "transformers_version": transformers.__version__},
+    )
+    write_tokenizer(tok, folder)
+    weight_files = write_weights(folder, stored, s)
+    if s["tied"]:
+        assert "lm_head.weight" not in stored
+
+    checks = {"hf_vs_independent_reference_f64_during_search": res["ref_diff"]}
+    full = PROMPT_IDS + res["greedy_ids"][:-1]
+    with unpatched():
+        lu = logits_of(m32, full).double()
+    checks["patched_vs_unpatched_f32"] = float((lu - res["l32"]).abs().max())
+    assert checks["patched_vs_unpatched_f32"] == 0.0, checks
+    # the written folder loads in transformers (4.x-style config.json) and gives the same f32 logits
+    cls = DENSE_CLASSES[s["arch"]][1]
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    hf, info = cls.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager", output_loading_info=True)
+    hf.eval()
+    assert not any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")), info
+    lf = logits_of(hf, full).double()
+    checks["from_pretrained_vs_manual_f32"] = float((lf - res["l32"]).abs().max())
+    assert checks["from_pretrained_vs_manual_f32"] == 0.0, checks
+    hc = hf.config
+    assert (hf.lm_head.weight.data_ptr() == hf.model.embed_tokens.weight.data_ptr()) == s["tied"]
+    assert hc.rope_parameters["rope_theta"] == cfg_json["rope_theta"]
+    if "rope_scaling" in cfg_json:
+        assert hc.rope_parameters["rope_type"] == "llama3"
+        for k, v in cfg_json["rope_scaling"].items():
+            assert hc.rope_parameters[k] == v, (k, hc.rope_parameters)
+    else:
+        assert hc.rope_parameters["rope_type"] == "default"
+    if s["arch"] == "qwen2":
+        assert hc.sliding_window is None and set(hc.layer_types) == {"full_attention"}, (hc.sliding_window, hc.layer_types)
+    checks["from_pretrained_config"] = {
+        "rope_parameters": dict(hc.rope_parameters),
+        "layer_types": list(getattr(hc, "layer_types", None) or []),
+        "sliding_window": getattr(hc, "sliding_window", None),
+        "lm_head_tied_to_embed_tokens": s["tied"],
+    }
+    if "sliding_window_applied" in s["alternatives"]:
+        # the reference's sliding-window variant == HF with use_sliding_window switched on
+        on = dict(cfg_json, use_sliding_window=True)
+        msw = build_dense_model(s, on, effective, torch.float64)
+        assert set(msw.config.layer_types) == {"full_attention", "sliding_attention"}, msw.config.layer_types
+        lsw = logits_of(msw, full)
+        checks["sliding_window_variant_hf_vs_reference"] = float(
+            (lsw - ref_dense_forward(cfg_json, effective, full, variant=("sliding_window_applied",))).abs().max())
+        assert checks["sliding_window_variant_hf_vs_reference"] < 1e-9, checks
+    text_ids = tok.encode(TEXT_PROMPT, add_special_tokens=True).ids
+
+    golden = {
+        "name": s["name"],
+        "architecture": cls.__name__,
+        "seed": seed,
+        "storage_dtype": s["storage"],
+        "weight_files": weight_files,
+        "tokenizer_size": tok.get_vocab_size(with_added_tokens=True),
+        "prompt_ids": PROMPT_IDS,
+        "argmax": res["argmax"],
+        "last_logits": flist(res["l64"][T - 1]),
+        "first_logits": flist(res["l64"][0]),
+        "last_logits_std": res["std"],
+        "all_logits_f64_max_abs": float(res["l64"].abs().max()),
+        "f32_vs_f64_max_abs_diff": res["diff"],
+        "greedy_ids": res["greedy_ids"],
+        "min_margin": res["min_margin"],
+        "alternatives": res["alt_counts"],
+        "text_prompt": TEXT_PROMPT,
+        "text_prompt_ids": text_ids,
+        "derived": dense_derived_info(s, m64, m32),
+        "checks": checks,
+    }
+    # independent float64 re-implementation reading the written folder
+    cfg_r, W = ref_load_folder(folder)
+    logits = ref_dense_forward(cfg_r, W, full)
+    assert logits.argmax(-1)[:T].tolist() == golden["argmax"]
+    assert logits.argmax(-1)[T - 1:].tolist() == golden["greedy_ids"]
+    d = float((logits[T - 1] - torch.tensor(golden["last_logits"], dtype=torch.float64)).abs().max())
+    d = max(d, float((logits[0] - torch.tensor(golden["first_logits"], dtype=torch.float64)).abs().max()))
+    checks["independent_reference_max_abs_diff"] = d
+    assert d < 1e-9, checks
+    notes.append(
+        "checks.independent_reference_max_abs_diff: a from-scratch float64 implementation in "
+        "make_fixtures.py (ref_dense_forward; no transformers code; reads config.json and the "
+        "safetensors file, NeoX rope on halves, GQA h // group, biases before RoPE, tied head) "
+        "reproduces argmax, greedy_ids and last/first logits to this max abs difference."
+    )
+    golden["notes"] = notes
+    write_json(os.path.join(folder, "golden.json"), golden)
+    size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    assert size < 600_000, (s["name"], size)
+    log(
+        f"  seed={seed} min_margin={res['min_margin']:.4g} f32_vs_f64={res['diff']:.3g} std={res['std']:.3g} "
+        f"alts={res['alt_counts']} greedy={res['greedy_ids']} size={size} ({time.time() - t0:.1f}s)"
+    )
+    return golden
+
+
+DENSE_BASE = dict(
+    hidden=64, layers=3, embed_std=1.0, qk_gain=1.0, o_gain=0.7, down_gain=0.7, lm_head_gain=2.0,
+    q_bias_std=0.0, k_bias_std=0.0, v_bias_std=0.0,
+)
+
+
+def spec_qwen2_tiny():
+    """DeepSeek-R1-Distill-Qwen-1.5B / -7B style (Qwen2.5-Math base): untied, rope_theta 10000,
+    sliding_window 4096 with use_sliding_window false, max_window_layers 21, 131072 positions."""
+    return dict(
+        DENSE_BASE, name="qwen2-tiny", arch="qwen2", storage="bf16", torch_dtype="bfloat16",
+        inter=128, heads=4, kv_heads=2, head_dim=16, rms_eps=1e-6, qkv_bias=True, tied=False,
+        q_bias_std=0.5, k_bias_std=0.5, v_bias_std=0.3,
+        config_extra=dict(rope_theta=10000, sliding_window=4096, max_window_layers=21, max_position_embeddings=131072,
+                          use_sliding_window=False, use_mrope=False),
+        alternatives=("interleaved_rope", "gqa_modulo_mapping", "no_qkv_bias"),
+        notes=[
+            "Mirrors deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B's config.json fields (rope_theta 10000 as a JSON "
+            "integer, sliding_window 4096, max_window_layers 21, use_sliding_window false, use_mrope false, "
+            "max_position_embeddings 131072, tie_word_embeddings false, torch_dtype bfloat16); sizes shrunk: "
+            "hidden 64, 4 query heads, 2 kv heads, head_dim 16, 3 layers, intermediate 128.  bf16 weights and "
+            "biases, single model.safetensors.",
+            "q/k/v biases are random N(0, 0.5/0.5/0.3): dropping them changes argmaxes (alternatives.no_qkv_bias).",
+        ],
+    )
+
+
+def spec_qwen2_tied_tiny():
+    """Qwen2.5-0.5B/1.5B/3B style: tie_word_embeddings true and no lm_head.weight tensor."""
+    return dict(
+        DENSE_BASE, name="qwen2-tied-tiny", arch="qwen2", storage="f16", torch_dtype="float16",
+        inter=128, heads=4, kv_heads=2, head_dim=16, rms_eps=1e-6, qkv_bias=True, tied=True,
+        q_bias_std=0.5, k_bias_std=0.5, v_bias_std=0.3, embed_std=0.1, qk_gain=2.0, o_gain=1.0, down_gain=1.0,
+        config_extra=dict(rope_theta=1000000.0, sliding_window=8, max_window_layers=1, max_position_embeddings=32768,
+                          use_sliding_window=False),
+        alternatives=("interleaved_rope", "gqa_modulo_mapping", "no_qkv_bias", "sliding_window_applied"),
+        notes=[
+            "Tied-embedding layout of Qwen2.5-0.5B/1.5B/3B(-Instruct) (tie_word_embeddings true, rope_theta "
+            "1000000.0, max_position_embeddings 32768): model.safetensors has no lm_head.weight.  (The released "
+            "DeepSeek-R1-Distill-Qwen-1.5B itself is UNTIED: tie_word_embeddings false, separate lm_head.)",
+            "float16 weights and biases.  sliding_window is deliberately tiny (8) with max_window_layers 1 and "
+            "use_sliding_window false (real files: 32768 / 21): an engine that honours sliding_window anyway "
+            "changes argmaxes (alternatives.sliding_window_applied).",
+        ],
+    )
+
+
+def spec_llama_tiny():
+    """DeepSeek-R1-Distill-Llama-8B / -70B style (Llama-3.1): GQA, rope_theta 500000, llama3 rope
+    scaling, no biases, untied."""
+    return dict(
+        DENSE_BASE, name="llama-tiny", arch="llama", storage="bf16", torch_dtype="bfloat16",
+        inter=224, heads=8, kv_heads=2, head_dim=8, rms_eps=1e-5, qkv_bias=False, tied=False,
+        config_extra=dict(
+            rope_theta=500000.0, max_position_embeddings=2048,
+            rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                          "original_max_position_embeddings": 256, "rope_type": "llama3"},
+        ),
+        alternatives=("interleaved_rope", "gqa_modulo_mapping", "no_llama3_scaling"),
+        notes=[
+            "Mirrors deepseek-ai/DeepSeek-R1-Distill-Llama-8B's config.json fields (LlamaForCausalLM, "
+            "attention_bias false, mlp_bias false, pretraining_tp 1, rms_norm_eps 1e-05, rope_theta 500000.0, "
+            "rope_scaling {factor 8.0, low_freq_factor 1.0, high_freq_factor 4.0, "
+            "original_max_position_embeddings, rope_type llama3}, tie_word_embeddings false, torch_dtype "
+            "bfloat16); sizes shrunk: hidden 64, 8 query heads, 2 kv heads, head_dim 8, 3 layers, intermediate "
+            "224 (3.5x like 14336/4096).  original_max_position_embeddings is 256 (real: 8192) so that with "
+            "head_dim 8 the llama3 remapping hits all three branches: inv_freq[0] kept (wavelen 6.3 < 64), "
+            "inv_freq[1] smoothed (64 <= wavelen 167 <= 256), inv_freq[2..3] divided by 8 "
+            "(derived.rope_llama3_branch); max_position_embeddings 2048 = 8 * 256.",
+            "The llama3 remapping is applied to inv_freq once; no attention/cos-sin scaling (factor 1.0).",
+        ],
+    )
+
+
+DENSE_JOBS = ((spec_qwen2_tiny, 5000), (spec_qwen2_tied_tiny, 6000), (spec_llama_tiny, 7000))
+
+
+# ----------------------------------------------------------------------------------------
 # Benchmark-shape writer (not committed)
 # ----------------------------------------------------------------------------------------
 
@@ -1750,6 +2389,11 @@ def main():
         if args.only and s["name"] not in args.only:
             continue
         make_fixture(s, tok, seed, alts)
+    for spec, seed in DENSE_JOBS:
+        s = spec()
+        if args.only and s["name"] not in args.only:
+            continue
+        make_dense_fixture(s, tok, seed)
     log(f"done in {time.time() - t0:.1f}s")
 
 

@@ -1,7 +1,7 @@
 //! MLA attention over the latent cache. Threads split the heads; each head's W_UK and W_UV rows
 //! are dequantized once per step and applied to every token of the batch.
 
-use jing_graph::{ExecError, MlaAttention, MlaForm};
+use jing_graph::{ExecError, GqaAttention, MlaAttention, MlaForm};
 
 use crate::buffers::share;
 use crate::exec::{softmax, Ctx};
@@ -101,4 +101,46 @@ fn row(w: &jing_tensor::Weight, r: usize, n: usize) -> Vec<f32> {
     let mut v = vec![0.0; n];
     w.row_to_f32(r, &mut v);
     v
+}
+
+/// Grouped-query attention (Llama, Qwen2): threads split the query heads; each head reads its
+/// KV head's keys and values from the cache rows `[k (n_kv·d) ‖ v (n_kv·d)]`.
+pub(crate) fn gqa_attention(c: &Ctx, i: usize, a: &GqaAttention) -> Result<(), ExecError> {
+    let (h_all, kv, d) = (a.n_heads, a.n_kv_heads, a.head_dim);
+    let group = h_all / kv;
+    let width = 2 * kv * d;
+    let q = c.get(a.q);
+    let (h0, h1) = share(h_all, c.tid, c.nth, 1);
+    if h0 == h1 {
+        return Ok(());
+    }
+    let cache = c.cache.read().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: this thread writes only the columns of its heads.
+    let out = unsafe { c.vals.out_matrix(i, h_all * d) };
+    let mut scores: Vec<f32> = Vec::new();
+    let mut o = vec![0.0f32; d];
+    for t in 0..c.batch.len() {
+        let n_ctx = c.batch.positions[t] + 1;
+        let rows = cache.rows(c.batch.slots[t], a.layer, n_ctx)?;
+        for h in h0..h1 {
+            let g = h / group;
+            let (k_off, v_off) = (g * d, kv * d + g * d);
+            let qh = &q[(t * h_all + h) * d..][..d];
+            scores.clear();
+            scores.extend(
+                rows.chunks(width)
+                    .map(|row| (c.k.dot)(qh, &row[k_off..k_off + d]) * a.scale),
+            );
+            softmax(&mut scores);
+            o.fill(0.0);
+            for (row, &p) in rows.chunks(width).zip(&scores) {
+                (c.k.axpy)(p, &row[v_off..v_off + d], &mut o);
+            }
+            for (e, &v) in o.iter().enumerate() {
+                // SAFETY: column h·d + e belongs to this thread's head.
+                unsafe { out.write(t, h * d + e, v) };
+            }
+        }
+    }
+    Ok(())
 }

@@ -4,10 +4,10 @@
 use std::sync::{Mutex, RwLock};
 
 use jing_graph::{
-    select_experts, Backend, Batch, ExecError, Graph, LatentCache, Op, Outputs, ValueType,
+    select_experts, Backend, Batch, ExecError, Graph, KvCache, Op, Outputs, ValueType,
 };
 
-use crate::attention::mla_attention;
+use crate::attention::{gqa_attention, mla_attention};
 use crate::buffers::{f32_to_id, id_to_f32, share, Values};
 use crate::kernels::KernelTable;
 use crate::pool::{Barrier, Pool};
@@ -48,7 +48,7 @@ pub(crate) struct Ctx<'a> {
     pub graph: &'a Graph,
     pub batch: &'a Batch,
     pub vals: &'a Values,
-    pub cache: &'a RwLock<&'a mut LatentCache>,
+    pub cache: &'a RwLock<&'a mut KvCache>,
     pub k: &'a KernelTable,
     pub tid: usize,
     pub nth: usize,
@@ -107,7 +107,7 @@ impl Backend for CpuBackend {
         &self,
         graph: &Graph,
         batch: &Batch,
-        cache: &mut LatentCache,
+        cache: &mut KvCache,
     ) -> Result<Outputs, ExecError> {
         graph.validate_batch(batch)?;
         let n = graph.nodes.len();
@@ -232,6 +232,14 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             let (av, bv) = (c.get(*a), c.get(*b));
             c.elements(i, nd.numel(), |j, o| *o = av[j] + bv[j])
         }
+        Op::AddBias { x, bias } => {
+            let (xv, b) = (c.get(*x), bias.to_f32_vec());
+            c.rows(i, rows, width, |r, out| {
+                for ((o, &v), &bb) in out.iter_mut().zip(&xv[r * width..(r + 1) * width]).zip(&b) {
+                    *o = v + bb;
+                }
+            })
+        }
         Op::Mul { a, b } => {
             let (av, bv) = (c.get(*a), c.get(*b));
             c.elements(i, nd.numel(), |j, o| *o = av[j] * bv[j])
@@ -350,7 +358,11 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
                 }
             })
         }
-        Op::KvWrite { layer, c_kv, k_pe } => {
+        Op::KvWrite {
+            layer,
+            left: c_kv,
+            right: k_pe,
+        } => {
             // Thread 0 alone: the cache needs exclusive access, and the copy is small.
             if c.tid == 0 {
                 let (av, bv) = (c.get(*c_kv), c.get(*k_pe));
@@ -366,6 +378,7 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             }
         }
         Op::MlaAttention(a) => mla_attention(c, i, a)?,
+        Op::Attention(a) => gqa_attention(c, i, a)?,
     }
     Ok(())
 }

@@ -26,8 +26,8 @@ use std::sync::{Arc, OnceLock};
 use jing_cpu::kernels::KernelTable;
 use jing_cpu::CpuBackend;
 use jing_graph::{
-    Backend, Batch, CacheError, ExecError, Graph, GraphBuilder, GroupScore, LatentCache, MlaForm,
-    Op, Outputs, Reference, RopeFreqs, RopeStyle,
+    Backend, Batch, CacheError, ExecError, Graph, GraphBuilder, GroupScore, KvCache, MlaForm, Op,
+    Outputs, Reference, RopeFreqs, RopeStyle,
 };
 use jing_tensor::{Bytes, DType, Weight};
 
@@ -225,14 +225,14 @@ impl Step {
 }
 
 /// A cache for graphs that do not touch it.
-fn no_cache() -> LatentCache {
-    LatentCache::new(1, 1, 1)
+fn no_cache() -> KvCache {
+    KvCache::new(1, 1, 1)
 }
 
 /// The cache a case runs with: a fresh one per backend from `new`, compared with the
 /// reference's after the last step over `slots` slots (every layer) with `check`.
 struct CacheSpec<'a> {
-    new: &'a dyn Fn() -> LatentCache,
+    new: &'a dyn Fn() -> KvCache,
     slots: usize,
     check: Check,
 }
@@ -403,12 +403,7 @@ fn compare(
 }
 
 /// The two caches hold the same positions in `slots` slots and rows that agree under `check`.
-fn same_cache(
-    got: &LatentCache,
-    want: &LatentCache,
-    slots: usize,
-    check: &Check,
-) -> Result<f64, String> {
+fn same_cache(got: &KvCache, want: &KvCache, slots: usize, check: &Check) -> Result<f64, String> {
     let mut worst = 0.0f64;
     for slot in 0..slots {
         for layer in 0..want.n_layers() {
@@ -1087,8 +1082,8 @@ fn mixed_batch(at: &[(usize, usize)], inputs: Vec<(&str, Vec<f32>)>) -> Batch {
 
 /// A cache of 2 layers of `width`-wide rows, 64 positions, with 3 slots allocated (the tests
 /// put their first two sequences in slots 2 and 0, so slot order and slot number differ).
-fn cache_with_slots(width: usize) -> LatentCache {
-    let mut c = LatentCache::new(2, width, 64);
+fn cache_with_slots(width: usize) -> KvCache {
+    let mut c = KvCache::new(2, width, 64);
     for _ in 0..3 {
         c.alloc_slot();
     }
@@ -1273,9 +1268,11 @@ fn op_kind(op: &Op) -> usize {
         Op::WeightedSum { .. } => 19,
         Op::KvWrite { .. } => 20,
         Op::MlaAttention(_) => 21,
+        Op::AddBias { .. } => 22,
+        Op::Attention(_) => 23,
     }
 }
-const OP_KINDS: usize = 22;
+const OP_KINDS: usize = 24;
 
 /// Tolerance of the latent rows in [`one_graph_with_every_op`]: they come out of a K = 64
 /// matmul and an RmsNorm, so they are within about `2 · (64 + 8) · u ≈ 1e-5` of the largest.
@@ -1319,6 +1316,13 @@ fn one_graph_with_every_op() {
         experts(&mut rng, d, ffn),
     );
     let head = weight(&mut rng, "head", Fmt::Bf16, &[vocab, d]);
+    // Grouped-query attention on cache layer 1: 4 query heads over 2 KV heads of width 10, so
+    // that its rows `k ‖ v` are as wide as the MLA rows of layer 0.
+    let (gh, gkv, gd) = (4, 2, 10);
+    let wqg = weight(&mut rng, "wqg", Fmt::F16, &[gh * gd, d]);
+    let bqg = weight(&mut rng, "bqg", Fmt::Bf16, &[gh * gd]);
+    let wkvg = weight(&mut rng, "wkvg", Fmt::Bf16, &[2 * gkv * gd, d]);
+    let wog = weight(&mut rng, "wog", FP8, &[d, gh * gd]);
 
     let mut step = |at: &[(usize, usize)]| -> Step {
         let t = at.len();
@@ -1358,7 +1362,17 @@ fn one_graph_with_every_op() {
         let moe = g.weighted_sum(dn, wts);
         let gate_x = g.sigmoid(x2);
         let gated = g.mul(moe, gate_x);
-        let x3 = g.add(x2, gated);
+        let x3a = g.add(x2, gated);
+        let qg0 = g.matmul(x3a, &wqg);
+        let qg1 = g.add_bias(qg0, &bqg);
+        let qg = g.reshape(qg1, &[t, gh, gd]);
+        let kvg = g.matmul(x3a, &wkvg);
+        let kg = g.slice(kvg, 0, gkv * gd);
+        let vg = g.slice(kvg, gkv * gd, gkv * gd);
+        let written_g = g.kv_write(1, kg, vg);
+        let att_g = g.gqa_attention(qg, written_g, 1, gkv, (gd as f32).powf(-0.5));
+        let og = g.matmul(att_g, &wog);
+        let x3 = g.add(x3a, og);
         let cat = g.concat(x3, c_kv);
         let last = g.take_rows(cat, vec![t - 1, 0]);
         let last_x = g.slice(last, 0, d);
@@ -1402,7 +1416,7 @@ fn expect_error(
     case: &str,
     graph: &Graph,
     batch: &Batch,
-    new_cache: &dyn Fn() -> LatentCache,
+    new_cache: &dyn Fn() -> KvCache,
     expected: &dyn Fn(&ExecError) -> bool,
 ) {
     for b in all_backends() {
@@ -1497,7 +1511,7 @@ fn cache_misuse_is_an_error() {
     };
     let inputs = |t: usize| vec![("c", vec![1.0; t * kvl]), ("k", vec![2.0; t * dr])];
     let small = || {
-        let mut c = LatentCache::new(1, kvl + dr, 4);
+        let mut c = KvCache::new(1, kvl + dr, 4);
         c.alloc_slot();
         c
     };

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use jing_cpu::CpuBackend;
-use jing_graph::{Backend, Batch, ExecError, LatentCache};
+use jing_graph::{Backend, Batch, ExecError, KvCache};
 use jing_models::{load_model, CausalLm, LogitRows, ModelError};
 
 use crate::{Sampler, SamplingParams};
@@ -38,7 +38,7 @@ impl StepLogits {
 pub struct Engine {
     model: Box<dyn CausalLm>,
     backend: Box<dyn Backend>,
-    cache: LatentCache,
+    cache: KvCache,
 }
 
 impl Engine {
@@ -64,7 +64,7 @@ impl Engine {
     ) -> Engine {
         let info = model.info();
         let max_len = max_len.unwrap_or(info.max_position_embeddings.min(4096));
-        let cache = LatentCache::new(info.cache_layers, info.cache_width, max_len);
+        let cache = KvCache::new(info.cache_layers, info.cache_width, max_len);
         Engine {
             model,
             backend,

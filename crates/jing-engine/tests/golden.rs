@@ -14,9 +14,9 @@ use std::path::PathBuf;
 
 use jing_cpu::kernels::KernelTable;
 use jing_cpu::CpuBackend;
-use jing_graph::{Backend, Batch, LatentCache, MlaForm, Reference};
+use jing_graph::{Backend, Batch, KvCache, MlaForm, Reference};
 use jing_models::deepseek::DeepSeek;
-use jing_models::{CausalLm, LogitRows};
+use jing_models::{load_model, CausalLm, LogitRows};
 use serde_json::Value;
 
 const TOL: f32 = 2e-4;
@@ -66,14 +66,20 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn new_cache(m: &DeepSeek) -> LatentCache {
+fn new_cache(m: &dyn CausalLm) -> KvCache {
     let info = m.info();
-    LatentCache::new(info.cache_layers, info.cache_width, 256)
+    KvCache::new(info.cache_layers, info.cache_width, 256)
 }
 
 /// Prompt logits (all positions), hidden states, then a greedy continuation token by token
 /// through the cache; checks everything against the golden.
-fn check_model(name: &str, model: &DeepSeek, backend: &dyn Backend, form: Option<MlaForm>) {
+fn check_model(
+    name: &str,
+    model: &dyn CausalLm,
+    mtp: Option<&DeepSeek>,
+    backend: &dyn Backend,
+    form: Option<MlaForm>,
+) {
     let g = golden(name);
     let who = format!(
         "{name} on {}{}",
@@ -124,14 +130,14 @@ fn check_model(name: &str, model: &DeepSeek, backend: &dyn Backend, form: Option
     assert_eq!(got, want, "{who}: greedy continuation");
 
     // The MTP module: position j gets the main model's hidden state at j and token j+1.
-    if let Some(mtp) = g.get("mtp_golden") {
+    if let (Some(mtp), Some(ds)) = (g.get("mtp_golden"), mtp) {
         let inputs = ids(&mtp["input_token_ids"]);
         let d = model.info().hidden_size;
         let mut batch = Batch::sequence(slot, 0, &inputs);
         batch
             .inputs
             .push(("hidden".into(), hidden[..inputs.len() * d].to_vec()));
-        let mut graph = model
+        let mut graph = ds
             .build_mtp_step(&batch, &LogitRows::All)
             .expect("the fixture has an MTP layer");
         if let Some(f) = form {
@@ -153,16 +159,44 @@ fn check_model(name: &str, model: &DeepSeek, backend: &dyn Backend, form: Option
 
 fn check_everywhere(name: &str) {
     let model = DeepSeek::open(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    check_model(name, &model, &Reference, Some(MlaForm::Absorbed));
-    check_model(name, &model, &Reference, Some(MlaForm::Expanded));
+    let m = Some(&model);
+    check_model(name, &model, m, &Reference, Some(MlaForm::Absorbed));
+    check_model(name, &model, m, &Reference, Some(MlaForm::Expanded));
     for table in KernelTable::available() {
         for threads in [1, 2, 3] {
             let cpu = CpuBackend::with_kernels(Some(threads), table);
-            check_model(name, &model, &cpu, None);
+            check_model(name, &model, m, &cpu, None);
         }
     }
     let cpu = CpuBackend::new(Some(2));
-    check_model(name, &model, &cpu, Some(MlaForm::Expanded));
+    check_model(name, &model, m, &cpu, Some(MlaForm::Expanded));
+}
+
+/// The dense (Llama, Qwen2) fixtures, loaded through `load_model` like the CLI does.
+fn check_dense(name: &str) {
+    let model = load_model(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    check_model(name, model.as_ref(), None, &Reference, None);
+    for table in KernelTable::available() {
+        for threads in [1, 2, 3] {
+            let cpu = CpuBackend::with_kernels(Some(threads), table);
+            check_model(name, model.as_ref(), None, &cpu, None);
+        }
+    }
+}
+
+#[test]
+fn qwen2_bf16_with_qkv_bias() {
+    check_dense("qwen2-tiny");
+}
+
+#[test]
+fn qwen2_tied_embeddings() {
+    check_dense("qwen2-tied-tiny");
+}
+
+#[test]
+fn llama3_rope_scaling_gqa() {
+    check_dense("llama-tiny");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-use crate::{Batch, CacheError, Graph, LatentCache};
+use crate::{Batch, CacheError, Graph, KvCache};
 
 /// Executes whole graphs. The CPU backend wakes its thread pool once per graph; an accelerator
 /// would launch (or replay) the whole step at once.
@@ -10,7 +10,7 @@ pub trait Backend: Send + Sync {
         &self,
         graph: &Graph,
         batch: &Batch,
-        cache: &mut LatentCache,
+        cache: &mut KvCache,
     ) -> Result<Outputs, ExecError>;
 }
 

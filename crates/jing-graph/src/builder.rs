@@ -2,7 +2,9 @@ use std::sync::Arc;
 
 use jing_tensor::Weight;
 
-use crate::{Graph, GroupScore, MlaAttention, MlaForm, Node, Op, RopeFreqs, Tensor, ValueType};
+use crate::{
+    GqaAttention, Graph, GroupScore, MlaAttention, MlaForm, Node, Op, RopeFreqs, Tensor, ValueType,
+};
 
 /// Builds a [`Graph`] op by op, inferring and checking shapes as the model is written.
 /// A shape mismatch here is a bug in model code (checkpoint shapes are validated when the
@@ -131,6 +133,26 @@ impl GraphBuilder {
     pub fn add(&mut self, a: Tensor, b: Tensor) -> Tensor {
         let shape = self.same_shape("add", a, b);
         self.f32(Op::Add { a, b }, shape)
+    }
+
+    /// `x [.., N] + bias [N]`.
+    pub fn add_bias(&mut self, x: Tensor, bias: &Arc<Weight>) -> Tensor {
+        assert_eq!(
+            self.last_dim(x),
+            bias.numel(),
+            "add_bias: x {:?} vs bias `{}` {:?}",
+            self.shape(x),
+            bias.name,
+            bias.shape
+        );
+        let shape = self.shape(x).to_vec();
+        self.f32(
+            Op::AddBias {
+                x,
+                bias: bias.clone(),
+            },
+            shape,
+        )
     }
 
     pub fn mul(&mut self, a: Tensor, b: Tensor) -> Tensor {
@@ -300,7 +322,14 @@ impl GraphBuilder {
     pub fn kv_write(&mut self, layer: usize, c_kv: Tensor, k_pe: Tensor) -> Tensor {
         let t = self.shape(c_kv)[0];
         let width = self.last_dim(c_kv) + self.last_dim(k_pe);
-        self.f32(Op::KvWrite { layer, c_kv, k_pe }, vec![t, width])
+        self.f32(
+            Op::KvWrite {
+                layer,
+                left: c_kv,
+                right: k_pe,
+            },
+            vec![t, width],
+        )
     }
 
     /// MLA attention over the latent cache (see [`MlaAttention`]): `[T, H·dv]`.
@@ -345,6 +374,42 @@ impl GraphBuilder {
                 form: MlaForm::Auto,
             })),
             vec![t, h * v_dim],
+        )
+    }
+
+    /// Grouped-query attention of `q [T, H, d]` over the cache of `layer` (see
+    /// [`GqaAttention`]): `[T, H·d]`.
+    pub fn gqa_attention(
+        &mut self,
+        q: Tensor,
+        written: Tensor,
+        layer: usize,
+        n_kv_heads: usize,
+        scale: f32,
+    ) -> Tensor {
+        let qs = self.shape(q).to_vec();
+        assert_eq!(qs.len(), 3, "attention: q {qs:?}");
+        let (t, h, d) = (qs[0], qs[1], qs[2]);
+        assert!(
+            n_kv_heads >= 1 && h % n_kv_heads == 0,
+            "attention: {h} heads over {n_kv_heads} kv heads"
+        );
+        assert_eq!(
+            self.last_dim(written),
+            2 * n_kv_heads * d,
+            "attention: cache row width"
+        );
+        self.f32(
+            Op::Attention(Box::new(GqaAttention {
+                q,
+                written,
+                layer,
+                n_heads: h,
+                n_kv_heads,
+                head_dim: d,
+                scale,
+            })),
+            vec![t, h * d],
         )
     }
 }

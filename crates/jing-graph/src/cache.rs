@@ -1,8 +1,9 @@
-/// The MLA key/value cache: for every sequence slot, layer and position, one row holding the
-/// normalised latent `c_kv` followed by the rotated shared `k_pe` (576 floats per token and
-/// layer for DeepSeek-V3), never per-head keys or values.
+/// The key/value cache: for every sequence slot, layer and position, one row. For MLA the row
+/// is the normalised latent `c_kv` followed by the rotated shared `k_pe` (576 floats per token
+/// and layer for DeepSeek-V3), never per-head keys or values; for grouped-query attention it is
+/// the keys then the values of the KV heads.
 #[derive(Debug)]
-pub struct LatentCache {
+pub struct KvCache {
     n_layers: usize,
     width: usize,
     max_len: usize,
@@ -25,10 +26,10 @@ pub enum CacheError {
     },
 }
 
-impl LatentCache {
+impl KvCache {
     /// A cache for `n_layers` layers of `width`-wide rows and at most `max_len` positions.
-    pub fn new(n_layers: usize, width: usize, max_len: usize) -> LatentCache {
-        LatentCache {
+    pub fn new(n_layers: usize, width: usize, max_len: usize) -> KvCache {
+        KvCache {
             n_layers,
             width,
             max_len,

@@ -4,8 +4,8 @@
 use jing_tensor::Weight;
 
 use crate::{
-    select_experts, Backend, Batch, ExecError, Graph, LatentCache, MlaAttention, MlaForm, Op,
-    Outputs, Tensor,
+    select_experts, Backend, Batch, ExecError, Graph, KvCache, MlaAttention, MlaForm, Op, Outputs,
+    Tensor,
 };
 
 /// The reference backend.
@@ -60,7 +60,7 @@ impl Backend for Reference {
         &self,
         graph: &Graph,
         batch: &Batch,
-        cache: &mut LatentCache,
+        cache: &mut KvCache,
     ) -> Result<Outputs, ExecError> {
         graph.validate_batch(batch)?;
         let last_use = graph.last_uses();
@@ -100,6 +100,14 @@ impl Backend for Reference {
                         .map(|(x, y)| x + y)
                         .collect(),
                 ),
+                Op::AddBias { x, bias } => {
+                    let b = bias.to_f32_vec();
+                    let mut y = get(x).f32().to_vec();
+                    for row in y.chunks_mut(b.len()) {
+                        row.iter_mut().zip(&b).for_each(|(v, c)| *v += c);
+                    }
+                    Value::F32(y)
+                }
                 Op::Mul { a, b } => Value::F32(
                     get(a)
                         .f32()
@@ -254,7 +262,11 @@ impl Backend for Reference {
                     }
                     Value::F32(y)
                 }
-                Op::KvWrite { layer, c_kv, k_pe } => {
+                Op::KvWrite {
+                    layer,
+                    left: c_kv,
+                    right: k_pe,
+                } => {
                     let rows = {
                         let (a, b) = (get(c_kv).f32(), get(k_pe).f32());
                         let da = *graph.node(*c_kv).shape.last().expect("dim");
@@ -270,6 +282,7 @@ impl Backend for Reference {
                     }
                     Value::F32(rows)
                 }
+                Op::Attention(a) => Value::F32(gqa_reference(a, get(&a.q).f32(), batch, cache)?),
                 Op::MlaAttention(a) => Value::F32(mla_reference(
                     a,
                     get(&a.q_nope).f32(),
@@ -316,7 +329,7 @@ fn mla_reference(
     q_nope: &[f32],
     q_pe: &[f32],
     batch: &Batch,
-    cache: &LatentCache,
+    cache: &KvCache,
 ) -> Result<Vec<f32>, ExecError> {
     let (h, dn, dr, dv, c) = (a.n_heads, a.nope_dim, a.rope_dim, a.v_dim, a.kv_lora);
     let width = c + dr;
@@ -391,4 +404,39 @@ fn softmax_f64(s: &[f64]) -> Vec<f64> {
     let e: Vec<f64> = s.iter().map(|&v| (v - m).exp()).collect();
     let z: f64 = e.iter().sum();
     e.into_iter().map(|v| v / z).collect()
+}
+
+/// Grouped-query attention (see [`crate::GqaAttention`]).
+fn gqa_reference(
+    a: &crate::GqaAttention,
+    q: &[f32],
+    batch: &Batch,
+    cache: &KvCache,
+) -> Result<Vec<f32>, ExecError> {
+    let (h, kv, d) = (a.n_heads, a.n_kv_heads, a.head_dim);
+    let group = h / kv;
+    let width = 2 * kv * d;
+    let mut out = vec![0.0f32; batch.len() * h * d];
+    for t in 0..batch.len() {
+        let n_ctx = batch.positions[t] + 1;
+        let rows = cache.rows(batch.slots[t], a.layer, n_ctx)?;
+        for head in 0..h {
+            let g = head / group;
+            let qh = &q[(t * h + head) * d..][..d];
+            let scores: Vec<f64> = rows
+                .chunks(width)
+                .map(|row| dot64(qh, &row[g * d..(g + 1) * d]) * a.scale as f64)
+                .collect();
+            let p = softmax_f64(&scores);
+            for e in 0..d {
+                let v: f64 = rows
+                    .chunks(width)
+                    .zip(&p)
+                    .map(|(row, ps)| ps * row[kv * d + g * d + e] as f64)
+                    .sum();
+                out[(t * h + head) * d + e] = v as f32;
+            }
+        }
+    }
+    Ok(out)
 }

@@ -3,7 +3,7 @@
 //!
 //! A model builds one [`Graph`] per step for a [`Batch`] of tokens (tokens of several
 //! sequences may share a step); a [`Backend`] executes the whole graph, reading and writing
-//! the [`LatentCache`].
+//! the [`KvCache`].
 
 mod backend;
 mod batch;
@@ -18,9 +18,9 @@ mod routing;
 pub use backend::{Backend, ExecError, Outputs};
 pub use batch::Batch;
 pub use builder::GraphBuilder;
-pub use cache::{CacheError, LatentCache};
+pub use cache::{CacheError, KvCache};
 pub use graph::{Graph, Node, Tensor, ValueType};
 pub use interp::Reference;
-pub use op::{GroupScore, MlaAttention, MlaForm, Op};
+pub use op::{GqaAttention, GroupScore, MlaAttention, MlaForm, Op};
 pub use rope::{RopeFreqs, RopeStyle};
 pub use routing::select_experts;

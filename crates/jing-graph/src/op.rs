@@ -50,6 +50,22 @@ pub struct MlaAttention {
     pub form: MlaForm,
 }
 
+/// Grouped-query attention over the cache of one layer (Llama, Qwen2): query head `h` reads KV
+/// head `h / (n_heads / n_kv_heads)`. Input `q [T, H, d]` (already rotated); the cache row of a
+/// position is its keys `[n_kv·d]` then its values `[n_kv·d]`. Output `[T, H·d]`.
+#[derive(Clone, Debug)]
+pub struct GqaAttention {
+    pub q: Tensor,
+    /// The `KvWrite` of this step; attention runs after it.
+    pub written: Tensor,
+    pub layer: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    /// Softmax scale, usually `d^-1/2`.
+    pub scale: f32,
+}
+
 /// One operation. Activations are f32 (ids are i32), row-major and contiguous; the first
 /// dimension is always the batch's token dimension `T`.
 #[derive(Clone, Debug)]
@@ -76,6 +92,11 @@ pub enum Op {
     Add {
         a: Tensor,
         b: Tensor,
+    },
+    /// `x [.., N] + bias [N]` (the bias of a linear layer, in its stored format).
+    AddBias {
+        x: Tensor,
+        bias: Arc<Weight>,
     },
     Mul {
         a: Tensor,
@@ -153,14 +174,16 @@ pub enum Op {
         x: Tensor,
         w: Tensor,
     },
-    /// Store `c_kv [T, kv_lora] ‖ k_pe [T, dr]` in the latent cache of `layer` at each
-    /// token's slot and position. Its value is the written rows, `[T, kv_lora + dr]`.
+    /// Store one row per token, `left ‖ right`, in the cache of `layer` at each token's slot and
+    /// position: MLA stores `c_kv [T, kv_lora] ‖ k_pe [T, dr]`, GQA stores `k ‖ v`
+    /// (`[T, n_kv·d]` each). Its value is the written rows.
     KvWrite {
         layer: usize,
-        c_kv: Tensor,
-        k_pe: Tensor,
+        left: Tensor,
+        right: Tensor,
     },
     MlaAttention(Box<MlaAttention>),
+    Attention(Box<GqaAttention>),
 }
 
 impl Op {
@@ -177,14 +200,16 @@ impl Op {
             | Op::Reshape { x }
             | Op::Rope { x, .. }
             | Op::TakeRows { x, .. }
-            | Op::NormalizeRows { x } => vec![*x],
+            | Op::NormalizeRows { x }
+            | Op::AddBias { x, .. } => vec![*x],
             Op::MoeSelect { scores, .. } => vec![*scores],
             Op::Add { a, b } | Op::Mul { a, b } | Op::Concat { a, b } => vec![*a, *b],
             Op::SiluMul { gate, up } => vec![*gate, *up],
             Op::GatherCols { x, ids } | Op::MatMulId { x, ids, .. } => vec![*x, *ids],
             Op::WeightedSum { x, w } => vec![*x, *w],
-            Op::KvWrite { c_kv, k_pe, .. } => vec![*c_kv, *k_pe],
+            Op::KvWrite { left, right, .. } => vec![*left, *right],
             Op::MlaAttention(a) => vec![a.q_nope, a.q_pe, a.written],
+            Op::Attention(a) => vec![a.q, a.written],
         }
     }
 
@@ -196,6 +221,7 @@ impl Op {
             Op::MatMul { .. } => "matmul",
             Op::RmsNorm { .. } => "rms_norm",
             Op::Add { .. } => "add",
+            Op::AddBias { .. } => "add_bias",
             Op::Mul { .. } => "mul",
             Op::Scale { .. } => "scale",
             Op::SiluMul { .. } => "silu_mul",
@@ -213,6 +239,7 @@ impl Op {
             Op::WeightedSum { .. } => "weighted_sum",
             Op::KvWrite { .. } => "kv_write",
             Op::MlaAttention(_) => "mla_attention",
+            Op::Attention(_) => "attention",
         }
     }
 }

@@ -2,7 +2,9 @@
 //! on every tensor, written only against the graph API, so it never knows which device, ISA or
 //! weight format it runs on.
 
+mod common;
 pub mod deepseek;
+pub mod dense;
 mod error;
 mod load;
 mod model;

@@ -3,10 +3,11 @@ use std::path::Path;
 use jing_formats::ModelDir;
 
 use crate::deepseek::DeepSeek;
+use crate::dense::Dense;
 use crate::{CausalLm, ModelError};
 
 /// Architectures jing runs, by `model_type`.
-const SUPPORTED: &[&str] = &["deepseek_v3", "deepseek_v2"];
+const SUPPORTED: &[&str] = &["deepseek_v3", "deepseek_v2", "qwen2", "llama"];
 
 /// Open the model folder at `path` and load the model its `config.json` names.
 pub fn load_model(path: &Path) -> Result<Box<dyn CausalLm>, ModelError> {
@@ -14,6 +15,7 @@ pub fn load_model(path: &Path) -> Result<Box<dyn CausalLm>, ModelError> {
     let model_type = dir.config.opt_str("model_type")?.unwrap_or("").to_string();
     match model_type.as_str() {
         "deepseek_v3" | "deepseek_v2" => Ok(Box::new(DeepSeek::load(&dir)?)),
+        "qwen2" | "llama" => Ok(Box::new(Dense::load(&dir)?)),
         "" => Err(ModelError::Config {
             field: "model_type".into(),
             problem: format!("is missing in {}/config.json", path.display()),

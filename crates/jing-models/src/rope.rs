@@ -118,3 +118,52 @@ mod tests {
         assert!((m * m - 1.873854).abs() < 1e-6);
     }
 }
+
+/// Llama-3's frequency remapping (`rope_type: llama3`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Llama3Scaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: f64,
+}
+
+/// Llama-3 RoPE: wavelengths longer than `original / low_freq_factor` are divided by `factor`,
+/// shorter than `original / high_freq_factor` kept, and those between blended smoothly; f32
+/// arithmetic in the order transformers uses.
+pub fn llama3_freqs(theta: f64, dim: usize, s: &Llama3Scaling, style: RopeStyle) -> RopeFreqs {
+    let base = base_inv_freq(theta, dim);
+    let (factor, low, high, old) = (
+        s.factor as f32,
+        s.low_freq_factor as f32,
+        s.high_freq_factor as f32,
+        s.original_max_position_embeddings as f32,
+    );
+    let low_freq_wavelen = old / low;
+    let high_freq_wavelen = old / high;
+    let inv_freq = base
+        .iter()
+        .map(|&f| {
+            let wavelen = 2.0 * std::f32::consts::PI / f;
+            let scaled = if wavelen > low_freq_wavelen {
+                f / factor
+            } else {
+                f
+            };
+            let smooth = (old / wavelen - low) / (high - low);
+            let smoothed = (1.0 - smooth) * scaled / factor + smooth * scaled;
+            // Wavelengths are finite and positive, so "not below and not above" is "within".
+            let medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
+            if medium {
+                smoothed
+            } else {
+                scaled
+            }
+        })
+        .collect();
+    RopeFreqs {
+        inv_freq,
+        attention_factor: 1.0,
+        style,
+    }
+}

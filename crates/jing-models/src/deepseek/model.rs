@@ -5,10 +5,12 @@ use jing_formats::ModelDir;
 use jing_graph::{Batch, Graph, GraphBuilder, RopeFreqs, RopeStyle, Tensor};
 
 use super::mla::attention;
-use super::moe::{mlp, moe};
+use super::moe::moe;
 use super::mtp::Mtp;
-use super::weights::{Block, Ffn, Loader, W};
+use super::weights::{Block, Ffn};
 use super::DeepSeekConfig;
+use crate::common::mlp;
+use crate::common::{Loader, W};
 use crate::rope::{default_freqs, yarn_freqs};
 use crate::{CausalLm, LogitRows, ModelError, ModelInfo};
 

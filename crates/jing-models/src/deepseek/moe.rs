@@ -2,16 +2,9 @@
 
 use jing_graph::{GraphBuilder, GroupScore, Tensor};
 
-use super::weights::{Mlp, Moe};
+use super::weights::Moe;
 use super::{DeepSeekConfig, RouterKind};
-
-/// SwiGLU MLP: `down(silu(gate(x)) ⊙ up(x))`.
-pub fn mlp(g: &mut GraphBuilder, w: &Mlp, x: Tensor) -> Tensor {
-    let gate = g.matmul(x, &w.gate); //                 [T, I]
-    let up = g.matmul(x, &w.up); //                     [T, I]
-    let act = g.silu_mul(gate, up);
-    g.matmul(act, &w.down) //                           [T, d]
-}
+use crate::common::mlp;
 
 /// Routed experts weighted by the router plus the shared experts, for `x [T, d]`: `[T, d]`.
 pub fn moe(g: &mut GraphBuilder, c: &DeepSeekConfig, w: &Moe, x: Tensor) -> Tensor {

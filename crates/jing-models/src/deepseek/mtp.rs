@@ -5,8 +5,9 @@
 
 use jing_graph::{GraphBuilder, Tensor};
 
-use super::weights::{Block, Loader, W};
+use super::weights::Block;
 use super::DeepSeekConfig;
+use crate::common::{Loader, W};
 use crate::ModelError;
 
 pub struct Mtp {

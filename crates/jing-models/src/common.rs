@@ -1,0 +1,83 @@
+//! Pieces every model shares: reading weights by name with shape checks, and the SwiGLU MLP.
+
+use std::sync::Arc;
+
+use jing_formats::TensorStore;
+use jing_graph::{GraphBuilder, Tensor};
+use jing_tensor::{DType, Weight};
+
+use crate::ModelError;
+
+pub type W = Arc<Weight>;
+
+/// Reads tensors from a store, checking shapes and counting bytes.
+pub struct Loader<'a> {
+    pub store: &'a TensorStore,
+    pub bytes: usize,
+}
+
+impl Loader<'_> {
+    /// Tensor `name` with `expected` shape (`why` explains where the shape comes from).
+    pub fn tensor(&mut self, name: &str, expected: &[usize], why: &str) -> Result<W, ModelError> {
+        let w = self.store.get(name)?;
+        if w.shape != expected {
+            return Err(ModelError::Shape {
+                tensor: name.to_string(),
+                found: w.shape.clone(),
+                expected: expected.to_vec(),
+                why: why.to_string(),
+            });
+        }
+        if !w.dtype.is_float() {
+            return Err(ModelError::Dtype {
+                tensor: name.to_string(),
+                dtype: w.dtype,
+                what: "a weight (expected f32, f16, bf16 or f8_e4m3)".into(),
+            });
+        }
+        if w.dtype == DType::F8E4M3 && w.shape.len() != 2 {
+            return Err(ModelError::Dtype {
+                tensor: name.to_string(),
+                dtype: w.dtype,
+                what: "a vector (FP8 is only supported for 2-D block-scaled weights)".into(),
+            });
+        }
+        self.bytes += w.stored_bytes();
+        Ok(Arc::new(w))
+    }
+}
+
+/// `silu(x·W_gateᵀ) ⊙ (x·W_upᵀ)`, then `·W_downᵀ`.
+pub struct Mlp {
+    pub gate: W,
+    pub up: W,
+    pub down: W,
+}
+
+impl Mlp {
+    pub fn load(
+        ld: &mut Loader,
+        prefix: &str,
+        d: usize,
+        inter: usize,
+        why: &str,
+    ) -> Result<Mlp, ModelError> {
+        Ok(Mlp {
+            gate: ld.tensor(&format!("{prefix}.gate_proj.weight"), &[inter, d], why)?,
+            up: ld.tensor(&format!("{prefix}.up_proj.weight"), &[inter, d], why)?,
+            down: ld.tensor(&format!("{prefix}.down_proj.weight"), &[d, inter], why)?,
+        })
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.gate.stored_bytes() + self.up.stored_bytes() + self.down.stored_bytes()
+    }
+}
+
+/// SwiGLU MLP: `down(silu(gate(x)) ⊙ up(x))`.
+pub fn mlp(g: &mut GraphBuilder, w: &Mlp, x: Tensor) -> Tensor {
+    let gate = g.matmul(x, &w.gate); //                 [T, I]
+    let up = g.matmul(x, &w.up); //                     [T, I]
+    let act = g.silu_mul(gate, up);
+    g.matmul(act, &w.down) //                           [T, d]
+}
