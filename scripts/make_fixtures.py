@@ -2351,12 +2351,70 @@ def write_v2_lite_shape(out, n_layers, layers_per_shard=2, seed=1234, fp8=False)
     log(f"wrote {out}: {n_layers} layers, {total / 2**30:.2f} GiB")
 
 
+QWEN25_15B_SHAPE = dict(hidden=1536, layers=28, heads=12, kv_heads=2, inter=8960, vocab=151936)
+
+
+def write_qwen25_15b_shape(out, n_layers, seed=4321):
+    """Random bf16 checkpoint with Qwen2.5-1.5B's (= R1-Distill-Qwen-1.5B's) shapes: GQA 12/2 heads
+    of 128, q/k/v biases, tied embeddings (no lm_head tensor), streamed into one shard per layer
+    group. For benchmarks; not committed."""
+    s = dict(QWEN25_15B_SHAPE, layers=n_layers)
+    os.makedirs(out, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    H, V, hd = s["hidden"], s["vocab"], s["hidden"] // s["heads"]
+
+    def lin(o, i, gain=1.0):
+        return (torch.randn(o, i, generator=gen) * (gain / math.sqrt(i))).to(torch.bfloat16)
+
+    def vec(n, mean=0.0, std=0.02):
+        return (mean + std * torch.randn(n, generator=gen)).to(torch.bfloat16)
+
+    weight_map, total, shards = {}, 0, []
+
+    def flush(tensors):
+        nonlocal total
+        name = f"part-{len(shards):03d}.safetensors"
+        save_file(tensors, os.path.join(out, name), metadata={"format": "pt"})
+        shards.append(name)
+        for n, t in tensors.items():
+            weight_map[n] = name
+            total += t.numel() * t.element_size()
+
+    flush({"model.embed_tokens.weight": (0.02 * torch.randn(V, H, generator=gen)).to(torch.bfloat16),
+           "model.norm.weight": vec(H, 1.0, 0.1)})
+    for i in range(n_layers):
+        p = f"model.layers.{i}."
+        flush({p + "input_layernorm.weight": vec(H, 1.0, 0.1),
+               p + "post_attention_layernorm.weight": vec(H, 1.0, 0.1),
+               p + "self_attn.q_proj.weight": lin(s["heads"] * hd, H), p + "self_attn.q_proj.bias": vec(s["heads"] * hd),
+               p + "self_attn.k_proj.weight": lin(s["kv_heads"] * hd, H),
+               p + "self_attn.k_proj.bias": vec(s["kv_heads"] * hd),
+               p + "self_attn.v_proj.weight": lin(s["kv_heads"] * hd, H),
+               p + "self_attn.v_proj.bias": vec(s["kv_heads"] * hd),
+               p + "self_attn.o_proj.weight": lin(H, s["heads"] * hd, 0.7),
+               p + "mlp.gate_proj.weight": lin(s["inter"], H), p + "mlp.up_proj.weight": lin(s["inter"], H),
+               p + "mlp.down_proj.weight": lin(H, s["inter"], 0.7)})
+    write_json(os.path.join(out, "model.safetensors.index.json"),
+               {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
+    write_json(os.path.join(out, "config.json"), {
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": V, "hidden_size": H,
+        "intermediate_size": s["inter"], "num_hidden_layers": n_layers, "num_attention_heads": s["heads"],
+        "num_key_value_heads": s["kv_heads"], "hidden_act": "silu", "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-6, "rope_theta": 10000, "tie_word_embeddings": True, "use_sliding_window": False,
+        "sliding_window": 4096, "max_window_layers": 21, "torch_dtype": "bfloat16", "bos_token_id": 0,
+        "eos_token_id": 1})
+    write_json(os.path.join(out, "generation_config.json"), {"bos_token_id": 0, "eos_token_id": 1})
+    write_tokenizer(build_tokenizer(), out)
+    log(f"wrote {out}: {n_layers} layers, {total / 2**30:.2f} GiB")
+
+
 # ----------------------------------------------------------------------------------------
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shape", choices=["v2-lite"], help="write a benchmark-shape random checkpoint instead")
+    ap.add_argument("--shape", choices=["v2-lite", "qwen2.5-1.5b"],
+                    help="write a benchmark-shape random checkpoint instead")
     ap.add_argument("--out", help="output directory for --shape")
     ap.add_argument("--layers", type=int, default=None, help="number of layers for --shape (default: real)")
     ap.add_argument("--fp8", action="store_true", help="with --shape: store projections in DeepSeek block FP8")
@@ -2367,7 +2425,10 @@ def main():
     if args.shape:
         if not args.out:
             ap.error("--shape needs --out DIR")
-        write_v2_lite_shape(args.out, args.layers or V2_LITE_SHAPE["layers"], fp8=args.fp8)
+        if args.shape == "qwen2.5-1.5b":
+            write_qwen25_15b_shape(args.out, args.layers or QWEN25_15B_SHAPE["layers"])
+        else:
+            write_v2_lite_shape(args.out, args.layers or V2_LITE_SHAPE["layers"], fp8=args.fp8)
         return
 
     t0 = time.time()
