@@ -29,7 +29,9 @@
 mod config;
 mod error;
 mod incremental;
+pub mod reasoning;
 mod tokenizer;
+pub mod tool_calls;
 
 pub use error::{Result, TokenizerError};
 pub use incremental::{IncrementalDecoder, MAX_PENDING_TOKENS};
