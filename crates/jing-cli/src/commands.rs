@@ -4,20 +4,51 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use jing_engine::SamplingParams;
+use jing_engine::{SamplingParams, StopMatcher};
 use serde_json::{json, Value};
 
 use crate::load::load;
 use crate::prompt::prompt_ids;
 use crate::{ModelArgs, PromptArgs};
 
+/// How `jing run` generates.
+#[derive(clap::Args)]
 pub struct RunOptions {
+    /// Tokens to generate at most.
+    #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy (default: generation_config.json, else 0).
+    #[arg(long, allow_negative_numbers = true)]
     pub temperature: Option<f32>,
+    /// Nucleus sampling threshold (default: generation_config.json, else 1).
+    #[arg(long)]
     pub top_p: Option<f32>,
+    /// Keep the K most likely tokens (default: generation_config.json, else all).
+    #[arg(long)]
     pub top_k: Option<usize>,
+    /// Drop tokens less likely than MIN_P times the best one.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    /// Divide (multiply, if negative) the logits of tokens seen in the prompt or output.
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Subtract from the logit of every token already generated.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub presence_penalty: f32,
+    /// Subtract from a token's logit once per time it was generated.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub frequency_penalty: f32,
+    /// Stop when the output contains this text (repeatable; the text itself is not printed).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Random seed: the same seed gives the same output.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Keep generating past end-of-sequence tokens.
+    #[arg(long)]
     pub ignore_eos: bool,
+    /// Print one JSON object {"prompt_ids","generated_ids","text"} instead of streaming.
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -31,51 +62,59 @@ fn generation_default(gen: &Option<Value>, key: &str) -> Option<f64> {
 }
 
 /// `jing run`.
-/// Reject sampling flags before loading anything (a real model takes a while to open).
-fn check_flags(o: &RunOptions) -> Result<()> {
-    if let Some(t) = o.temperature {
-        anyhow::ensure!(
-            t.is_finite() && t >= 0.0,
-            "--temperature must be a finite number >= 0 (0 is greedy), got {t}"
-        );
-    }
-    if let Some(p) = o.top_p {
-        anyhow::ensure!(p > 0.0 && p <= 1.0, "--top-p must be in (0, 1], got {p}");
-    }
-    Ok(())
-}
-
-pub fn run(model: &ModelArgs, prompt: &PromptArgs, o: RunOptions) -> Result<ExitCode> {
-    check_flags(&o)?;
-    let mut m = load(model)?;
-    let ids = prompt_ids(prompt, &m.tokenizer)?;
-    let params = SamplingParams {
+/// The sampling parameters: flags first, then `generation_config.json` when it asks for
+/// sampling, then greedy.
+fn sampling(o: &RunOptions, generation: &Option<Value>) -> SamplingParams {
+    SamplingParams {
         temperature: o
             .temperature
-            .or_else(|| generation_default(&m.generation, "temperature").map(|v| v as f32))
+            .or_else(|| generation_default(generation, "temperature").map(|v| v as f32))
             .unwrap_or(0.0),
         top_p: o
             .top_p
-            .or_else(|| generation_default(&m.generation, "top_p").map(|v| v as f32))
+            .or_else(|| generation_default(generation, "top_p").map(|v| v as f32))
             .unwrap_or(1.0),
         top_k: o
             .top_k
-            .or_else(|| generation_default(&m.generation, "top_k").map(|v| v as usize))
+            .or_else(|| generation_default(generation, "top_k").map(|v| v as usize))
             .unwrap_or(0),
+        min_p: o.min_p,
+        repetition_penalty: o.repetition_penalty,
+        presence_penalty: o.presence_penalty,
+        frequency_penalty: o.frequency_penalty,
+        logit_bias: Vec::new(),
         seed: o.seed,
-    };
-    anyhow::ensure!(
-        params.temperature.is_finite() && params.temperature >= 0.0 && params.top_p > 0.0 && params.top_p <= 1.0,
-        "generation_config.json has an invalid temperature or top_p; pass --temperature and --top-p"
-    );
+    }
+}
+
+pub fn run(model: &ModelArgs, prompt: &PromptArgs, o: RunOptions) -> Result<ExitCode> {
+    // Reject bad flags before loading anything (a real model takes a while to open).
+    sampling(&o, &None)
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--{}", e.replace('_', "-")))?;
+    let mut m = load(model)?;
+    let ids = prompt_ids(prompt, &m.tokenizer)?;
+    let params = sampling(&o, &m.generation);
+    params
+        .validate()
+        .map_err(|e| anyhow::anyhow!("generation_config.json: {e}; override it with the flag"))?;
     let stop: Vec<u32> = if o.ignore_eos {
         Vec::new()
     } else {
         m.tokenizer.eos_ids()
     };
     let mut decoder = m.tokenizer.incremental_decoder(true);
+    let mut stops = StopMatcher::new(&o.stop);
     let mut text = String::new();
     let mut stdout = std::io::stdout().lock();
+    // Text that passed the stop matcher: printed when streaming, kept for --json.
+    let mut emit = |piece: &str, text: &mut String| {
+        if !o.json {
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+        }
+        text.push_str(piece);
+    };
     let start = Instant::now();
     let mut first_token = None;
     let mut decode_error = None;
@@ -88,11 +127,11 @@ pub fn run(model: &ModelArgs, prompt: &PromptArgs, o: RunOptions) -> Result<Exit
             }
             match decoder.push(tok) {
                 Ok(Some(piece)) => {
-                    if !o.json {
-                        let _ = stdout.write_all(piece.as_bytes());
-                        let _ = stdout.flush();
+                    let out = stops.push(&piece);
+                    emit(&out.text, &mut text);
+                    if out.stopped_by.is_some() {
+                        return false;
                     }
-                    text.push_str(&piece);
                 }
                 Ok(None) => {}
                 Err(e) => decode_error = Some(e),
@@ -102,13 +141,20 @@ pub fn run(model: &ModelArgs, prompt: &PromptArgs, o: RunOptions) -> Result<Exit
     if let Some(e) = decode_error {
         return Err(e).context("detokenizing the output");
     }
-    let tail = decoder.flush()?;
-    text.push_str(&tail);
+    if !stops.is_stopped() {
+        let out = stops.push(&decoder.flush()?);
+        emit(&out.text, &mut text);
+        if out.stopped_by.is_none() {
+            let rest = stops.finish();
+            emit(&rest, &mut text);
+        }
+    }
+    drop(emit);
     if o.json {
         let out = json!({"prompt_ids": ids, "generated_ids": generated, "text": text});
         writeln!(stdout, "{out}")?;
     } else {
-        writeln!(stdout, "{tail}")?;
+        writeln!(stdout)?;
         let total = start.elapsed();
         let prefill = first_token.unwrap_or(total);
         let decode_tokens = generated.len().saturating_sub(1);

@@ -54,27 +54,8 @@ enum Command {
         model: ModelArgs,
         #[command(flatten)]
         prompt: PromptArgs,
-        /// Tokens to generate at most.
-        #[arg(long, default_value_t = 128)]
-        max_tokens: usize,
-        /// Sampling temperature; 0 is greedy (default: generation_config.json, else 0).
-        #[arg(long, allow_negative_numbers = true)]
-        temperature: Option<f32>,
-        /// Nucleus sampling threshold (default: generation_config.json, else 1).
-        #[arg(long)]
-        top_p: Option<f32>,
-        /// Keep the K most likely tokens (default: generation_config.json, else all).
-        #[arg(long)]
-        top_k: Option<usize>,
-        /// Random seed: the same seed gives the same output.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Keep generating past end-of-sequence tokens.
-        #[arg(long)]
-        ignore_eos: bool,
-        /// Print one JSON object {"prompt_ids","generated_ids","text"} instead of streaming.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        options: commands::RunOptions,
     },
     /// Print the logits of a prompt as JSON (f32 activations).
     Logits {
@@ -125,26 +106,8 @@ fn main() -> ExitCode {
         Command::Run {
             model,
             prompt,
-            max_tokens,
-            temperature,
-            top_p,
-            top_k,
-            seed,
-            ignore_eos,
-            json,
-        } => commands::run(
-            &model,
-            &prompt,
-            commands::RunOptions {
-                max_tokens,
-                temperature,
-                top_p,
-                top_k,
-                seed,
-                ignore_eos,
-                json,
-            },
-        ),
+            options,
+        } => commands::run(&model, &prompt, options),
         Command::Logits { model, prompt } => commands::logits(&model, &prompt),
         Command::Inspect { path, json } => commands::inspect(&path, json),
     };

@@ -157,7 +157,7 @@ impl Engine {
         }
         let slot = self.cache.alloc_slot();
         let result = (|| {
-            let mut sampler = Sampler::new(params.clone());
+            let mut sampler = Sampler::new(params.clone()).with_prompt(prompt);
             let mut out = Vec::new();
             let n = prompt.len();
             let mut logits = self.step(slot, 0, prompt, LogitRows::Rows(vec![n - 1]))?;

@@ -3,6 +3,8 @@
 
 mod engine;
 mod sampler;
+mod stop;
 
 pub use engine::{Engine, EngineError, StepLogits};
 pub use sampler::{argmax, Sampler, SamplingParams};
+pub use stop::{StopMatcher, StopOutput};
