@@ -149,7 +149,6 @@ pub fn run(model: &ModelArgs, prompt: &PromptArgs, o: RunOptions) -> Result<Exit
             emit(&rest, &mut text);
         }
     }
-    drop(emit);
     if o.json {
         let out = json!({"prompt_ids": ids, "generated_ids": generated, "text": text});
         writeln!(stdout, "{out}")?;

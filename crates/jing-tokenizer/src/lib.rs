@@ -30,6 +30,7 @@ mod config;
 mod error;
 mod incremental;
 pub mod reasoning;
+pub mod template;
 mod tokenizer;
 pub mod tool_calls;
 

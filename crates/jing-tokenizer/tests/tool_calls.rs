@@ -777,3 +777,20 @@ proptest! {
         }
     }
 }
+
+/// Found by `damaged_output_streams_like_one_shot`: a call-end marker inside the fence line
+/// ("```jso<end>n"). Whether the fence line arrived in an earlier piece or together with the
+/// marker, it is fence info and the arguments are missing.
+#[test]
+fn marker_inside_the_fence_line_is_missing_arguments_however_it_is_cut() {
+    let text = format!(
+        "{CALLS_BEGIN}{CALL_BEGIN}function{SEP}a.b-c\n```jso{CALL_END}n\n{{}}\n```{CALL_END}{CALLS_END}"
+    );
+    let whole = parse(&text, V3, SEED);
+    assert!(whole.tool_calls.is_empty());
+    assert_eq!(whole.errors[0].kind, ToolCallErrorKind::MissingArguments);
+    for (at, _) in text.char_indices() {
+        let (streamed, _) = stream(V3, &[&text[..at], &text[at..]]);
+        assert_eq!(streamed, whole, "cut at {at}");
+    }
+}

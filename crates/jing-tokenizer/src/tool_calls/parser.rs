@@ -453,7 +453,12 @@ impl ToolCallParser {
                 call.raw.push_str(&self.take(nl + 1));
                 (State::Args(call), true)
             }
-            (_, Some(_)) => (State::Args(call), true),
+            // A marker before the end of the fence line: the line so far is fence info (as
+            // it is when it arrived in an earlier piece), and the arguments are empty.
+            (_, Some(at)) => {
+                call.raw.push_str(&self.take(at));
+                (State::Args(call), true)
+            }
             (None, None) if at_end => {
                 call.raw.push_str(&self.take(self.held.len()));
                 self.settle(call, false, out);
