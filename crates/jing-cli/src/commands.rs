@@ -205,3 +205,72 @@ pub fn inspect(path: &Path, json_out: bool) -> Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+/// What `jing template` renders.
+pub struct TemplateArgs {
+    pub model: std::path::PathBuf,
+    pub messages: std::path::PathBuf,
+    pub add_generation_prompt: bool,
+    pub tools: Option<std::path::PathBuf>,
+    pub chat_template: Option<std::path::PathBuf>,
+    pub vars: Vec<String>,
+    pub json: bool,
+}
+
+fn read_json(path: &Path, what: &str) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON ({what})", path.display()))
+}
+
+/// `jing template`: the exact prompt and token ids the model would get.
+pub fn template(a: &TemplateArgs) -> Result<ExitCode> {
+    use jing_tokenizer::template::{ChatTemplate, RenderOptions, SpecialTokens};
+    let tokenizer = jing_tokenizer::Tokenizer::from_model_dir(&a.model)
+        .with_context(|| format!("cannot load the tokenizer of {}", a.model.display()))?;
+    let template = match &a.chat_template {
+        Some(file) => ChatTemplate::from_file(file, SpecialTokens::from_tokenizer(&tokenizer))?,
+        None => ChatTemplate::for_model(&a.model, &tokenizer)?,
+    };
+    let messages = match read_json(&a.messages, "messages")? {
+        Value::Array(m) => m,
+        Value::Object(mut o) => match o.remove("messages") {
+            Some(Value::Array(m)) => m,
+            _ => anyhow::bail!(
+                "{}: expected an array of messages or an object with \"messages\"",
+                a.messages.display()
+            ),
+        },
+        _ => anyhow::bail!(
+            "{}: expected an array of messages or an object with \"messages\"",
+            a.messages.display()
+        ),
+    };
+    let mut opts = RenderOptions::default().with_generation_prompt(a.add_generation_prompt);
+    if let Some(path) = &a.tools {
+        match read_json(path, "tools")? {
+            Value::Array(t) => opts = opts.with_tools(t),
+            _ => anyhow::bail!("{}: expected an array of tools", path.display()),
+        }
+    }
+    for var in &a.vars {
+        let (name, value) = var.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--var {var}: expected NAME=JSON, e.g. thinking=true")
+        })?;
+        let value: Value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        opts = opts.with_variable(name, value);
+    }
+    let prompt = template.render(&messages, &opts)?;
+    // The template writes BOS itself, so the prompt is encoded without adding special tokens.
+    let ids = tokenizer.encode(&prompt, false)?;
+    if a.json {
+        println!("{}", json!({"prompt": prompt, "ids": ids}));
+    } else {
+        println!("{prompt}");
+        println!("---");
+        println!("{} tokens: {ids:?}", ids.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

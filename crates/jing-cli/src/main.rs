@@ -64,6 +64,30 @@ enum Command {
         #[command(flatten)]
         prompt: PromptArgs,
     },
+    /// Render a conversation with the model's chat template and show the prompt and its token ids.
+    Template {
+        /// Model folder (tokenizer.json, tokenizer_config.json). Default: the bundled demo model.
+        #[arg(long, short)]
+        model: Option<PathBuf>,
+        /// A JSON file with the messages (an array, or an object with "messages").
+        #[arg(long)]
+        messages: PathBuf,
+        /// Append the opening of the assistant's turn.
+        #[arg(long)]
+        add_generation_prompt: bool,
+        /// A JSON file with the tools (OpenAI function definitions).
+        #[arg(long)]
+        tools: Option<PathBuf>,
+        /// Use this template file instead of the model's.
+        #[arg(long)]
+        chat_template: Option<PathBuf>,
+        /// A template variable, NAME=JSON (e.g. thinking=true for DeepSeek-V3.1); repeatable.
+        #[arg(long = "var", value_name = "NAME=JSON")]
+        vars: Vec<String>,
+        /// Print one JSON object {"prompt","ids"}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Describe a model folder or a safetensors file: architecture, config, tensors, dtypes.
     Inspect {
         /// Model folder or .safetensors file.
@@ -110,6 +134,23 @@ fn main() -> ExitCode {
         } => commands::run(&model, &prompt, options),
         Command::Logits { model, prompt } => commands::logits(&model, &prompt),
         Command::Inspect { path, json } => commands::inspect(&path, json),
+        Command::Template {
+            model,
+            messages,
+            add_generation_prompt,
+            tools,
+            chat_template,
+            vars,
+            json,
+        } => commands::template(&commands::TemplateArgs {
+            model: model.unwrap_or_else(load::demo_model),
+            messages,
+            add_generation_prompt,
+            tools,
+            chat_template,
+            vars,
+            json,
+        }),
     };
     match result {
         Ok(code) => code,
