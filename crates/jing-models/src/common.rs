@@ -6,7 +6,7 @@ use jing_formats::TensorStore;
 use jing_graph::{GraphBuilder, Tensor};
 use jing_tensor::{DType, Weight};
 
-use crate::ModelError;
+use crate::{LogitRows, ModelError};
 
 pub type W = Arc<Weight>;
 
@@ -80,4 +80,25 @@ pub fn mlp(g: &mut GraphBuilder, w: &Mlp, x: Tensor) -> Tensor {
     let up = g.matmul(x, &w.up); //                     [T, I]
     let act = g.silu_mul(gate, up);
     g.matmul(act, &w.down) //                           [T, d]
+}
+
+/// The end of every causal LM step: keep the rows that need logits, apply the final norm and the
+/// LM head, and output `logits [R, vocab]` and the normed `hidden [R, d]`.
+pub fn finish_step(
+    mut g: GraphBuilder,
+    h: Tensor,
+    rows: &LogitRows,
+    norm: &W,
+    head: &W,
+    eps: f32,
+) -> jing_graph::Graph {
+    let h = match rows {
+        LogitRows::All => h,
+        LogitRows::Rows(r) => g.take_rows(h, r.clone()),
+    };
+    let h = g.rms_norm(h, norm, eps); //                                [R, d]
+    let logits = g.matmul(h, head); //                                  [R, vocab]
+    g.output("logits", logits);
+    g.output("hidden", h);
+    g.finish()
 }

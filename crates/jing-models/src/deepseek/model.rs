@@ -10,7 +10,7 @@ use super::mtp::Mtp;
 use super::weights::{Block, Ffn};
 use super::DeepSeekConfig;
 use crate::common::mlp;
-use crate::common::{Loader, W};
+use crate::common::{finish_step, Loader, W};
 use crate::rope::{default_freqs, yarn_freqs};
 use crate::{CausalLm, LogitRows, ModelError, ModelInfo};
 
@@ -116,13 +116,6 @@ impl DeepSeek {
         g.name(h, format!("layers.{layer}.out"))
     }
 
-    fn rows(&self, g: &mut GraphBuilder, x: Tensor, rows: &LogitRows) -> Tensor {
-        match rows {
-            LogitRows::All => x,
-            LogitRows::Rows(r) => g.take_rows(x, r.clone()),
-        }
-    }
-
     /// The MTP module's step: for each batch token (the token at position i+1), with the host
     /// input `hidden` holding the main model's final-normed hidden state at position i, the
     /// logits for position i+2. Returns `None` when the checkpoint has no MTP module.
@@ -134,12 +127,8 @@ impl DeepSeek {
         let hidden = g.input("hidden", self.config.hidden_size); //         [T, d]
         let u = m.input(&mut g, eps, emb, hidden);
         let y = self.block(&mut g, m.layer, &m.block, u);
-        let y = self.rows(&mut g, y, rows);
-        let z = g.rms_norm(y, &m.head_norm, eps);
-        let logits = g.matmul(z, m.head.as_ref().unwrap_or(&self.lm_head));
-        g.output("logits", logits);
-        g.output("hidden", z);
-        Some(g.finish())
+        let head = m.head.as_ref().unwrap_or(&self.lm_head);
+        Some(finish_step(g, y, rows, &m.head_norm, head, eps))
     }
 }
 
@@ -154,11 +143,13 @@ impl CausalLm for DeepSeek {
         for (l, b) in self.blocks.iter().enumerate() {
             h = self.block(&mut g, l, b, h);
         }
-        let h = self.rows(&mut g, h, rows);
-        let h = g.rms_norm(h, &self.norm, self.config.rms_norm_eps); //     [R, d]
-        let logits = g.matmul(h, &self.lm_head); //                         [R, vocab]
-        g.output("logits", logits);
-        g.output("hidden", h);
-        g.finish()
+        finish_step(
+            g,
+            h,
+            rows,
+            &self.norm,
+            &self.lm_head,
+            self.config.rms_norm_eps,
+        )
     }
 }

@@ -4,7 +4,7 @@ use jing_formats::ModelDir;
 use jing_graph::{Batch, Graph, GraphBuilder, RopeFreqs, RopeStyle, Tensor};
 
 use super::DenseConfig;
-use crate::common::{mlp, Loader, Mlp, W};
+use crate::common::{finish_step, mlp, Loader, Mlp, W};
 use crate::rope::{default_freqs, llama3_freqs};
 use crate::{CausalLm, LogitRows, ModelError, ModelInfo};
 
@@ -231,14 +231,6 @@ impl CausalLm for Dense {
             h = g.add(h, f);
             h = g.name(h, format!("layers.{l}.out"));
         }
-        let h = match rows {
-            LogitRows::All => h,
-            LogitRows::Rows(r) => g.take_rows(h, r.clone()),
-        };
-        let h = g.rms_norm(h, &self.norm, eps); //                      [R, d]
-        let logits = g.matmul(h, &self.lm_head); //                     [R, vocab]
-        g.output("logits", logits);
-        g.output("hidden", h);
-        g.finish()
+        finish_step(g, h, rows, &self.norm, &self.lm_head, eps)
     }
 }
