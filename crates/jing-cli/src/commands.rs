@@ -11,7 +11,7 @@ use crate::load::load;
 use crate::prompt::prompt_ids;
 use crate::{ModelArgs, PromptArgs};
 
-/// How `jing run` generates.
+/// How `jing run` and `jing chat` generate.
 #[derive(clap::Args)]
 pub struct RunOptions {
     /// Tokens to generate at most.
@@ -47,9 +47,6 @@ pub struct RunOptions {
     /// Keep generating past end-of-sequence tokens.
     #[arg(long)]
     pub ignore_eos: bool,
-    /// Print one JSON object {"prompt_ids","generated_ids","text"} instead of streaming.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// A sampling default from `generation_config.json` (only when it asks for sampling).
@@ -64,7 +61,7 @@ fn generation_default(gen: &Option<Value>, key: &str) -> Option<f64> {
 /// `jing run`.
 /// The sampling parameters: flags first, then `generation_config.json` when it asks for
 /// sampling, then greedy.
-fn sampling(o: &RunOptions, generation: &Option<Value>) -> SamplingParams {
+pub(crate) fn sampling(o: &RunOptions, generation: &Option<Value>) -> SamplingParams {
     SamplingParams {
         temperature: o
             .temperature
@@ -87,7 +84,12 @@ fn sampling(o: &RunOptions, generation: &Option<Value>) -> SamplingParams {
     }
 }
 
-pub fn run(model: &ModelArgs, prompt: &PromptArgs, o: RunOptions) -> Result<ExitCode> {
+pub fn run(
+    model: &ModelArgs,
+    prompt: &PromptArgs,
+    o: RunOptions,
+    json_out: bool,
+) -> Result<ExitCode> {
     // Reject bad flags before loading anything (a real model takes a while to open).
     sampling(&o, &None)
         .validate()
@@ -109,7 +111,7 @@ pub fn run(model: &ModelArgs, prompt: &PromptArgs, o: RunOptions) -> Result<Exit
     let mut stdout = std::io::stdout().lock();
     // Text that passed the stop matcher: printed when streaming, kept for --json.
     let mut emit = |piece: &str, text: &mut String| {
-        if !o.json {
+        if !json_out {
             let _ = stdout.write_all(piece.as_bytes());
             let _ = stdout.flush();
         }
@@ -149,7 +151,7 @@ pub fn run(model: &ModelArgs, prompt: &PromptArgs, o: RunOptions) -> Result<Exit
             emit(&rest, &mut text);
         }
     }
-    if o.json {
+    if json_out {
         let out = json!({"prompt_ids": ids, "generated_ids": generated, "text": text});
         writeln!(stdout, "{out}")?;
     } else {

@@ -1,5 +1,6 @@
 //! `jing`: run DeepSeek models on the hardware you have.
 
+mod chat;
 mod commands;
 mod load;
 mod prompt;
@@ -56,6 +57,22 @@ enum Command {
         prompt: PromptArgs,
         #[command(flatten)]
         options: commands::RunOptions,
+        /// Print one JSON object {"prompt_ids","generated_ids","text"} instead of streaming.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Chat with the model in the terminal (or pipe the user's lines in, one per turn).
+    Chat {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        options: commands::RunOptions,
+        /// System prompt.
+        #[arg(long)]
+        system: Option<String>,
+        /// Do not print the model's reasoning (it is still generated).
+        #[arg(long)]
+        hide_reasoning: bool,
     },
     /// Print the logits of a prompt as JSON (f32 activations).
     Logits {
@@ -131,7 +148,21 @@ fn main() -> ExitCode {
             model,
             prompt,
             options,
-        } => commands::run(&model, &prompt, options),
+            json,
+        } => commands::run(&model, &prompt, options, json),
+        Command::Chat {
+            model,
+            options,
+            system,
+            hide_reasoning,
+        } => chat::chat(
+            &model,
+            &options,
+            &chat::ChatOptions {
+                system,
+                hide_reasoning,
+            },
+        ),
         Command::Logits { model, prompt } => commands::logits(&model, &prompt),
         Command::Inspect { path, json } => commands::inspect(&path, json),
         Command::Template {
