@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use jing_engine::{SamplingParams, StopMatcher};
 use jing_tokenizer::reasoning::{ReasoningConfig, ReasoningMode, ReasoningSplitter};
-use jing_tokenizer::template::{ChatTemplate, RenderOptions};
+use jing_tokenizer::template::{ChatTemplate, RenderOptions, SpecialTokens};
 use serde_json::{json, Value};
 
 use crate::commands::{sampling, RunOptions};
@@ -27,6 +27,8 @@ const RESET: &str = "\x1b[0m";
 /// `jing chat` options beyond the model and sampling ones.
 pub struct ChatOptions {
     pub system: Option<String>,
+    /// A template file to use instead of the model's.
+    pub chat_template: Option<std::path::PathBuf>,
     pub hide_reasoning: bool,
 }
 
@@ -46,7 +48,10 @@ pub fn chat(model: &ModelArgs, o: &RunOptions, c: &ChatOptions) -> Result<ExitCo
         .map_err(|e| anyhow::anyhow!("--{}", e.replace('_', "-")))?;
     let mut m = load(model)?;
     let dir = model.model.clone().unwrap_or_else(crate::load::demo_model);
-    let template = ChatTemplate::for_model(&dir, &m.tokenizer)?;
+    let template = match &c.chat_template {
+        Some(file) => ChatTemplate::from_file(file, SpecialTokens::from_tokenizer(&m.tokenizer))?,
+        None => ChatTemplate::for_model(&dir, &m.tokenizer)?,
+    };
     let params: SamplingParams = sampling(o, &m.generation);
     params
         .validate()

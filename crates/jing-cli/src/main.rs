@@ -73,6 +73,9 @@ enum Command {
         /// Do not print the model's reasoning (it is still generated).
         #[arg(long)]
         hide_reasoning: bool,
+        /// Use this chat template file instead of the model's.
+        #[arg(long)]
+        chat_template: Option<PathBuf>,
     },
     /// Print the logits of a prompt as JSON (f32 activations).
     Logits {
@@ -155,11 +158,13 @@ fn main() -> ExitCode {
             options,
             system,
             hide_reasoning,
+            chat_template,
         } => chat::chat(
             &model,
             &options,
             &chat::ChatOptions {
                 system,
+                chat_template,
                 hide_reasoning,
             },
         ),
