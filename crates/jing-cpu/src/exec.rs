@@ -1,6 +1,7 @@
 //! The executor: one pool wake-up per graph; every thread walks the nodes in order, takes its
 //! share of each node, and meets the others at a barrier before the next node.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use jing_graph::{
@@ -52,6 +53,8 @@ pub(crate) struct Ctx<'a> {
     pub k: &'a KernelTable,
     pub tid: usize,
     pub nth: usize,
+    /// Work cursors, one per node, for ops whose threads claim chunks dynamically.
+    pub cursors: &'a [AtomicUsize],
 }
 
 impl Ctx<'_> {
@@ -123,6 +126,7 @@ impl Backend for CpuBackend {
         let error: Mutex<Option<ExecError>> = Mutex::new(None);
         let nth = self.threads();
         let barrier = Barrier::new(nth);
+        let cursors: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
         {
             let vals = &vals;
             self.pool.run(&|tid| {
@@ -134,6 +138,7 @@ impl Backend for CpuBackend {
                     k: &self.kernels,
                     tid,
                     nth,
+                    cursors: &cursors,
                 };
                 for i in 0..n {
                     if tid == 0 {
@@ -210,11 +215,18 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             let xv = c.get(*x);
             let n_out = w.rows();
             let m = xv.len() / w.cols();
-            let (s, e) = share(n_out, c.tid, c.nth, 16);
-            if s < e {
-                // SAFETY: this thread writes only columns s..e of every output row.
-                let y = unsafe { c.vals.out_matrix(i, n_out) };
-                (c.k.matmul)(w, xv, m, s..e, &y);
+            // Threads claim chunks of output columns from the node's cursor, so a thread the
+            // OS preempts delays one chunk, not a fixed half of the matmul.
+            let chunk = matmul_chunk(n_out, c.nth);
+            // SAFETY: every chunk is claimed by exactly one thread, which alone writes those
+            // columns of every output row.
+            let y = unsafe { c.vals.out_matrix(i, n_out) };
+            loop {
+                let s = c.cursors[i].fetch_add(chunk, Ordering::Relaxed);
+                if s >= n_out {
+                    break;
+                }
+                (c.k.matmul)(w, xv, m, s..(s + chunk).min(n_out), &y);
             }
         }
         Op::RmsNorm { x, w, eps } => {
@@ -381,6 +393,12 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
         Op::Attention(a) => gqa_attention(c, i, a)?,
     }
     Ok(())
+}
+
+/// Output columns per claimed chunk: about 8 chunks per thread (enough to even out a
+/// preempted thread), a multiple of 16 rows for the kernels, at least 16.
+fn matmul_chunk(n: usize, threads: usize) -> usize {
+    (n.div_ceil(threads * 8)).div_ceil(16).max(1) * 16
 }
 
 fn panic_message(node: &str, p: Box<dyn std::any::Any + Send>) -> String {
