@@ -17,6 +17,21 @@ pub struct Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// The LM head `[vocab, d]`; a checkpoint with tied embeddings may omit it and reuse
+    /// `embed` (Qwen2.5-0.5B..3B store no `lm_head.weight`).
+    pub fn lm_head(
+        &mut self,
+        tied: bool,
+        embed: &W,
+        vocab: usize,
+        d: usize,
+    ) -> Result<W, ModelError> {
+        if tied && !self.store.contains("lm_head.weight") {
+            return Ok(embed.clone());
+        }
+        self.tensor("lm_head.weight", &[vocab, d], "vocab_size x hidden_size")
+    }
+
     /// Tensor `name` with `expected` shape (`why` explains where the shape comes from).
     pub fn tensor(&mut self, name: &str, expected: &[usize], why: &str) -> Result<W, ModelError> {
         let w = self.store.get(name)?;

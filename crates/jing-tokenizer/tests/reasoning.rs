@@ -1,6 +1,9 @@
 //! Tests of the streaming reasoning splitter against a plain one-shot
 //! reference written from the documented rules.
 
+mod common;
+
+use common::cut;
 use jing_tokenizer::reasoning::{
     Delta, Phase, ReasoningConfig, ReasoningMode, ReasoningSplitter, Whitespace,
 };
@@ -330,29 +333,6 @@ fn text_strategy() -> impl Strategy<Value = String> {
         "[a-z]{1,4}",
     ];
     prop::collection::vec(fragment, 0..24).prop_map(|parts| parts.concat())
-}
-
-/// Cuts `text` at the given fractions, moved down to char boundaries.
-fn cut(text: &str, fractions: &[f64]) -> Vec<String> {
-    let mut points: Vec<usize> = fractions
-        .iter()
-        .map(|f| {
-            let mut at = ((text.len() as f64) * f) as usize;
-            while !text.is_char_boundary(at) {
-                at -= 1;
-            }
-            at
-        })
-        .collect();
-    points.sort_unstable();
-    let mut pieces = Vec::new();
-    let mut from = 0;
-    for at in points {
-        pieces.push(text[from..at].to_owned());
-        from = at;
-    }
-    pieces.push(text[from..].to_owned());
-    pieces
 }
 
 proptest! {

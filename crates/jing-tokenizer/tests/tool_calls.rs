@@ -1,7 +1,10 @@
 //! Tests of DeepSeek tool-call parsing, whole and streaming.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::cut;
 use jing_tokenizer::tool_calls::{
     parse, ParsedOutput, ToolCall, ToolCallDelta, ToolCallError, ToolCallErrorKind, ToolCallFormat,
     ToolCallIds, ToolCallParser, CALLS_BEGIN, CALLS_END, CALL_BEGIN, CALL_END, MAX_HEADER_BYTES,
@@ -707,28 +710,6 @@ fn damage(text: &str, how: u8, at: f64) -> String {
         4 => text.replacen("function", "fn", 1),
         _ => text.to_owned(),
     }
-}
-
-fn cut(text: &str, fractions: &[f64]) -> Vec<String> {
-    let mut points: Vec<usize> = fractions
-        .iter()
-        .map(|f| {
-            let mut at = (text.len() as f64 * f) as usize;
-            while !text.is_char_boundary(at) {
-                at -= 1;
-            }
-            at
-        })
-        .collect();
-    points.sort_unstable();
-    let mut pieces = Vec::new();
-    let mut from = 0;
-    for at in points {
-        pieces.push(text[from..at].to_owned());
-        from = at;
-    }
-    pieces.push(text[from..].to_owned());
-    pieces
 }
 
 proptest! {

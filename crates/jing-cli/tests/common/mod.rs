@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,19 +80,35 @@ impl Run {
 
 /// Run the `jing` binary with `args`, killing it after [`TIMEOUT`].
 pub fn jing(args: &[&str]) -> Run {
-    let exe = env!("CARGO_BIN_EXE_jing");
-    let cmd = std::iter::once("jing".to_string())
+    run_program(env!("CARGO_BIN_EXE_jing"), args, None)
+}
+
+/// Run `program args`, feeding `input` on stdin (or none), killed after [`TIMEOUT`].
+pub fn run_program(program: &str, args: &[&str], input: Option<&str>) -> Run {
+    let cmd = std::iter::once(program.to_string())
         .chain(args.iter().map(|a| a.to_string()))
         .collect::<Vec<_>>()
         .join(" ");
-    let mut child = Command::new(exe)
+    let mut child = Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env_remove("RUST_BACKTRACE")
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    if let Some(text) = input {
+        child
+            .stdin
+            .take()
+            .expect("stdin piped")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    }
     // Drain both pipes on threads so a chatty child cannot block on a full pipe.
     let mut out = child.stdout.take().expect("stdout piped");
     let mut err = child.stderr.take().expect("stderr piped");
@@ -108,7 +124,7 @@ pub fn jing(args: &[&str]) -> Run {
     });
     let start = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for jing") {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
         if start.elapsed() > TIMEOUT {

@@ -44,15 +44,7 @@ impl DeepSeek {
             .map(|l| Block::load(&mut ld, l, &c))
             .collect::<Result<Vec<_>, _>>()?;
         let norm = ld.tensor("model.norm.weight", &[d], "hidden_size")?;
-        let lm_head = if c.tie_word_embeddings && !dir.store.contains("lm_head.weight") {
-            embed.clone()
-        } else {
-            ld.tensor(
-                "lm_head.weight",
-                &[c.vocab_size, d],
-                "vocab_size x hidden_size",
-            )?
-        };
+        let lm_head = ld.lm_head(c.tie_word_embeddings, &embed, c.vocab_size, d)?;
         // MTP modules follow the main layers; a checkpoint converted without them still loads.
         let mtp = (0..c.num_nextn_predict_layers)
             .map(|i| c.num_hidden_layers + i)

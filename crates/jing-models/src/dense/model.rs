@@ -142,16 +142,7 @@ impl Dense {
             });
         }
         let norm = ld.tensor("model.norm.weight", &[d], "hidden_size")?;
-        // Tied checkpoints (Qwen2.5-1.5B, R1-Distill-Qwen-1.5B) store no lm_head.
-        let lm_head = if c.tie_word_embeddings && !dir.store.contains("lm_head.weight") {
-            embed.clone()
-        } else {
-            ld.tensor(
-                "lm_head.weight",
-                &[c.vocab_size, d],
-                "vocab_size x hidden_size",
-            )?
-        };
+        let lm_head = ld.lm_head(c.tie_word_embeddings, &embed, c.vocab_size, d)?;
         let rope = Arc::new(match &c.llama3 {
             Some(s) => llama3_freqs(c.rope_theta, hd, s, RopeStyle::Neox),
             None => default_freqs(c.rope_theta, hd, RopeStyle::Neox),

@@ -282,3 +282,27 @@ pub fn model_dir(
     }
     dir
 }
+
+/// Cut `text` at the given fractions of its length, each moved down to a char boundary: the
+/// pieces a streaming parser is fed in the property tests.
+pub fn cut(text: &str, fractions: &[f64]) -> Vec<String> {
+    let mut points: Vec<usize> = fractions
+        .iter()
+        .map(|f| {
+            let mut at = ((text.len() as f64) * f) as usize;
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            at
+        })
+        .collect();
+    points.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut from = 0;
+    for at in points {
+        pieces.push(text[from..at].to_owned());
+        from = at;
+    }
+    pieces.push(text[from..].to_owned());
+    pieces
+}
