@@ -5,6 +5,7 @@ Run (deterministic, ~1 min on 2 CPU cores, no network, no downloads):
 
     /work/.venv-fixtures/bin/python scripts/make_fixtures.py            # writes tests/fixtures/
     /work/.venv-fixtures/bin/python scripts/make_fixtures.py --shape v2-lite --out /tmp/v2l --layers 2
+    /work/.venv-fixtures/bin/python scripts/make_fixtures.py --gguf-only    # only the GGUF files
 
 Pinned environment: scripts/requirements-fixtures.txt (torch 2.15.0, transformers 5.23.0,
 safetensors 0.8.0, tokenizers 0.23.3, numpy).  Goldens are produced by transformers' own
@@ -26,6 +27,15 @@ tests/fixtures/qwen2-tiny/          bf16, Qwen2ForCausalLM like DeepSeek-R1-Dist
 tests/fixtures/qwen2-tied-tiny/     f16, Qwen2ForCausalLM with tie_word_embeddings (no lm_head.weight)
 tests/fixtures/llama-tiny/          bf16, LlamaForCausalLM like DeepSeek-R1-Distill-Llama-8B (GQA 8/2,
                                     rope_theta 500000, llama3 rope_scaling, no biases)
+
+GGUF (see the GGUF section below; `--gguf-only` rewrites just these from the committed folders):
+deepseek-v3-tiny/model-f16.gguf       MLA split attn_k_b/attn_v_b, MTP nextn layer, yarn_attn_factor
+deepseek-v3-tiny/model-q8_0.gguf      Q8_0 (F16 where rows are not whole 32-blocks), no MTP
+deepseek-v2-lite-tiny/model-f32-0000{1,2}-of-00002.gguf  legacy attn_kv_b, a 2-file split set
+deepseek-v2-tiny/model-f16.gguf       group-limited softmax routing (expert_group_count)
+qwen2-tiny/model-{f16,q8_0}.gguf, qwen2-tied-tiny/model-f16.gguf (no output.weight)
+llama-tiny/model-{f16,q8_0}.gguf      q/k rows permuted as llama.cpp does, rope_freqs (llama3)
+and golden-gguf.json per folder (float64 logits of the model each file stores).
 
 Every model folder holds config.json, generation_config.json, tokenizer.json,
 tokenizer_config.json, weights and golden.json.  golden.json fields:
@@ -2248,6 +2258,447 @@ DENSE_JOBS = ((spec_qwen2_tiny, 5000), (spec_qwen2_tied_tiny, 6000), (spec_llama
 
 
 # ----------------------------------------------------------------------------------------
+# GGUF: the fixtures as llama.cpp's converter (convert_hf_to_gguf.py, gguf-py) writes them
+# ----------------------------------------------------------------------------------------
+#
+# Each committed fixture folder is also written as GGUF, from its own config.json,
+# safetensors and tokenizer files, with the tensor names, metadata keys and layouts of
+# llama.cpp's converter (conversion/deepseek.py, llama.py, qwen.py, base.py; gguf-py 0.19
+# constants): experts stacked per layer ([experts, rows, cols]), DeepSeek kv_b_proj either split
+# into attn_k_b (per head, transposed) + attn_v_b (the MLA layout of current files) or kept as
+# attn_kv_b (the layout of GGUFs converted before llama.cpp's MLA support), llama q/k rows
+# permuted for adjacent-pair RoPE, llama3 scaling as the rope_freqs tensor, 1-D tensors, norms,
+# biases and the MoE router in F32, Q8_0 falling back to F16 for rows that are not whole
+# 32-element blocks.  Where this differs from what the converter would do, on purpose:
+#   * tokenizer.ggml.pre is "deepseek-v3" for every fixture: the fixtures share one tokenizer
+#     whose pre-tokenizer is DeepSeek-V3's, and the converter (which names the pre-tokenizer by
+#     hashing its output on a probe text) would not know this tiny vocabulary.
+#   * deepseek-v3-tiny has mscale 1.0 != mscale_all_dim 0.707, which GGUF cannot say (llama.cpp
+#     assumes equal values, true of every released DeepSeek config): its files add
+#     rope.scaling.yarn_attn_factor = mscale(factor, 1.0) / mscale(factor, 0.707).
+#   * The MTP layer of deepseek-v3-tiny is kept in model-f16.gguf as llama.cpp writes it for the
+#     architectures it runs MTP for (block_count includes it, nextn_predict_layers = 1,
+#     blk.N.nextn.{eh_proj,embed_tokens,enorm,hnorm,shared_head_head,shared_head_norm}); the
+#     converter drops it for deepseek2 today, as model-q8_0.gguf does.
+#   * llama3: the converter reads original_max_position_embeddings from the top level of the
+#     config (default 8192, the real Llama-3 value); the fixture's is inside rope_scaling (256),
+#     which is used here so that the factors match the HF model.
+# golden-gguf.json holds, per GGUF file, float64 logits of the model the file stores (every
+# tensor read back from the written file with gguf-py, dequantized, renamed to HF names by an
+# independent inverse of the mapping, run through this script's ref_* float64 forward): the
+# quantized files' own goldens, and the measured distance to the unquantized golden.json.
+
+GGUF_VARIANTS = {
+    "deepseek-v3-tiny": [
+        dict(file="model-f16.gguf", qtype="F16", mla_split=True, mtp=True),
+        dict(file="model-q8_0.gguf", qtype="Q8_0", mla_split=True, mtp=False),
+    ],
+    "deepseek-v2-lite-tiny": [
+        dict(file="model-f32.gguf", qtype="F32", mla_split=False, mtp=False, split_parts=2),
+    ],
+    "deepseek-v2-tiny": [dict(file="model-f16.gguf", qtype="F16", mla_split=True, mtp=False)],
+    "qwen2-tiny": [dict(file="model-f16.gguf", qtype="F16"), dict(file="model-q8_0.gguf", qtype="Q8_0")],
+    "qwen2-tied-tiny": [dict(file="model-f16.gguf", qtype="F16")],
+    "llama-tiny": [dict(file="model-f16.gguf", qtype="F16"), dict(file="model-q8_0.gguf", qtype="Q8_0")],
+}
+
+GGUF_BLOCK_NAMES = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.q_proj.bias": "attn_q.bias",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.k_proj.bias": "attn_k.bias",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.v_proj.bias": "attn_v.bias",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.q_a_proj.weight": "attn_q_a.weight",
+    "self_attn.q_a_layernorm.weight": "attn_q_a_norm.weight",
+    "self_attn.q_b_proj.weight": "attn_q_b.weight",
+    "self_attn.kv_a_proj_with_mqa.weight": "attn_kv_a_mqa.weight",
+    "self_attn.kv_a_layernorm.weight": "attn_kv_a_norm.weight",
+    "self_attn.kv_b_proj.weight": "attn_kv_b.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+    "mlp.gate.weight": "ffn_gate_inp.weight",
+    "mlp.gate.e_score_correction_bias": "exp_probs_b.bias",
+    "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
+    "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
+    "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
+    "eh_proj.weight": "nextn.eh_proj.weight",
+    "embed_tokens.weight": "nextn.embed_tokens.weight",
+    "enorm.weight": "nextn.enorm.weight",
+    "hnorm.weight": "nextn.hnorm.weight",
+    "shared_head.head.weight": "nextn.shared_head_head.weight",
+    "shared_head.norm.weight": "nextn.shared_head_norm.weight",
+}
+GGUF_TOP_NAMES = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
+GGUF_EXPERT_PROJ = {"gate_proj": "ffn_gate_exps.weight", "up_proj": "ffn_up_exps.weight",
+                    "down_proj": "ffn_down_exps.weight"}
+
+
+def yarn_mscale(factor, m):
+    return 0.1 * m * math.log(factor) + 1.0 if factor > 1 else 1.0
+
+
+def llama_permute(w, n_head):
+    """llama.cpp's q/k row permutation: per head, rows (j, j + d/2) become adjacent."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def llama_unpermute(w, n_head):
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def llama3_rope_factors(cfg):
+    rs = cfg["rope_scaling"]
+    hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    base = float(cfg["rope_theta"])
+    freqs = 1.0 / (base ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+    factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+    old = rs["original_max_position_embeddings"]
+    out = []
+    for f in freqs.tolist():
+        wavelen = 2 * math.pi / f
+        if wavelen < old / hi:
+            out.append(1.0)
+        elif wavelen > old / lo:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - lo) / (hi - lo)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def gguf_token_lists(folder, vocab_size):
+    """tokens / token types as the converter's get_vocab_base writes them (gpt2 BPE)."""
+    import gguf
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+    vocab = tok.get_vocab(with_added_tokens=True)
+    added = tok.get_added_tokens_decoder()
+    rev = {i: t for t, i in vocab.items()}
+    tokens, types = [], []
+    for i in range(vocab_size):
+        if i not in rev:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+            continue
+        t = rev[i]
+        if i in added:
+            looks = (t.startswith("<|") and t.endswith("|>")) or (t.startswith("<\uff5c") and t.endswith("\uff5c>"))
+            if added[i].special or looks:
+                types.append(gguf.TokenType.CONTROL)
+            else:
+                t = t.replace("\u2581", " ")
+                types.append(gguf.TokenType.USER_DEFINED)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+        tokens.append(t)
+    return tokens, types
+
+
+def gguf_qtype_for(gname, arr, want):
+    import gguf
+
+    Q = gguf.GGMLQuantizationType
+    if arr.ndim <= 1 or gname.endswith("_norm.weight") or not gname.endswith(".weight"):
+        return Q.F32
+    if gname.endswith("ffn_gate_inp.weight"):
+        return Q.F32
+    if want == "F32":
+        return Q.F32
+    if want == "F16":
+        return Q.F16
+    if want == "Q8_0":
+        return Q.Q8_0 if arr.shape[-1] % 32 == 0 else Q.F16
+    raise ValueError(want)
+
+
+def gguf_tensors(cfg, W, v):
+    """(gguf name, float32 array in GGUF layout) in converter order, from HF-named float tensors."""
+    arch = cfg["model_type"]
+    out = []
+    L = cfg["num_hidden_layers"]
+    n_layers = L + (1 if v.get("mtp") else 0)
+    if arch in ("llama",) and cfg.get("rope_scaling", {}).get("rope_type") == "llama3":
+        out.append(("rope_freqs.weight", llama3_rope_factors(cfg)))
+    for name, t in W.items():
+        a = t.to(torch.float32).numpy()
+        if name in GGUF_TOP_NAMES:
+            if name == "lm_head.weight" and cfg.get("tie_word_embeddings"):
+                continue
+            out.append((GGUF_TOP_NAMES[name], a))
+            continue
+        assert name.startswith("model.layers."), name
+        bid, rest = name[len("model.layers."):].split(".", 1)
+        bid = int(bid)
+        if bid >= n_layers:
+            continue
+        if rest.startswith("mlp.experts."):
+            continue  # stacked below
+        if bid >= L and rest in ("embed_tokens.weight",):
+            out.append((f"blk.{bid}.nextn.embed_tokens.weight", a))
+            continue
+        if rest == "self_attn.kv_b_proj.weight" and v.get("mla_split"):
+            nh, dn, dv = cfg["num_attention_heads"], cfg["qk_nope_head_dim"], cfg["v_head_dim"]
+            kvb = a.reshape(nh, dn + dv, a.shape[-1])
+            out.append((f"blk.{bid}.attn_k_b.weight", np.ascontiguousarray(kvb[:, :dn, :].transpose(0, 2, 1))))
+            out.append((f"blk.{bid}.attn_v_b.weight", np.ascontiguousarray(kvb[:, dn:, :])))
+            continue
+        if arch == "llama" and rest in ("self_attn.q_proj.weight", "self_attn.q_proj.bias"):
+            a = llama_permute(a, cfg["num_attention_heads"])
+        if arch == "llama" and rest in ("self_attn.k_proj.weight", "self_attn.k_proj.bias"):
+            a = llama_permute(a, cfg["num_key_value_heads"])
+        out.append((f"blk.{bid}.{GGUF_BLOCK_NAMES[rest]}", a))
+    for bid in range(n_layers):
+        E = cfg.get("n_routed_experts") or 0
+        p = f"model.layers.{bid}.mlp.experts."
+        if E == 0 or p + "0.gate_proj.weight" not in W:
+            continue
+        for proj, gname in GGUF_EXPERT_PROJ.items():
+            stacked = np.stack([W[f"{p}{x}.{proj}.weight"].to(torch.float32).numpy() for x in range(E)])
+            out.append((f"blk.{bid}.{gname}", stacked))
+    return out
+
+
+def write_gguf(folder, v):
+    """Write one GGUF variant of the fixture in `folder`; returns the written paths."""
+    import gguf
+
+    cfg, W64 = ref_load_folder(folder)
+    from safetensors import safe_open
+
+    W = {}
+    for fn in sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")):
+        with safe_open(os.path.join(folder, fn), framework="pt") as f:
+            for k in f.keys():
+                W[k] = f.get_tensor(k)
+    arch_hf = cfg["model_type"]
+    arch = {"deepseek_v3": "deepseek2", "deepseek_v2": "deepseek2", "qwen2": "qwen2", "llama": "llama"}[arch_hf]
+    Q = gguf.GGMLQuantizationType
+    ftype = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
+             "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[v["qtype"]]
+    tensors = gguf_tensors(cfg, W, v)
+    parts = v.get("split_parts", 1)
+    path = os.path.join(folder, v["file"])
+    stem = path[: -len(".gguf")]
+    for old in os.listdir(folder):
+        if old.startswith(os.path.basename(stem)) and old.endswith(".gguf"):
+            os.remove(os.path.join(folder, old))
+    w = gguf.GGUFWriter(path, arch, split_max_tensors=-(-len(tensors) // parts) if parts > 1 else 0)
+    w.add_type(gguf.GGUFType.MODEL)
+    w.add_name(os.path.basename(folder))
+    L = cfg["num_hidden_layers"]
+    mtp = 1 if v.get("mtp") else 0
+    w.add_block_count(L + mtp)
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_attention_heads"])
+    rs = cfg.get("rope_scaling") or cfg.get("rope_parameters") or {}
+    theta = cfg.get("rope_theta", rs.get("rope_theta"))
+    if arch == "deepseek2":
+        mla = v.get("mla_split")
+        w.add_head_count_kv(1 if mla else cfg["num_attention_heads"])
+        w.add_rope_freq_base(theta)
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+        w.add_expert_count(cfg["n_routed_experts"])
+        w.add_expert_used_count(cfg["num_experts_per_tok"])
+        if cfg.get("n_group") is not None:
+            w.add_expert_group_count(cfg["n_group"])
+        if cfg.get("topk_group") is not None:
+            w.add_expert_group_used_count(cfg["topk_group"])
+        if cfg.get("scoring_func") == "sigmoid":
+            w.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
+        elif cfg.get("scoring_func") == "softmax":
+            w.add_expert_gating_func(gguf.ExpertGatingFuncType.SOFTMAX)
+        w.add_file_type(ftype)
+        w.add_leading_dense_block_count(cfg["first_k_dense_replace"])
+        w.add_vocab_size(cfg["vocab_size"])
+        if cfg.get("q_lora_rank") is not None:
+            w.add_q_lora_rank(cfg["q_lora_rank"])
+        w.add_kv_lora_rank(cfg["kv_lora_rank"])
+        if mla:
+            w.add_key_length(cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"])
+            w.add_value_length(cfg["kv_lora_rank"])
+            w.add_key_length_mla(cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"])
+            w.add_value_length_mla(cfg["v_head_dim"])
+        else:
+            w.add_key_length(cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"])
+            w.add_value_length(cfg["v_head_dim"])
+        w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
+        w.add_expert_shared_count(cfg.get("n_shared_experts", 0))
+        if cfg.get("routed_scaling_factor") is not None:
+            w.add_expert_weights_scale(cfg["routed_scaling_factor"])
+        if cfg.get("norm_topk_prob"):
+            w.add_expert_weights_norm(True)
+        w.add_rope_dimension_count(cfg["qk_rope_head_dim"])
+        if rs.get("rope_type", rs.get("type")) == "yarn":
+            w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+            w.add_rope_scaling_factor(rs["factor"])
+            w.add_rope_scaling_orig_ctx_len(rs["original_max_position_embeddings"])
+            if rs.get("beta_fast") is not None:
+                w.add_rope_scaling_yarn_beta_fast(rs["beta_fast"])
+            if rs.get("beta_slow") is not None:
+                w.add_rope_scaling_yarn_beta_slow(rs["beta_slow"])
+            if rs.get("mscale_all_dim") is not None:
+                w.add_rope_scaling_yarn_log_mul(0.1 * rs["mscale_all_dim"])
+                if rs.get("mscale") is not None and rs["mscale"] != rs["mscale_all_dim"]:
+                    w.add_rope_scaling_yarn_attn_factor(
+                        yarn_mscale(rs["factor"], rs["mscale"]) / yarn_mscale(rs["factor"], rs["mscale_all_dim"]))
+        if mtp:
+            w.add_nextn_predict_layers(mtp)
+    else:
+        w.add_head_count_kv(cfg["num_key_value_heads"])
+        w.add_rope_freq_base(theta)
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+        w.add_file_type(ftype)
+        if arch == "llama":
+            w.add_vocab_size(cfg["vocab_size"])
+            w.add_rope_dimension_count(cfg["hidden_size"] // cfg["num_attention_heads"])
+    # Tokenizer (gpt2 BPE) and chat template.
+    tokens, types = gguf_token_lists(folder, cfg["vocab_size"])
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("deepseek-v3")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    gguf.SpecialVocab(folder, load_merges=True).add_to_gguf(w, quiet=True)
+    for gname, a in tensors:
+        qt = gguf_qtype_for(gname, a, v["qtype"])
+        if qt == Q.F32:
+            w.add_tensor(gname, a.astype(np.float32))
+        elif qt == Q.F16:
+            w.add_tensor(gname, a.astype(np.float16))
+        else:
+            w.add_tensor(gname, gguf.quants.quantize(a, qt), raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    if parts > 1:
+        return [f"{stem}-{i:05d}-of-{parts:05d}.gguf" for i in range(1, parts + 1)]
+    return [path]
+
+
+def gguf_read_back(paths, cfg):
+    """HF-named float64 tensors of the model stored in `paths` (gguf-py reader, dequantized;
+    an independent inverse of gguf_tensors)."""
+    import gguf
+
+    G = {}
+    for p in paths:
+        for t in gguf.GGUFReader(p).tensors:
+            a = gguf.quants.dequantize(t.data, t.tensor_type)
+            shape = [int(d) for d in reversed(t.shape.tolist())]
+            G[t.name] = torch.tensor(np.array(a, dtype=np.float64).reshape(shape))
+    inv_block = {g: h for h, g in GGUF_BLOCK_NAMES.items()}
+    inv_top = {g: h for h, g in GGUF_TOP_NAMES.items()}
+    W = {}
+    for g, a in G.items():
+        if g in inv_top:
+            W[inv_top[g]] = a
+            continue
+        if g == "rope_freqs.weight":
+            continue
+        bid, rest = g[len("blk."):].split(".", 1)
+        p = f"model.layers.{bid}."
+        if rest in ("attn_k_b.weight", "attn_v_b.weight"):
+            if rest == "attn_k_b.weight":
+                k_b, v_b = a, G[f"blk.{bid}.attn_v_b.weight"]
+                W[p + "self_attn.kv_b_proj.weight"] = torch.cat([k_b.transpose(1, 2), v_b], dim=1).reshape(-1, a.shape[1])
+            continue
+        if rest in GGUF_EXPERT_PROJ.values():
+            proj = [k for k, val in GGUF_EXPERT_PROJ.items() if val == rest][0]
+            for x in range(a.shape[0]):
+                W[f"{p}mlp.experts.{x}.{proj}.weight"] = a[x]
+            continue
+        h = inv_block[rest]
+        if cfg["model_type"] == "llama" and h.startswith("self_attn.q_proj"):
+            a = llama_unpermute(a, cfg["num_attention_heads"])
+        if cfg["model_type"] == "llama" and h.startswith("self_attn.k_proj"):
+            a = llama_unpermute(a, cfg["num_key_value_heads"])
+        W[p + h] = a
+    return W
+
+
+def gguf_golden(folder, paths, v, golden):
+    """float64 logits of the model stored in `paths` and their distance to golden.json."""
+    cfg, W_orig = ref_load_folder(folder)
+    W = gguf_read_back(paths, cfg)
+    if cfg.get("tie_word_embeddings") and "lm_head.weight" not in W and cfg["model_type"].startswith("deepseek"):
+        W["lm_head.weight"] = W["model.embed_tokens.weight"]
+    dense = cfg["model_type"] in ("qwen2", "llama")
+    for k in W_orig:
+        if not (k.startswith(f"model.layers.{cfg['num_hidden_layers']}.") and not v.get("mtp")):
+            assert k in W, f"{v['file']}: {k} not read back"
+
+    def fwd(weights, ids):
+        if dense:
+            return ref_dense_forward(cfg, weights, ids)
+        return ref_forward(cfg, weights, ids)[0]
+
+    prompt = golden["prompt_ids"]
+    T = len(prompt)
+    seq = list(prompt)
+    margins = []
+    for _ in range(N_GREEDY):
+        lg = fwd(W, seq)
+        margins.append(float(top2_margin(lg[-1])[1]))
+        seq.append(int(lg[-1].argmax()))
+    logits = fwd(W, seq[:-1])
+    margins.append(float(top2_margin(logits[:T])[1].min()))
+    orig = fwd(W_orig, prompt + golden["greedy_ids"][:-1])
+    diff = float((logits[:T] - orig[:T]).abs().max())
+    weights_diff = max(float((W[k] - W_orig[k]).abs().max()) for k in W if k in W_orig)
+    g = dict(
+        files=[os.path.basename(p) for p in paths],
+        qtype=v["qtype"],
+        prompt_ids=prompt,
+        argmax=logits[:T].argmax(-1).tolist(),
+        first_logits=flist(logits[0]),
+        last_logits=flist(logits[T - 1]),
+        greedy_ids=seq[T:],
+        min_margin=min(margins),
+        max_abs_weight_diff_vs_safetensors=weights_diff,
+        prompt_logits_max_abs_diff_vs_golden=diff,
+        argmax_equal_golden=logits[:T].argmax(-1).tolist() == golden["argmax"],
+        greedy_equal_golden=seq[T:] == golden["greedy_ids"],
+    )
+    if v.get("mtp") and "mtp_golden" in golden:
+        mg = golden["mtp_golden"]
+        _, h = ref_forward(cfg, W, prompt)
+        ml = ref_mtp(cfg, W, prompt, golden["greedy_ids"][0], h)
+        g["mtp_last_logits_max_abs_diff_vs_golden"] = float(
+            (ml[-1] - torch.tensor(mg["last_logits"], dtype=torch.float64)).abs().max())
+    return g
+
+
+def write_gguf_fixtures(only=None):
+    for name, variants in GGUF_VARIANTS.items():
+        if only and name not in only:
+            continue
+        folder = os.path.join(FIXTURES, name)
+        golden = json.load(open(os.path.join(folder, "golden.json")))
+        out = {}
+        for v in variants:
+            paths = write_gguf(folder, v)
+            g = gguf_golden(folder, paths, v, golden)
+            out[v["file"]] = g
+            log(f"{name}/{v['file']}: {sum(os.path.getsize(p) for p in paths)} bytes in {len(paths)} file(s), "
+                f"weights vs safetensors {g['max_abs_weight_diff_vs_safetensors']:.2e}, prompt logits vs golden "
+                f"{g['prompt_logits_max_abs_diff_vs_golden']:.2e}, greedy equal {g['greedy_equal_golden']}, "
+                f"min margin {g['min_margin']:.2e}")
+        write_json(os.path.join(folder, "golden-gguf.json"), out)
+
+
+# ----------------------------------------------------------------------------------------
 # Benchmark-shape writer (not committed)
 # ----------------------------------------------------------------------------------------
 
@@ -2419,6 +2870,8 @@ def main():
     ap.add_argument("--layers", type=int, default=None, help="number of layers for --shape (default: real)")
     ap.add_argument("--fp8", action="store_true", help="with --shape: store projections in DeepSeek block FP8")
     ap.add_argument("--only", nargs="*", help="only these fixtures (names), tokenizer always written")
+    ap.add_argument("--gguf-only", action="store_true",
+                    help="only (re)write the GGUF files and golden-gguf.json of the committed fixture folders")
     args = ap.parse_args()
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -2432,6 +2885,10 @@ def main():
         return
 
     t0 = time.time()
+    if args.gguf_only:
+        write_gguf_fixtures(args.only)
+        log(f"done in {time.time() - t0:.1f}s")
+        return
     install_patches()
     os.makedirs(FIXTURES, exist_ok=True)
     tok = build_tokenizer()
@@ -2455,6 +2912,7 @@ def main():
         if args.only and s["name"] not in args.only:
             continue
         make_dense_fixture(s, tok, seed)
+    write_gguf_fixtures(args.only)
     log(f"done in {time.time() - t0:.1f}s")
 
 

@@ -229,8 +229,7 @@ fn read_json(path: &Path, what: &str) -> Result<Value> {
 /// `jing template`: the exact prompt and token ids the model would get.
 pub fn template(a: &TemplateArgs) -> Result<ExitCode> {
     use jing_tokenizer::template::{ChatTemplate, RenderOptions, SpecialTokens};
-    let tokenizer = jing_tokenizer::Tokenizer::from_model_dir(&a.model)
-        .with_context(|| format!("cannot load the tokenizer of {}", a.model.display()))?;
+    let tokenizer = crate::load::load_tokenizer(&a.model)?;
     let template = match &a.chat_template {
         Some(file) => ChatTemplate::from_file(file, SpecialTokens::from_tokenizer(&tokenizer))?,
         None => ChatTemplate::for_model(&a.model, &tokenizer)?,

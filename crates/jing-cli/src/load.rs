@@ -11,9 +11,10 @@ use jing_tokenizer::Tokenizer;
 
 use crate::ModelArgs;
 
-/// The demo model shipped in the repository.
+/// The demo model shipped in the repository: a tiny DeepSeek-V3-architecture model trained by
+/// `scripts/train_demo.py` to reason R1-style about arithmetic (`models/deepseek-r1-demo`).
 pub fn demo_model() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/deepseek-v3-tiny");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/deepseek-r1-demo");
     p.canonicalize().unwrap_or(p)
 }
 
@@ -24,12 +25,41 @@ pub struct Loaded {
     pub generation: Option<serde_json::Value>,
 }
 
+/// The tokenizer of a model folder or GGUF file (its metadata holds the tokenizer and chat
+/// template).
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let tok = if jing_formats::gguf::is_gguf_path(path) && path.is_file() {
+        Tokenizer::from_gguf(path)
+    } else {
+        Tokenizer::from_model_dir(path)
+    };
+    tok.with_context(|| format!("cannot load the tokenizer of {}", path.display()))
+}
+
+/// The tokenizer and the generation config (`generation_config.json`, or what a GGUF file's
+/// metadata implies).
+fn tokenizer_and_generation(path: &Path) -> Result<(Tokenizer, Option<serde_json::Value>)> {
+    if jing_formats::gguf::is_gguf_path(path) && path.is_file() {
+        let file = jing_formats::gguf::GgufFile::open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let tokenizer = Tokenizer::from_gguf_file(&file)
+            .with_context(|| format!("cannot load the tokenizer of {}", path.display()))?;
+        let generation = jing_formats::gguf::generation_config(&file)?;
+        return Ok((tokenizer, generation));
+    }
+    let tokenizer = load_tokenizer(path)?;
+    let generation = std::fs::read_to_string(path.join("generation_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    Ok((tokenizer, generation))
+}
+
 /// Load the model and tokenizer named by `args`.
 pub fn load(args: &ModelArgs) -> Result<Loaded> {
     let dir = args.model.clone().unwrap_or_else(demo_model);
     if !dir.exists() {
         anyhow::bail!(
-            "model path {} does not exist: pass --model DIR with a Hugging Face model folder",
+            "model path {} does not exist: pass --model with a Hugging Face model folder or a .gguf file",
             dir.display()
         );
     }
@@ -42,11 +72,7 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
     let start = Instant::now();
     let engine = Engine::load(&dir, args.threads, args.max_model_len)
         .with_context(|| format!("cannot load the model in {}", dir.display()))?;
-    let tokenizer = Tokenizer::from_model_dir(&dir)
-        .with_context(|| format!("cannot load the tokenizer of {}", dir.display()))?;
-    let generation = std::fs::read_to_string(dir.join("generation_config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let (tokenizer, generation) = tokenizer_and_generation(&dir)?;
     let info = engine.model().info();
     spinner.finish_and_clear();
     eprintln!(

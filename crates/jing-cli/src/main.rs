@@ -1,9 +1,11 @@
 //! `jing`: run DeepSeek models on the hardware you have.
 
+mod bench;
 mod chat;
 mod commands;
 mod load;
 mod prompt;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +51,8 @@ pub struct PromptArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the model over the OpenAI and DeepSeek API (chat, completions, streaming).
+    Serve(serve::ServeArgs),
     /// Generate text from a prompt and stream it.
     Run {
         #[command(flatten)]
@@ -108,6 +112,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure prefill and decode speed against the machine's memory bandwidth.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Prompt tokens for the prefill measurement.
+        #[arg(short = 'p', long = "prompt-tokens", default_value_t = 512)]
+        prompt_tokens: usize,
+        /// Tokens to generate for the decode measurement.
+        #[arg(short = 'n', long = "gen-tokens", default_value_t = 128)]
+        gen_tokens: usize,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Megabytes read per pass of the bandwidth measurement.
+        #[arg(long, default_value_t = 1024)]
+        bandwidth_mb: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Describe a model folder or a safetensors file: architecture, config, tensors, dtypes.
     Inspect {
         /// Model folder or .safetensors file.
@@ -147,6 +171,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::serve(args),
         Command::Run {
             model,
             prompt,
@@ -166,6 +191,23 @@ fn main() -> ExitCode {
                 system,
                 chat_template,
                 hide_reasoning,
+            },
+        ),
+        Command::Bench {
+            model,
+            prompt_tokens,
+            gen_tokens,
+            reps,
+            bandwidth_mb,
+            json,
+        } => bench::bench(
+            &model,
+            &bench::BenchOptions {
+                prompt_tokens,
+                gen_tokens,
+                reps,
+                bandwidth_bytes: bandwidth_mb * 1_000_000,
+                json,
             },
         ),
         Command::Logits { model, prompt } => commands::logits(&model, &prompt),

@@ -154,7 +154,7 @@ fn run_without_model_uses_demo() {
     r.assert_ok();
     assert!(!r.stdout.is_empty(), "streamed text on stdout");
     assert!(
-        r.stderr.contains("deepseek-v3-tiny"),
+        r.stderr.contains("deepseek-r1-demo"),
         "stderr names the demo model:\n{}",
         r.stderr
     );

@@ -10,7 +10,7 @@ use jing_graph::{
 
 use crate::attention::{gqa_attention, mla_attention};
 use crate::buffers::{f32_to_id, id_to_f32, share, Values};
-use crate::kernels::KernelTable;
+use crate::kernels::{KernelTable, QuantX};
 use crate::pool::{Barrier, Pool};
 
 /// The CPU backend: a persistent pool and the kernel table chosen for this CPU.
@@ -221,12 +221,21 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             // SAFETY: every chunk is claimed by exactly one thread, which alone writes those
             // columns of every output row.
             let y = unsafe { c.vals.out_matrix(i, n_out) };
+            // A block-quantized weight multiplies quantized activations: each thread quantizes
+            // `x` once, when it claims its first chunk, not once per chunk.
+            let mut xq: Option<QuantX> = None;
             loop {
                 let s = c.cursors[i].fetch_add(chunk, Ordering::Relaxed);
                 if s >= n_out {
                     break;
                 }
-                (c.k.matmul)(w, xv, m, s..(s + chunk).min(n_out), &y);
+                let cols = s..(s + chunk).min(n_out);
+                if w.dtype.is_quantized() {
+                    let xq = xq.get_or_insert_with(|| QuantX::new(w.dtype, xv, m));
+                    (c.k.matmul_q)(w, xq, cols, &y);
+                } else {
+                    (c.k.matmul)(w, xv, m, cols, &y);
+                }
             }
         }
         Op::RmsNorm { x, w, eps } => {

@@ -1564,3 +1564,218 @@ fn cache_misuse_is_an_error() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// GGUF block-quantized weights
+// ---------------------------------------------------------------------------------------------
+//
+// A block-quantized weight multiplies *quantized* activations on the CPU backend (8-bit codes
+// per block of 32, or 256 for the K-quants, one f32 scale each: `QuantX`), as llama.cpp does,
+// while the reference multiplies the f32 activations by the dequantized weight. So the
+// matmul results differ by the activation rounding, which has a hard bound:
+//
+//   |y_cpu - y_ref| <= Σ_k |ŵ_k| · e_k  +  2 · (nb + 8) · u · Σ_k (|ŵ_k| + 2·μ_k) · (|x_k| + e_k)
+//
+// - `e_k = amax_b / 254 · (1 + 2^-20)` bounds `|x̂_k - x_k|`, `amax_b` the largest `|x|` of the
+//   activation block of column `k` (round to nearest of `x · 127/amax` is within half a step
+//   `d = amax/127`; the factor covers the f32 rounding of `x · 127/amax`).
+// - The second term is the float arithmetic: the integer dot products are exact, then each of
+//   the `nb` block terms takes a few roundings (the scale product, the integer's conversion,
+//   the product, for min types a second product) and the `nb` terms are summed in f32; the
+//   reference's `row_to_f32` rounds `d·sc·q - dmin·m` per element and its result to f32. Every
+//   one of these is relative to a magnitude at most `Σ (|ŵ| + 2μ)·|x̂|`, where `μ_k` is the
+//   magnitude of the min of `k`'s sub-block (`m` of Q4_1/Q5_1, `dmin·m_j` of Q2_K/Q4_K/Q5_K,
+//   0 for the symmetric types): `|d·sc·q| <= |ŵ| + μ`.
+//
+// A wrong code, scale or min in one block moves a result by about `Σ|ŵ·x| / nb` (6 % of it
+// for the 16 blocks of K = 512), while the bound is about `Σ|ŵ|·|x|max / 254` (< 1 % of
+// `Σ|ŵ·x|` for activations uniform in (-1, 1)), so the checks catch such bugs. The SIMD tables
+// are also checked against the generic one, far more tightly, in the kernels' unit tests.
+
+/// Every GGUF block type with its test widths (whole blocks, one and several).
+fn quant_widths(d: DType) -> [usize; 3] {
+    if d.block_size() == 32 {
+        [32, 96, 288]
+    } else {
+        [256, 512, 768]
+    }
+}
+
+/// A random weight `[rows, cols]` quantized to block type `d` by jing's reference quantizer.
+fn quant_weight(rng: &mut Rng, name: &str, d: DType, shape: &[usize]) -> Arc<Weight> {
+    let n: usize = shape.iter().product();
+    let cols = *shape.last().unwrap();
+    let bytes = jing_tensor::quant::quantize(d, &rng.weights(n), cols);
+    Arc::new(Weight::new(name, d, shape.to_vec(), Bytes::from_vec(bytes)).expect("quant weight"))
+}
+
+/// `μ_k` for every element of `w` (row-major): the magnitude of the value its block would give
+/// code 0, for the types with a min; 0 for the symmetric types.
+fn quant_mins(w: &Weight) -> Vec<f64> {
+    // The byte ranges of a block that hold codes, for the types with a min.
+    let codes: std::ops::Range<usize> = match w.dtype {
+        DType::Q4_1 => 4..20,
+        DType::Q5_1 => 4..24,
+        DType::Q2K => 16..80,
+        DType::Q4K => 16..144,
+        DType::Q5K => 16..176,
+        _ => return vec![0.0; w.numel()],
+    };
+    let bb = w.dtype.block_bytes();
+    let mut data = w.data.as_slice().to_vec();
+    for blk in data.chunks_exact_mut(bb) {
+        blk[codes.clone()].fill(0);
+    }
+    let z = Weight::new("mins", w.dtype, w.shape.clone(), Bytes::from_vec(data)).unwrap();
+    z.to_f32_vec().iter().map(|v| (*v as f64).abs()).collect()
+}
+
+/// The per-element bound of `x [m, K] · Wᵀ` for a block weight (see above).
+fn quant_bound(x: &[f32], w: &Weight) -> Vec<f64> {
+    let (n, k) = (w.rows(), w.cols());
+    let m = x.len() / k;
+    let bs = w.dtype.block_size();
+    let nb = k / bs;
+    let wv = w.to_f32_vec();
+    let mu = quant_mins(w);
+    // e_k per activation element.
+    let e: Vec<f64> = x
+        .chunks(bs)
+        .flat_map(|b| {
+            let amax = b.iter().fold(0.0f64, |a, v| a.max((*v as f64).abs()));
+            std::iter::repeat_n(amax / 254.0 * (1.0 + 2f64.powi(-20)), b.len())
+        })
+        .collect();
+    let mut out = Vec::with_capacity(m * n);
+    for i in 0..m {
+        let (xr, er) = (&x[i * k..(i + 1) * k], &e[i * k..(i + 1) * k]);
+        for r in 0..n {
+            let (wr, mr) = (&wv[r * k..(r + 1) * k], &mu[r * k..(r + 1) * k]);
+            let (mut act, mut mag) = (0.0f64, 0.0f64);
+            for j in 0..k {
+                let aw = (wr[j] as f64).abs();
+                act += aw * er[j];
+                mag += (aw + 2.0 * mr[j]) * ((xr[j] as f64).abs() + er[j]);
+            }
+            out.push(act + 2.0 * (nb + 8) as f64 * U * mag + 1e-30);
+        }
+    }
+    out
+}
+
+/// Embed from block-quantized tables is exact (every backend dequantizes the row the same way).
+#[test]
+fn embed_quantized_tables_is_exact() {
+    let mut rng = Rng::new(40);
+    let vocab = 67;
+    for d in DType::QUANTIZED {
+        let k = quant_widths(d)[1];
+        let table = quant_weight(&mut rng, "embed", d, &[vocab, k]);
+        for t in [1, 7] {
+            let mut g = GraphBuilder::new(t);
+            let e = g.embed(&table);
+            g.output("e", e);
+            let mut tokens: Vec<u32> = (0..t).map(|_| rng.below(vocab) as u32).collect();
+            tokens[0] = (vocab - 1) as u32;
+            let step =
+                Step::new(g.finish(), Batch::sequence(0, 0, &tokens)).check("e", Check::Exact);
+            conform1(&format!("embed {d} K={k} T={t}"), step);
+        }
+    }
+}
+
+/// MatMul with every GGUF block type, T ∈ {1, 7, 33}, one and several blocks per row,
+/// N ∈ {3, 37, 133}, and a rank-3 `x`, against the bound above.
+#[test]
+fn matmul_quantized_every_type_and_shape() {
+    let mut rng = Rng::new(41);
+    for d in DType::QUANTIZED {
+        for k in quant_widths(d) {
+            let ws: Vec<Arc<Weight>> = [3, 37, 133]
+                .iter()
+                .map(|&n| quant_weight(&mut rng, &format!("w{n}"), d, &[n, k]))
+                .collect();
+            for t in TOKENS {
+                let x = rng.vec(t * k, -1.0, 1.0);
+                let mut x2 = rng.vec(t * 2 * k, -1.0, 1.0);
+                // One activation block all zero, one with a single large value.
+                x2[..d.block_size()].fill(0.0);
+                x2[d.block_size() + 3] = 40.0;
+                let mut g = GraphBuilder::new(t);
+                let xi = g.input("x", k);
+                let x2i = g.input("x2", 2 * k);
+                let x3 = g.reshape(x2i, &[t, 2, k]);
+                let mut checks = Vec::new();
+                for (j, w) in ws.iter().enumerate() {
+                    let y = g.matmul(xi, w);
+                    g.output(format!("y{j}"), y);
+                    checks.push((format!("y{j}"), Check::Bound(quant_bound(&x, w))));
+                }
+                let y3 = g.matmul(x3, &ws[1]);
+                g.output("y3", y3);
+                checks.push(("y3".into(), Check::Bound(quant_bound(&x2, &ws[1]))));
+                let mut step = Step::new(g.finish(), seq_batch(t, 0, vec![("x", x), ("x2", x2)]));
+                step.checks = checks;
+                conform1(&format!("matmul {d} K={k} T={t}"), step);
+            }
+        }
+    }
+}
+
+/// MatMulId with block-quantized experts, the input shared by the slots and per slot.
+#[test]
+fn matmul_id_quantized_experts() {
+    let mut rng = Rng::new(42);
+    let (n_exp, n) = (6, 37);
+    for d in DType::QUANTIZED {
+        let k = quant_widths(d)[1];
+        let experts: Arc<Vec<Arc<Weight>>> = Arc::new(
+            (0..n_exp)
+                .map(|i| quant_weight(&mut rng, &format!("expert{i}"), d, &[n, k]))
+                .collect(),
+        );
+        for t in [1, 7] {
+            for (shared, top_k) in [(true, 2), (false, 3)] {
+                let width = if shared { k } else { top_k * k };
+                let x = rng.vec(t * width, -1.0, 1.0);
+                let scores = rng.vec(t * n_exp, 0.0, 1.0);
+                let mut g = GraphBuilder::new(t);
+                let (xi, si) = (g.input("x", width), g.input("s", n_exp));
+                let xs = if shared {
+                    xi
+                } else {
+                    g.reshape(xi, &[t, top_k, k])
+                };
+                let ids = g.moe_select(si, None, top_k, 1, 1, GroupScore::SumTop2);
+                let y = g.matmul_id(xs, &experts, ids);
+                g.output("y", y);
+                let mut bound = Vec::with_capacity(t * top_k * n);
+                let mut chosen = vec![0i32; top_k];
+                for tok in 0..t {
+                    let row = &scores[tok * n_exp..(tok + 1) * n_exp];
+                    jing_graph::select_experts(
+                        row,
+                        None,
+                        top_k,
+                        1,
+                        1,
+                        GroupScore::SumTop2,
+                        &mut chosen,
+                    );
+                    for (j, &id) in chosen.iter().enumerate() {
+                        let xr = if shared {
+                            tok * k
+                        } else {
+                            (tok * top_k + j) * k
+                        };
+                        bound.extend(quant_bound(&x[xr..xr + k], &experts[id as usize]));
+                    }
+                }
+                let step = Step::new(g.finish(), seq_batch(t, 0, vec![("x", x), ("s", scores)]))
+                    .check("y", Check::Bound(bound));
+                let form = if shared { "shared" } else { "per-slot" };
+                conform1(&format!("matmul_id {d} {form} K={k} T={t}"), step);
+            }
+        }
+    }
+}

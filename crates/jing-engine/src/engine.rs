@@ -38,7 +38,7 @@ impl StepLogits {
 pub struct Engine {
     model: Box<dyn CausalLm>,
     backend: Box<dyn Backend>,
-    cache: KvCache,
+    pub(crate) cache: KvCache,
 }
 
 impl Engine {
@@ -84,6 +84,16 @@ impl Engine {
         self.cache.max_len()
     }
 
+    /// Start a sequence: a fresh cache slot for [`Engine::step`].
+    pub fn new_sequence(&mut self) -> usize {
+        self.cache.alloc_slot()
+    }
+
+    /// End a sequence started with [`Engine::new_sequence`], freeing its cache rows.
+    pub fn end_sequence(&mut self, slot: usize) {
+        self.cache.free_slot(slot);
+    }
+
     fn check_ids(&self, ids: &[u32]) -> Result<(), EngineError> {
         let vocab = self.model.info().vocab_size;
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
@@ -108,8 +118,15 @@ impl Engine {
             });
         }
         let batch = Batch::sequence(slot, start, tokens);
-        let graph = self.model.build_step(&batch, &rows);
-        let out = self.backend.execute(&graph, &batch, &mut self.cache)?;
+        self.run_batch(&batch, rows)
+    }
+
+    /// Run one step over `batch` (tokens of any number of sequences, each in its own cache
+    /// slot, continuing where that slot's cache ends), returning logits for `rows` (indices
+    /// into the batch's tokens).
+    pub fn run_batch(&mut self, batch: &Batch, rows: LogitRows) -> Result<StepLogits, EngineError> {
+        let graph = self.model.build_step(batch, &rows);
+        let out = self.backend.execute(&graph, batch, &mut self.cache)?;
         let (shape, logits) = out.get("logits").expect("models output logits");
         let vocab = shape[1];
         let hidden = out

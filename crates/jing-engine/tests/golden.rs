@@ -220,6 +220,13 @@ fn deepseek_v2_f16() {
 }
 
 #[test]
+fn deepseek_r1_demo_trained() {
+    // The bundled demo model (`models/deepseek-r1-demo`, trained by scripts/train_demo.py; its
+    // golden.json is written there the same way, on a held-out chat prompt).
+    check_everywhere("../../models/deepseek-r1-demo");
+}
+
+#[test]
 fn several_sequences_in_one_batch_match_separate_runs() {
     // Continuous batching's core property: two prompts in one step give the same logits as
     // each alone.

@@ -139,8 +139,36 @@ pub enum FormatError {
         found: String,
     },
 
+    /// A GGUF file whose bytes break the format or one of the reader's hard limits.
+    #[error("{}: not a valid GGUF file: {reason}; the file is damaged, truncated or not GGUF, re-download it", .path.display())]
+    BadGguf { path: PathBuf, reason: String },
+
+    /// A GGUF metadata key that a loader needs is missing or has the wrong type or value.
+    #[error("{}: GGUF metadata `{key}` {problem}", .path.display())]
+    GgufKey {
+        path: PathBuf,
+        key: String,
+        /// e.g. "is missing (expected an unsigned integer)".
+        problem: String,
+    },
+
+    /// A GGUF tensor whose block type jing cannot compute with.
+    #[error("{}: tensor `{tensor}` is stored as GGML type {ggml_type}, which jing cannot compute with (supported: {supported}); use a GGUF quantized to one of those", .path.display())]
+    GgufTensorType {
+        path: PathBuf,
+        tensor: String,
+        /// The GGML type's name (or `type id N`).
+        ggml_type: String,
+        supported: String,
+    },
+
+    /// A GGUF file that is valid but holds something jing does not run (another architecture,
+    /// an unknown tokenizer, a missing split part...).
+    #[error("{}: {what}", .path.display())]
+    GgufUnsupported { path: PathBuf, what: String },
+
     /// A model folder was expected and a file was given.
-    #[error("{} is a file, not a model folder: pass the folder that holds config.json and the *.safetensors files", .0.display())]
+    #[error("{} is a file, not a model folder: pass the folder that holds config.json and the *.safetensors files, or a .gguf file", .0.display())]
     NotAFolder(PathBuf),
     /// An invalid store setting (e.g. a zero FP8 block size).
     #[error("invalid setting: {0}")]

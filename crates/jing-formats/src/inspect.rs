@@ -1,5 +1,5 @@
-//! `jing inspect`: what a checkpoint folder (or a single safetensors file) holds and what it
-//! lacks, without reading tensor data.
+//! `jing inspect`: what a checkpoint folder (or a single safetensors file, or a GGUF file or
+//! split set) holds and what it lacks, without reading tensor data.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::error::FormatError;
+use crate::gguf::{is_gguf_path, GgufFile, GgufValue, HfView};
 use crate::model_dir::{fp8_block_size, CONFIG_FILE, GENERATION_CONFIG_FILE};
 use crate::store::{DTypeCount, TensorStore};
 
@@ -63,6 +64,35 @@ pub struct Fp8Summary {
     pub block: [usize; 2],
 }
 
+/// Tensors and bytes of one GGML type in a GGUF file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GgmlTypeCount {
+    /// The GGML type's name ("Q8_0").
+    pub ggml_type: String,
+    /// Whether jing computes with it.
+    pub supported: bool,
+    /// How many tensors have it.
+    pub tensors: usize,
+    /// Their total data bytes.
+    pub bytes: u64,
+}
+
+/// What `inspect` tells about a GGUF file beyond the common report.
+#[derive(Clone, Debug)]
+pub struct GgufSummary {
+    /// Format version.
+    pub version: u32,
+    /// `general.architecture`.
+    pub gguf_architecture: Option<String>,
+    /// Every metadata entry, arrays shown by type and length (`[string; 129280]`).
+    pub metadata: Vec<(String, String)>,
+    /// Tensors and bytes per GGML type, largest first.
+    pub types: Vec<GgmlTypeCount>,
+}
+
+/// Metadata keys whose value is too long to print in full.
+const LONG_KEYS: &[&str] = &["tokenizer.chat_template"];
+
 /// The result of [`inspect`]. `Display` prints it for people; [`InspectReport::to_json`] for
 /// programs.
 #[derive(Clone, Debug)]
@@ -96,6 +126,8 @@ pub struct InspectReport {
     pub warnings: Vec<String>,
     /// Things that will make loading fail (corrupt config, FP8 tensors without scales, ...).
     pub problems: Vec<String>,
+    /// Present for a GGUF file.
+    pub gguf: Option<GgufSummary>,
 }
 
 impl InspectReport {
@@ -131,6 +163,21 @@ impl InspectReport {
             "warnings": self.warnings,
             "problems": self.problems,
             "ok": self.is_ok(),
+            "gguf": self.gguf.as_ref().map(|g| json!({
+                "version": g.version,
+                "architecture": g.gguf_architecture,
+                "metadata": g
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect::<serde_json::Map<String, Value>>(),
+                "ggml_types": g.types.iter().map(|t| json!({
+                    "type": t.ggml_type,
+                    "supported": t.supported,
+                    "tensors": t.tensors,
+                    "bytes": t.bytes,
+                })).collect::<Vec<_>>(),
+            })),
         })
     }
 }
@@ -153,8 +200,24 @@ pub fn human_bytes(b: u64) -> String {
 
 impl fmt::Display for InspectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.is_dir { "folder" } else { "file" };
+        let kind = match &self.gguf {
+            Some(g) => format!(
+                "GGUF v{}, {} file{}",
+                g.version,
+                self.files,
+                if self.files == 1 { "" } else { "s" }
+            ),
+            None if self.is_dir => "folder".into(),
+            None => "file".into(),
+        };
         writeln!(f, "{} ({kind})", self.path.display())?;
+        if let Some(g) = &self.gguf {
+            writeln!(
+                f,
+                "GGUF architecture: {}",
+                g.gguf_architecture.as_deref().unwrap_or("?")
+            )?;
+        }
         if self.architecture.is_some() || self.model_type.is_some() {
             writeln!(
                 f,
@@ -164,7 +227,12 @@ impl fmt::Display for InspectReport {
             )?;
         }
         if !self.config.is_empty() {
-            writeln!(f, "config:")?;
+            let from = if self.gguf.is_some() {
+                " (as implied by the GGUF metadata)"
+            } else {
+                ""
+            };
+            writeln!(f, "config{from}:")?;
             for (k, v) in &self.config {
                 writeln!(f, "  {k}: {v}")?;
             }
@@ -188,15 +256,36 @@ impl fmt::Display for InspectReport {
             self.total_bytes,
             human_bytes(self.total_bytes)
         )?;
-        for d in &self.dtypes {
-            writeln!(
-                f,
-                "  {:<8} {:>7} tensors  {:>16} bytes  ({})",
-                d.dtype.safetensors_name(),
-                d.tensors,
-                d.bytes,
-                human_bytes(d.bytes)
-            )?;
+        match &self.gguf {
+            Some(g) => {
+                for t in &g.types {
+                    writeln!(
+                        f,
+                        "  {:<8} {:>7} tensors  {:>16} bytes  ({}){}",
+                        t.ggml_type,
+                        t.tensors,
+                        t.bytes,
+                        human_bytes(t.bytes),
+                        if t.supported { "" } else { "  not supported" }
+                    )?;
+                }
+                writeln!(f, "metadata: {} entries", g.metadata.len())?;
+                for (k, v) in &g.metadata {
+                    writeln!(f, "  {k}: {v}")?;
+                }
+            }
+            None => {
+                for d in &self.dtypes {
+                    writeln!(
+                        f,
+                        "  {:<8} {:>7} tensors  {:>16} bytes  ({})",
+                        d.dtype.safetensors_name(),
+                        d.tensors,
+                        d.bytes,
+                        human_bytes(d.bytes)
+                    )?;
+                }
+            }
         }
         if let Some(fp8) = &self.fp8 {
             writeln!(
@@ -253,8 +342,13 @@ pub fn inspect(path: &Path) -> Result<InspectReport, FormatError> {
         missing: Vec::new(),
         warnings: Vec::new(),
         problems: Vec::new(),
+        gguf: None,
     };
 
+    if !is_dir && is_gguf_path(path) {
+        inspect_gguf(&mut r, path)?;
+        return Ok(r);
+    }
     if !is_dir {
         let store = TensorStore::open_file(path)?;
         summarise_store(&mut r, &store);
@@ -327,6 +421,88 @@ pub fn inspect(path: &Path) -> Result<InspectReport, FormatError> {
         Err(e) => r.problems.push(e.to_string()),
     }
     Ok(r)
+}
+
+/// A GGUF file or split set: metadata, tensor types, the config its metadata implies and what
+/// would stop jing from loading it. Only an unreadable file is an error.
+fn inspect_gguf(r: &mut InspectReport, path: &Path) -> Result<(), FormatError> {
+    let file = std::sync::Arc::new(GgufFile::open(path)?);
+    r.files = file.paths().len();
+    r.tensors = file.len();
+    r.total_bytes = file.total_bytes();
+    let mut types: Vec<GgmlTypeCount> = Vec::new();
+    for t in file.tensors() {
+        let ty = t.info.ggml_type;
+        let bytes = t.info.range.len() as u64;
+        match types.iter_mut().find(|c| c.ggml_type == ty.name) {
+            Some(c) => {
+                c.tensors += 1;
+                c.bytes += bytes;
+            }
+            None => types.push(GgmlTypeCount {
+                ggml_type: ty.name.to_string(),
+                supported: ty.dtype().is_some_and(DType::is_weight),
+                tensors: 1,
+                bytes,
+            }),
+        }
+    }
+    types.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.ggml_type.cmp(&b.ggml_type)));
+    let unsupported: Vec<String> = file
+        .tensors()
+        .filter(|t| !t.info.ggml_type.dtype().is_some_and(DType::is_weight))
+        .map(|t| format!("{} ({})", t.info.name, t.info.ggml_type.name))
+        .collect();
+    if !unsupported.is_empty() {
+        let n = unsupported.len();
+        r.problems.push(format!(
+            "{n} tensor{} of a GGML type jing cannot compute with (supported: {}): {}{}",
+            if n == 1 { "" } else { "s" },
+            crate::gguf::supported_ggml_types(),
+            unsupported
+                .iter()
+                .take(LIST_LIMIT)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if n > LIST_LIMIT { ", ..." } else { "" }
+        ));
+    }
+    let metadata = file
+        .metadata()
+        .iter()
+        .map(|(k, v)| {
+            let shown = match v {
+                GgufValue::String(s) if LONG_KEYS.contains(&k.as_str()) => {
+                    format!("<{} bytes>", s.len())
+                }
+                other => other.summary(),
+            };
+            (k.clone(), shown)
+        })
+        .collect();
+    if file.get("tokenizer.ggml.tokens").is_none() {
+        r.missing
+            .push("tokenizer (tokenizer.ggml.tokens): give the tokenizer separately".into());
+    }
+    if file.get("tokenizer.chat_template").is_none() {
+        r.warnings
+            .push("no tokenizer.chat_template: chat needs --chat-template FILE".into());
+    }
+    r.gguf = Some(GgufSummary {
+        version: file.version(),
+        gguf_architecture: file.architecture().map(String::from),
+        metadata,
+        types,
+    });
+    match HfView::new(file) {
+        Ok(view) => match Config::from_value(path, view.config().clone()) {
+            Ok(c) => read_config(r, &c),
+            Err(e) => r.problems.push(e.to_string()),
+        },
+        Err(e) => r.problems.push(e.to_string()),
+    }
+    Ok(())
 }
 
 fn read_config(r: &mut InspectReport, c: &Config) {

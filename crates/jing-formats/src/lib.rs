@@ -1,6 +1,7 @@
 //! Checkpoint loaders (no compute): memory-mapped, zero-copy safetensors — single file or
 //! sharded through `model.safetensors.index.json`, with DeepSeek FP8 `_scale_inv` block scales
-//! paired to their weights — HF `config.json` with typed accessors, and `inspect`, the report
+//! paired to their weights — GGUF (our own reader, split sets, an HF view of `deepseek2`,
+//! `qwen2` and `llama` files), HF `config.json` with typed accessors, and `inspect`, the report
 //! behind `jing inspect`.
 //!
 //! ```no_run
@@ -14,6 +15,7 @@
 
 mod config;
 mod error;
+pub mod gguf;
 mod inspect;
 mod model_dir;
 pub mod safetensors;
@@ -21,7 +23,9 @@ mod store;
 
 pub use config::Config;
 pub use error::{FormatError, SUPPORTED_DTYPES};
-pub use inspect::{human_bytes, inspect, Fp8Summary, InspectReport, KEY_CONFIG_FIELDS};
+pub use inspect::{
+    human_bytes, inspect, Fp8Summary, GgmlTypeCount, GgufSummary, InspectReport, KEY_CONFIG_FIELDS,
+};
 pub use model_dir::{fp8_block_size, ModelDir, CONFIG_FILE, GENERATION_CONFIG_FILE};
 pub use store::{
     scale_names, AbsentShard, DTypeCount, MissingScale, TensorInfo, TensorStore, DEFAULT_BLOCK,
@@ -29,7 +33,7 @@ pub use store::{
 };
 
 // Re-exported so callers need not depend on jing-tensor just to name what `get` returns.
-pub use jing_tensor::{DType, Weight};
+pub use jing_tensor::{Bytes, DType, Weight};
 
 #[cfg(test)]
 mod tests {
@@ -41,5 +45,7 @@ mod tests {
         check::<crate::Config>();
         check::<crate::FormatError>();
         check::<crate::InspectReport>();
+        check::<crate::gguf::GgufFile>();
+        check::<crate::gguf::HfView>();
     }
 }

@@ -1,10 +1,13 @@
 //! [`ModelDir`]: an HF model folder: `config.json`, the optional `generation_config.json`, and
-//! the weights as a [`TensorStore`] set up with the config's FP8 block size.
+//! the weights as a [`TensorStore`] set up with the config's FP8 block size; or a GGUF file (or
+//! split set) seen the same way through its [`HfView`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::FormatError;
+use crate::gguf::{is_gguf_path, GgufFile, HfView};
 use crate::store::TensorStore;
 
 /// Name of the model config file.
@@ -12,10 +15,10 @@ pub const CONFIG_FILE: &str = "config.json";
 /// Name of the optional sampling-defaults file.
 pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 
-/// An opened HF model folder.
+/// An opened HF model folder, or a GGUF model presented as one.
 #[derive(Debug)]
 pub struct ModelDir {
-    /// The folder.
+    /// The folder (for GGUF: the file, or the first file of a split set).
     pub dir: PathBuf,
     /// `config.json`.
     pub config: Config,
@@ -24,12 +27,19 @@ pub struct ModelDir {
     /// The weights, with the block size of `quantization_config.weight_block_size` (default
     /// 128x128).
     pub store: TensorStore,
+    /// The GGUF model, when `dir` is a GGUF file (its metadata holds the tokenizer and chat
+    /// template too).
+    pub gguf: Option<Arc<GgufFile>>,
 }
 
 impl ModelDir {
     /// Open `dir`: read `config.json` (required) and `generation_config.json` (optional), open
-    /// the weights (headers only) and set their FP8 block size from the config.
+    /// the weights (headers only) and set their FP8 block size from the config. A `.gguf` file
+    /// (or any part of a split set) is opened with [`ModelDir::open_gguf`].
     pub fn open(dir: &Path) -> Result<ModelDir, FormatError> {
+        if dir.is_file() && is_gguf_path(dir) {
+            return Self::open_gguf(dir);
+        }
         if dir.is_file() {
             return Err(FormatError::NotAFolder(dir.to_path_buf()));
         }
@@ -64,6 +74,26 @@ impl ModelDir {
             config,
             generation_config,
             store,
+            gguf: None,
+        })
+    }
+
+    /// Open a GGUF file (or split set): `config` and `generation_config` are what its metadata
+    /// implies, `store` holds its tensors under HF names (see [`HfView`]).
+    pub fn open_gguf(path: &Path) -> Result<ModelDir, FormatError> {
+        let file = Arc::new(GgufFile::open(path)?);
+        let view = Arc::new(HfView::new(file.clone())?);
+        let config = Config::from_value(file.path(), view.config().clone())?;
+        let generation_config = view
+            .generation_config()
+            .map(|g| Config::from_value(file.path(), g.clone()))
+            .transpose()?;
+        Ok(ModelDir {
+            dir: file.path().to_path_buf(),
+            config,
+            generation_config,
+            store: TensorStore::from_gguf(view),
+            gguf: Some(file),
         })
     }
 

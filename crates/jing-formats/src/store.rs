@@ -4,11 +4,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use jing_tensor::{Bytes, DType, Weight};
 use serde_json::Value;
 
 use crate::error::{short_json, summarise_files, FormatError};
+use crate::gguf::{gguf_name_for, HfView, ViewInfo};
 use crate::safetensors::{SafetensorsFile, TensorEntry};
 
 /// File name of a single-file checkpoint.
@@ -73,7 +75,12 @@ struct Slot {
 /// All tensors of a checkpoint, memory-mapped. Opening reads only the headers; data pages are
 /// loaded by the OS when a [`Weight`] is read. `Send + Sync`: share it behind an `Arc` or a
 /// reference across threads.
+///
+/// A store is either safetensors files or a GGUF model seen through its [`HfView`] (HF tensor
+/// names; see [`TensorStore::from_gguf`]); callers read both the same way.
 pub struct TensorStore {
+    /// The GGUF model, when the store is one (then the safetensors fields are empty).
+    gguf: Option<Arc<HfView>>,
     root: PathBuf,
     index: Option<PathBuf>,
     files: Vec<SafetensorsFile>,
@@ -142,8 +149,22 @@ impl TensorStore {
         }
     }
 
+    /// A store over a GGUF model's HF view: HF tensor names, zero-copy weights (see
+    /// [`HfView`]).
+    pub fn from_gguf(view: Arc<HfView>) -> TensorStore {
+        let mut store = TensorStore::empty(view.file().path());
+        store.gguf = Some(view);
+        store
+    }
+
+    /// The GGUF model's view, when this store is one.
+    pub fn gguf(&self) -> Option<&Arc<HfView>> {
+        self.gguf.as_ref()
+    }
+
     fn empty(root: &Path) -> TensorStore {
         TensorStore {
+            gguf: None,
             root: root.to_path_buf(),
             index: None,
             files: Vec::new(),
@@ -293,11 +314,17 @@ impl TensorStore {
 
     /// The safetensors files opened, in order.
     pub fn files(&self) -> Vec<&Path> {
+        if let Some(g) = &self.gguf {
+            return g.file().paths();
+        }
         self.files.iter().map(|f| f.path()).collect()
     }
 
-    /// Number of safetensors files opened.
+    /// Number of files opened (safetensors files, or GGUF parts).
     pub fn file_count(&self) -> usize {
+        if let Some(g) = &self.gguf {
+            return g.file().paths().len();
+        }
         self.files.len()
     }
 
@@ -324,26 +351,38 @@ impl TensorStore {
 
     /// Number of tensors.
     pub fn len(&self) -> usize {
+        if let Some(g) = &self.gguf {
+            return g.len();
+        }
         self.tensors.len()
     }
 
     /// Whether the store holds no tensor.
     pub fn is_empty(&self) -> bool {
-        self.tensors.is_empty()
+        self.len() == 0
     }
 
     /// Whether a tensor of this name exists.
     pub fn contains(&self, name: &str) -> bool {
+        if let Some(g) = &self.gguf {
+            return g.contains(name);
+        }
         self.tensors.contains_key(name)
     }
 
     /// All tensor names, sorted.
     pub fn names(&self) -> Vec<&str> {
+        if let Some(g) = &self.gguf {
+            return g.names().collect();
+        }
         self.tensors.keys().map(String::as_str).collect()
     }
 
     /// Tensor names starting with `prefix`, sorted (e.g. `"model.layers.61."`).
-    pub fn names_with_prefix(&self, prefix: &str) -> Vec<&str> {
+    pub fn names_with_prefix<'a>(&'a self, prefix: &'a str) -> Vec<&'a str> {
+        if let Some(g) = &self.gguf {
+            return g.names_with_prefix(prefix);
+        }
         self.tensors
             .range::<str, _>((
                 std::ops::Bound::Included(prefix),
@@ -354,11 +393,17 @@ impl TensorStore {
             .collect()
     }
 
-    /// Every tensor's info, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = TensorInfo<'_>> + '_ {
-        self.tensors
-            .iter()
-            .map(|(name, &slot)| self.make_info(name, slot))
+    /// Every tensor's info, sorted by name. In a GGUF store, tensors of a GGML type jing cannot
+    /// compute with are left out (their [`info`](TensorStore::info) is an error).
+    pub fn iter(&self) -> Box<dyn Iterator<Item = TensorInfo<'_>> + '_> {
+        if let Some(g) = &self.gguf {
+            return Box::new(g.iter().filter_map(view_info));
+        }
+        Box::new(
+            self.tensors
+                .iter()
+                .map(|(name, &slot)| self.make_info(name, slot)),
+        )
     }
 
     fn make_info<'a>(&'a self, name: &'a str, slot: Slot) -> TensorInfo<'a> {
@@ -379,6 +424,18 @@ impl TensorStore {
 
     /// Dtype, shape and file of a tensor, without touching its data.
     pub fn info(&self, name: &str) -> Result<TensorInfo<'_>, FormatError> {
+        if let Some(g) = &self.gguf {
+            return match g.info(name) {
+                Some(i) => match view_info(i) {
+                    Some(info) => Ok(info),
+                    None => Err(g
+                        .get(name)
+                        .and_then(Result::err)
+                        .unwrap_or_else(|| self.missing(name))),
+                },
+                None => Err(self.missing(name)),
+            };
+        }
         match self.tensors.get_key_value(name) {
             Some((k, &slot)) => Ok(self.make_info(k, slot)),
             None => Err(self.missing(name)),
@@ -431,6 +488,9 @@ impl TensorStore {
     /// accepted), f32 (bf16/f16 scales are converted), shape `ceil(rows/b0) x ceil(cols/b1)` for
     /// the [`block_size`](TensorStore::block_size).
     pub fn get(&self, name: &str) -> Result<Weight, FormatError> {
+        if let Some(g) = &self.gguf {
+            return g.get(name).unwrap_or_else(|| Err(self.missing(name)));
+        }
         let Some(&slot) = self.tensors.get(name) else {
             return Err(self.missing(name));
         };
@@ -501,6 +561,13 @@ impl TensorStore {
 
     /// Which files were (or would have been) searched for `name`, for error messages.
     fn searched_for(&self, name: &str) -> String {
+        if let Some(g) = &self.gguf {
+            let files = summarise_files(g.file().paths());
+            return match gguf_name_for(name) {
+                Some(n) => format!("{files} for GGUF tensor `{n}`"),
+                None => files,
+            };
+        }
         if let Some(&f) = self.index_map.get(name) {
             let shard = self.files[f].path();
             return format!(
@@ -545,6 +612,9 @@ impl TensorStore {
     /// A close existing name: the same with/without a `model.` prefix, or the sorted neighbour
     /// sharing the longest prefix (at least half of `name`).
     fn did_you_mean(&self, name: &str) -> Option<&str> {
+        if self.gguf.is_some() {
+            return None;
+        }
         let alt = match name.strip_prefix("model.") {
             Some(rest) => rest.to_string(),
             None => format!("model.{name}"),
@@ -573,6 +643,17 @@ impl TensorStore {
             .max_by_key(|k| common(k))
             .filter(|k| common(k) * 2 >= name.len() && common(k) > 0)
     }
+}
+
+/// A GGUF view entry as a [`TensorInfo`] (`None` for GGML types jing cannot compute with).
+fn view_info(i: ViewInfo<'_>) -> Option<TensorInfo<'_>> {
+    Some(TensorInfo {
+        name: i.name,
+        dtype: i.dtype?,
+        shape: i.shape,
+        file: i.file,
+        byte_len: i.byte_len,
+    })
 }
 
 /// Names under which the block scale of FP8 tensor `name` may be stored, preferred first:

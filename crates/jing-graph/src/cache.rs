@@ -70,6 +70,40 @@ impl KvCache {
         }
     }
 
+    /// A new slot holding a copy of positions `0..len` of `src` (a shared prompt prefix).
+    pub fn fork(&mut self, src: usize, len: usize) -> Result<usize, CacheError> {
+        let width = self.width;
+        let copied: Vec<Vec<f32>> = {
+            let layers = self
+                .slots
+                .get(src)
+                .and_then(Option::as_ref)
+                .ok_or(CacheError::NoSlot(src))?;
+            let mut copied = Vec::with_capacity(layers.len());
+            for (layer, rows) in layers.iter().enumerate() {
+                if rows.len() < len * width {
+                    return Err(CacheError::Gap {
+                        slot: src,
+                        layer,
+                        pos: len.saturating_sub(1),
+                        len: rows.len() / width,
+                    });
+                }
+                copied.push(rows[..len * width].to_vec());
+            }
+            copied
+        };
+        let slot = self.alloc_slot();
+        self.slots[slot] = Some(copied);
+        Ok(slot)
+    }
+
+    /// Positions stored for `slot` (in its first layer: every step writes the main layers in
+    /// order, while layers kept for extra modules such as MTP may hold fewer).
+    pub fn slot_len(&self, slot: usize) -> usize {
+        self.len(slot, 0)
+    }
+
     /// Forget positions `len..` of `slot` (e.g. after a rejected speculative draft).
     pub fn truncate(&mut self, slot: usize, len: usize) {
         if let Some(Some(layers)) = self.slots.get_mut(slot) {

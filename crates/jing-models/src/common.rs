@@ -43,11 +43,11 @@ impl Loader<'_> {
                 why: why.to_string(),
             });
         }
-        if !w.dtype.is_float() {
+        if !w.dtype.is_weight() {
             return Err(ModelError::Dtype {
                 tensor: name.to_string(),
                 dtype: w.dtype,
-                what: "a weight (expected f32, f16, bf16 or f8_e4m3)".into(),
+                what: "a weight (expected f32, f16, bf16, f8_e4m3 or a GGUF block type)".into(),
             });
         }
         if w.dtype == DType::F8E4M3 && w.shape.len() != 2 {

@@ -9,7 +9,10 @@ use crate::{CausalLm, ModelError};
 /// Architectures jing runs, by `model_type`.
 const SUPPORTED: &[&str] = &["deepseek_v3", "deepseek_v2", "qwen2", "llama"];
 
-/// Open the model folder at `path` and load the model its `config.json` names.
+/// Open the model at `path` and load the model its config names: a Hugging Face folder
+/// (`config.json` + safetensors), or a GGUF file or any part of a split set (`general.architecture`
+/// `deepseek2`, `qwen2` or `llama`; its metadata stands in for `config.json` and its tensors are
+/// read under HF names, see [`jing_formats::gguf::HfView`]).
 pub fn load_model(path: &Path) -> Result<Box<dyn CausalLm>, ModelError> {
     let dir = ModelDir::open(path)?;
     let model_type = dir.config.opt_str("model_type")?.unwrap_or("").to_string();

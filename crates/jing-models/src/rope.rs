@@ -41,6 +41,20 @@ pub fn default_freqs(theta: f64, dim: usize, style: RopeStyle) -> RopeFreqs {
     }
 }
 
+/// Base frequencies each divided by its factor (llama.cpp's `rope_freqs`: Llama-3 scaling as
+/// stored in GGUF).
+pub fn factor_freqs(theta: f64, dim: usize, factors: &[f32], style: RopeStyle) -> RopeFreqs {
+    RopeFreqs {
+        inv_freq: base_inv_freq(theta, dim)
+            .iter()
+            .zip(factors)
+            .map(|(&f, &k)| f / k)
+            .collect(),
+        attention_factor: 1.0,
+        style,
+    }
+}
+
 /// YaRN: frequencies below the correction range keep their value, those above are divided by
 /// `factor`, with a linear blend between; cos/sin are scaled by the attention factor.
 pub fn yarn_freqs(theta: f64, dim: usize, y: &Yarn, style: RopeStyle) -> RopeFreqs {
@@ -116,6 +130,30 @@ mod tests {
         assert_eq!(f.attention_factor, 1.0);
         let m = yarn_get_mscale(40.0, 1.0);
         assert!((m * m - 1.873854).abs() < 1e-6);
+    }
+
+    #[test]
+    fn freq_factors_reproduce_llama3_scaling() {
+        // GGUF stores Llama-3 scaling as one divisor per frequency (llama.cpp's rope_freqs).
+        let s = Llama3Scaling {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 256.0,
+        };
+        let base = default_freqs(500000.0, 8, RopeStyle::Neox);
+        let l3 = llama3_freqs(500000.0, 8, &s, RopeStyle::Neox);
+        let factors: Vec<f32> = base
+            .inv_freq
+            .iter()
+            .zip(&l3.inv_freq)
+            .map(|(b, l)| b / l)
+            .collect();
+        let f = factor_freqs(500000.0, 8, &factors, RopeStyle::Interleaved);
+        for (a, b) in f.inv_freq.iter().zip(&l3.inv_freq) {
+            assert!((a - b).abs() <= 1e-6 * b, "{a} vs {b}");
+        }
+        assert_eq!(f.style, RopeStyle::Interleaved);
     }
 }
 

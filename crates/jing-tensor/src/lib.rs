@@ -5,6 +5,7 @@
 mod bytes;
 mod dtype;
 mod fp8;
+pub mod quant;
 mod weight;
 
 pub use bytes::{ByteOwner, Bytes};
@@ -25,8 +26,13 @@ pub fn f16_to_f32(bits: u16) -> f32 {
 }
 
 /// Decode stored little-endian elements of `dtype` to f32 (`out.len()` elements; no block
-/// scale). The plain conversion behind every dequantization.
+/// scale). The plain conversion behind every dequantization. For a GGUF block type, `out`
+/// must be whole blocks and `bytes` starts at a block boundary ([`quant::dequantize_row`]).
 pub fn decode_to_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+    if dtype.is_quantized() {
+        quant::dequantize_row(dtype, bytes, out);
+        return;
+    }
     debug_assert!(bytes.len() >= out.len() * dtype.size());
     match dtype {
         DType::F32 => {
@@ -61,5 +67,6 @@ pub fn decode_to_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) {
                 *o = i64::from_le_bytes(a) as f32;
             }
         }
+        _ => unreachable!("block types are decoded above"),
     }
 }

@@ -77,9 +77,19 @@ impl Weight {
         data: Bytes,
     ) -> Result<Weight, WeightError> {
         let name = name.into();
-        let expected = shape
-            .iter()
-            .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+        let cols = shape.last().copied().unwrap_or(1);
+        if dtype.is_quantized() && cols % dtype.block_size() != 0 {
+            return Err(WeightError::Invalid {
+                name,
+                what: format!(
+                    "{dtype} rows are whole {}-element blocks, but shape {shape:?} has rows of \
+                     {cols} elements",
+                    dtype.block_size()
+                ),
+            });
+        }
+        let expected = dtype
+            .bytes_for_shape(&shape)
             .ok_or_else(|| WeightError::Invalid {
                 name: name.clone(),
                 what: format!("shape {shape:?} is too large"),
@@ -166,10 +176,21 @@ impl Weight {
         self.data.len() + self.scale.as_ref().map_or(0, |s| s.data.len())
     }
 
+    /// Bytes of one stored row (`cols` elements; whole blocks for block types).
+    pub fn row_bytes(&self) -> usize {
+        self.dtype.row_bytes(self.cols())
+    }
+
+    /// The stored bytes of row `r`.
+    pub fn row_data(&self, r: usize) -> &[u8] {
+        let n = self.row_bytes();
+        &self.data.as_slice()[r * n..(r + 1) * n]
+    }
+
     /// Rows `start..end` as a zero-copy view with shape `[end - start, cols]`.
     pub fn slice_rows(&self, start: usize, end: usize) -> Weight {
         assert!(start <= end && end <= self.rows(), "row slice out of range");
-        let row_bytes = self.cols() * self.dtype.size();
+        let row_bytes = self.row_bytes();
         let mut scale = self.scale.clone();
         if let Some(s) = scale.as_mut() {
             s.row_offset += start;
@@ -188,9 +209,7 @@ impl Weight {
     pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
         let cols = self.cols();
         assert_eq!(out.len(), cols);
-        let es = self.dtype.size();
-        let bytes = &self.data.as_slice()[r * cols * es..(r + 1) * cols * es];
-        decode_to_f32(self.dtype, bytes, out);
+        decode_to_f32(self.dtype, self.row_data(r), out);
         if let Some(s) = &self.scale {
             for (cb, chunk) in out.chunks_mut(s.block[1]).enumerate() {
                 let m = s.get(r, cb);
@@ -233,6 +252,21 @@ mod tests {
         );
         let tail = w.slice_rows(1, 3);
         assert_eq!(tail.to_f32_vec(), v[5..].to_vec());
+    }
+
+    #[test]
+    fn block_types_have_whole_block_rows() {
+        let q = |shape: Vec<usize>, len: usize| {
+            Weight::new("w", DType::Q4K, shape, Bytes::from_vec(vec![0; len]))
+        };
+        // 2 rows of 512 = 2 super-blocks of 144 bytes each.
+        let w = q(vec![2, 512], 576).unwrap();
+        assert_eq!((w.row_bytes(), w.stored_bytes()), (288, 576));
+        assert_eq!(w.slice_rows(1, 2).data.len(), 288);
+        assert_eq!(w.to_f32_vec(), vec![0.0; 1024]);
+        let err = q(vec![2, 300], 576).unwrap_err().to_string();
+        assert!(err.contains("whole 256-element blocks"), "{err}");
+        assert!(q(vec![2, 512], 575).is_err());
     }
 
     #[test]

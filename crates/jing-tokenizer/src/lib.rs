@@ -28,6 +28,7 @@
 
 mod config;
 mod error;
+mod gguf;
 mod incremental;
 pub mod reasoning;
 pub mod template;
@@ -35,5 +36,6 @@ mod tokenizer;
 pub mod tool_calls;
 
 pub use error::{Result, TokenizerError};
+pub use gguf::GGUF_PRE_TOKENIZERS;
 pub use incremental::{IncrementalDecoder, MAX_PENDING_TOKENS};
 pub use tokenizer::{Tokenizer, GENERATION_CONFIG_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};

@@ -37,6 +37,9 @@
 //! Rendering is bounded ([`RenderLimits`]): fuel (instructions and data
 //! created), a recursion limit and an output-size cap, so a hostile or
 //! broken template returns an error instead of hanging or exhausting memory.
+//! minijinja is patched (`vendor/minijinja/JING_PATCH.md`) so that its work
+//! outside instructions (printing, comparing, hashing and iterating values,
+//! lazy ones included) pays fuel too, and values nest only 256 levels deep.
 //!
 //! ```
 //! use jing_tokenizer::template::{ChatTemplate, RenderOptions, SpecialTokens};
@@ -78,9 +81,10 @@ use crate::Tokenizer;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderLimits {
     /// minijinja fuel per render: about one unit per instruction executed,
-    /// per 64 bytes of data created and per list item walked. The default,
-    /// 2 000 000, is ten times what the DeepSeek templates use for an
-    /// 800 KB, 400-message conversation (50 000 to 60 000) and bounds a
+    /// per 64 bytes of data created or of long strings compared, searched or
+    /// passed to a filter, and per two list items walked. The default,
+    /// 2 000 000, is about thirty times what the DeepSeek templates use for
+    /// an 800 KB, 400-message conversation (45 000 to 75 000) and bounds a
     /// render to well under a second of CPU and about 128 MiB of allocation.
     pub fuel: u64,
     /// Nesting limit for macros, includes and recursive loops (minijinja
@@ -480,7 +484,17 @@ impl ChatTemplate {
             .map_err(|e| engine::map_error(&e, limits, false))?;
         let _now = clock::NowGuard::set(opts.now);
         let mut sink = engine::CappedSink::new(limits.max_output_bytes);
-        let result = template.render_captured_to(ctx, &mut sink).map(drop);
+        // A bug in the engine that panics on some template must fail this
+        // render, not the thread that renders (say, a server worker).
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            template.render_captured_to(ctx, &mut sink).map(drop)
+        }))
+        .map_err(|panic| TemplateError::Render {
+            message: format!(
+                "the template engine failed: {}",
+                engine::panic_message(&*panic)
+            ),
+        })?;
         if let Err(err) = result {
             return Err(engine::map_error(&err, limits, sink.exceeded));
         }

@@ -146,7 +146,7 @@ impl Tokenizer {
         Self::build(hf, None, None)
     }
 
-    fn build(
+    pub(crate) fn build(
         mut hf: tokenizers::Tokenizer,
         tok_cfg: Option<(PathBuf, TokenizerConfig)>,
         gen_cfg: Option<(PathBuf, GenerationConfig)>,
@@ -301,6 +301,25 @@ impl Tokenizer {
     /// vocabulary.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         self.inner.hf.id_to_token(id)
+    }
+
+    /// `tokenizer.json`'s added tokens as `(id, text, special)`, sorted by id.
+    ///
+    /// Added tokens (`<think>`, the tool markers, BOS/EOS, ...) are matched as whole strings
+    /// before the model's vocabulary runs, so their text is literal, whereas
+    /// [`id_to_token`](Self::id_to_token) of a byte-level BPE model token gives its byte-level
+    /// spelling. Code that needs the bytes of every token (a grammar's token trie) must tell
+    /// the two apart.
+    pub fn added_tokens(&self) -> Vec<(u32, String, bool)> {
+        let mut tokens: Vec<_> = self
+            .inner
+            .hf
+            .get_added_tokens_decoder()
+            .into_iter()
+            .map(|(id, token)| (id, token.content, token.special))
+            .collect();
+        tokens.sort_unstable_by_key(|&(id, _, _)| id);
+        tokens
     }
 
     /// The beginning-of-sequence id.

@@ -149,6 +149,19 @@ pub(crate) unsafe fn matmul<I: Isa>(
     }
 }
 
+/// A matmul of a GGUF block weight through `matmul_q`: `x` quantized once for the call.
+pub(crate) fn matmul_quantized(
+    w: &Weight,
+    x: &[f32],
+    m: usize,
+    rows: Range<usize>,
+    y: &OutMatrix,
+    matmul_q: super::MatmulQFn,
+) {
+    check_matmul(w, x, m, &rows, y);
+    matmul_q(w, &super::QuantX::new(w.dtype, x, m), rows, y)
+}
+
 /// One checked matmul call.
 struct Problem<'a, 'y> {
     w: &'a Weight,

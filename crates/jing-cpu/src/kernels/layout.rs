@@ -25,7 +25,7 @@ pub(crate) fn dt_code(d: DType) -> Option<u8> {
         DType::BF16 => Some(dt::BF16),
         DType::F16 => Some(dt::F16),
         DType::F8E4M3 => Some(dt::F8),
-        DType::I32 | DType::I64 => None,
+        _ => None,
     }
 }
 
@@ -159,8 +159,7 @@ pub(crate) fn simd_code(w: &Weight) -> Option<u8> {
 /// The bytes of row `r` of `w` (`cols · dtype size` of them).
 #[inline]
 pub(crate) fn row_bytes(w: &Weight, r: usize) -> &[u8] {
-    let n = w.cols() * w.dtype.size();
-    &w.data.as_slice()[r * n..(r + 1) * n]
+    w.row_data(r)
 }
 
 /// Checks shared by every matmul version; returns K. `y` must have room for columns `rows`.
@@ -173,7 +172,7 @@ pub(crate) fn check_matmul(
 ) -> usize {
     let k = w.cols();
     debug_assert!(
-        w.dtype.is_float(),
+        w.dtype.is_weight(),
         "matmul with {} weight `{}`",
         w.dtype,
         w.name
@@ -200,10 +199,46 @@ pub(crate) fn check_matmul(
     k
 }
 
+/// Checks shared by every quantized matmul version.
+pub(crate) fn check_matmul_q(
+    w: &Weight,
+    x: &super::QuantX,
+    rows: &std::ops::Range<usize>,
+    y: &super::OutMatrix,
+) {
+    assert!(
+        w.dtype.is_quantized(),
+        "matmul_q with {} weight `{}`",
+        w.dtype,
+        w.name
+    );
+    assert!(
+        x.k == w.cols() && x.block == w.dtype.block_size(),
+        "matmul_q `{}`: activations quantized for K={} in blocks of {}, weight is {} with K={}",
+        w.name,
+        x.k,
+        x.block,
+        w.dtype,
+        w.cols()
+    );
+    assert!(
+        rows.start <= rows.end && rows.end <= w.rows(),
+        "matmul_q `{}`: rows {rows:?} out of 0..{}",
+        w.name,
+        w.rows()
+    );
+    assert!(
+        rows.is_empty() || rows.end <= y.ld(),
+        "matmul_q `{}`: rows {rows:?} do not fit the output's leading dimension {}",
+        w.name,
+        y.ld()
+    );
+}
+
 /// Checks shared by every `row_axpy` version.
 pub(crate) fn check_row_axpy(w: &Weight, r: usize, y: &[f32]) {
     debug_assert!(
-        w.dtype.is_float(),
+        w.dtype.is_weight(),
         "row_axpy with {} weight `{}`",
         w.dtype,
         w.name

@@ -15,6 +15,7 @@ mod generic;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod layout;
 mod out;
+mod qact;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -23,4 +24,5 @@ mod x86_64;
 
 pub use generic::row_axpy;
 pub use out::OutMatrix;
-pub use table::{AxpyFn, DotFn, KernelTable, MatmulFn, RowAxpyFn};
+pub use qact::QuantX;
+pub use table::{AxpyFn, DotFn, KernelTable, MatmulFn, MatmulQFn, RowAxpyFn};

@@ -1,7 +1,7 @@
 //! The kernel table: one version of each kernel, chosen once for the CPU at hand. The backend
 //! calls kernels through it, so the ISA is decided in exactly one place.
 
-use super::{generic, OutMatrix};
+use super::{generic, OutMatrix, QuantX};
 use jing_tensor::Weight;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -14,6 +14,13 @@ use std::sync::OnceLock;
 /// elements `(i, n)`, `n ∈ rows`, during the call (a pool splits `0..N` between threads).
 /// Panics if `x.len() != m · K` or `rows` is not within `0..N`.
 pub type MatmulFn = fn(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix);
+
+/// `y[i, n] = Σ_k x̂[i, k] · W[n, k]` for a GGUF block-quantized `W` and activations `x̂`
+/// quantized once per matmul ([`QuantX`], shared by every `rows` range a thread claims):
+/// integer dot products per block, then the block scales (see
+/// [`generic::matmul_q`]). Same contract on `y` as [`MatmulFn`]; panics if `x` was quantized
+/// for another block size or K.
+pub type MatmulQFn = fn(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix);
 
 /// `Σ a[k] · b[k]` (panics if the lengths differ).
 pub type DotFn = fn(a: &[f32], b: &[f32]) -> f32;
@@ -31,6 +38,9 @@ pub struct KernelTable {
     /// `"generic"`, `"avx2"` or `"avx512"`.
     pub name: &'static str,
     pub matmul: MatmulFn,
+    /// The matmul of GGUF block weights with pre-quantized activations (`matmul` quantizes
+    /// `x` itself and calls this for such weights).
+    pub matmul_q: MatmulQFn,
     pub dot: DotFn,
     pub axpy: AxpyFn,
     pub row_axpy: RowAxpyFn,
@@ -42,6 +52,7 @@ impl KernelTable {
         KernelTable {
             name: "generic",
             matmul: generic::matmul,
+            matmul_q: generic::matmul_q,
             dot: generic::dot,
             axpy: generic::axpy,
             row_axpy: generic::row_axpy,

@@ -112,6 +112,7 @@ pub fn write_st_reference(path: &Path, tensors: &[T]) {
                 DType::F8E4M3 => Dtype::F8_E4M3,
                 DType::I32 => Dtype::I32,
                 DType::I64 => Dtype::I64,
+                other => panic!("safetensors has no {other} tensors"),
             };
             (
                 t.name.clone(),

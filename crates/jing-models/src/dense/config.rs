@@ -27,6 +27,12 @@ pub struct DenseConfig {
     pub rms_norm_eps: f32,
     pub rope_theta: f64,
     pub llama3: Option<Llama3Scaling>,
+    /// Per-frequency divisors of the RoPE base frequencies (`rope_freq_factors`: llama.cpp's
+    /// `rope_freqs`, which is how GGUF stores Llama-3 scaling).
+    pub rope_freq_factors: Option<Vec<f32>>,
+    /// RoPE rotates adjacent pairs `(x[2j], x[2j+1])` instead of halves (`rope_interleave`:
+    /// q/k rows stored in that order, as llama.cpp stores Llama).
+    pub rope_interleave: bool,
     pub max_position_embeddings: usize,
     pub tie_word_embeddings: bool,
     /// Biases on the q/k/v projections (always for Qwen2, `attention_bias` for Llama).
@@ -127,6 +133,25 @@ impl DenseConfig {
                 }
             }
         };
+        let rope_freq_factors = match cfg.get("rope_freq_factors") {
+            None => None,
+            Some(v) => {
+                let f: Option<Vec<f32>> = v.as_array().and_then(|a| {
+                    a.iter()
+                        .map(|x| x.as_f64().filter(|f| *f > 0.0).map(|f| f as f32))
+                        .collect()
+                });
+                match f {
+                    Some(f) if f.len() == head_dim / 2 && llama3.is_none() => Some(f),
+                    _ => {
+                        return Err(ModelError::config(
+                            "rope_freq_factors",
+                            format!("must be {} positive numbers (one per frequency), and not combined with rope_scaling", head_dim / 2),
+                        ))
+                    }
+                }
+            }
+        };
         Ok(DenseConfig {
             family,
             architecture,
@@ -140,6 +165,8 @@ impl DenseConfig {
             rms_norm_eps: cfg.f64_or("rms_norm_eps", 1e-6)? as f32,
             rope_theta,
             llama3,
+            rope_freq_factors,
+            rope_interleave: cfg.bool_or("rope_interleave", false)?,
             max_position_embeddings: cfg.usize_or("max_position_embeddings", 4096)?,
             tie_word_embeddings: cfg.bool_or("tie_word_embeddings", false)?,
             qkv_bias: family == Family::Qwen2 || attention_bias,

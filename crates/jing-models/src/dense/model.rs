@@ -5,7 +5,7 @@ use jing_graph::{Batch, Graph, GraphBuilder, RopeFreqs, RopeStyle, Tensor};
 
 use super::DenseConfig;
 use crate::common::{finish_step, mlp, Loader, Mlp, W};
-use crate::rope::{default_freqs, llama3_freqs};
+use crate::rope::{default_freqs, factor_freqs, llama3_freqs};
 use crate::{CausalLm, LogitRows, ModelError, ModelInfo};
 
 /// A linear layer with an optional bias.
@@ -143,9 +143,15 @@ impl Dense {
         }
         let norm = ld.tensor("model.norm.weight", &[d], "hidden_size")?;
         let lm_head = ld.lm_head(c.tie_word_embeddings, &embed, c.vocab_size, d)?;
-        let rope = Arc::new(match &c.llama3 {
-            Some(s) => llama3_freqs(c.rope_theta, hd, s, RopeStyle::Neox),
-            None => default_freqs(c.rope_theta, hd, RopeStyle::Neox),
+        let style = if c.rope_interleave {
+            RopeStyle::Interleaved
+        } else {
+            RopeStyle::Neox
+        };
+        let rope = Arc::new(match (&c.llama3, &c.rope_freq_factors) {
+            (Some(s), _) => llama3_freqs(c.rope_theta, hd, s, style),
+            (None, Some(f)) => factor_freqs(c.rope_theta, hd, f, style),
+            (None, None) => default_freqs(c.rope_theta, hd, style),
         });
         let active = embed.stored_bytes() / c.vocab_size
             + blocks

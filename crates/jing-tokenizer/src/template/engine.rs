@@ -16,8 +16,11 @@
 //! * `{{ value }}` printing as Python's `str()` does (`None`, `True`, `1.0`,
 //!   `['a']`) rather than minijinja's `none`/`true`;
 //! * no auto-escaping, whatever the template name;
-//! * the `trim` and `string` filters with Python semantics;
-//! * fuel, a recursion limit and an output cap against hostile templates.
+//! * the `trim` and `string` filters with Python semantics, and `pprint` as
+//!   Python's `repr`;
+//! * fuel, a recursion limit and an output cap against hostile templates
+//!   (with minijinja patched to charge its own walks over values, see
+//!   `vendor/minijinja/JING_PATCH.md`).
 
 use std::io;
 
@@ -26,8 +29,12 @@ use minijinja::value::{from_args, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
 
 use super::error::TemplateError;
-use super::pyfmt::{py_split, py_str_bounded, py_strip};
+use super::pyfmt::{py_split, py_split_count, py_str_bounded, py_strip};
 use super::{clock, pyjson, RenderLimits};
+
+/// How deeply nested a value minijinja prints, compares or hashes
+/// (`MAX_NESTING` in vendor/minijinja/src/vm/walk.rs).
+pub(crate) const VALUE_NESTING_LIMIT: usize = 256;
 
 /// The name every template is compiled under in its own environment.
 pub(crate) const TEMPLATE_NAME: &str = "chat_template";
@@ -91,6 +98,8 @@ pub(crate) fn compile(
     env.add_filter(
         "trim",
         |state: &State, value: &Value, chars: Option<String>| -> Result<Value, Error> {
+            // As `strip`: sorting `chars` costs more than a copy.
+            state.consume_fuel(chars.as_ref().map_or(0, |c| c.len() as u64 / 4))?;
             let s = str_of(state, value, usize::MAX)?;
             Ok(Value::from(py_strip(&s, chars.as_deref(), true, true)))
         },
@@ -103,6 +112,16 @@ pub(crate) fn compile(
             } else {
                 Ok(Value::from(str_of(state, value, usize::MAX)?))
             }
+        },
+    );
+    // jinja2's `pprint` is Python's `pprint.pformat`. minijinja's pretty
+    // printer indents every level, which takes time in the square of the
+    // nesting depth; Python's repr (pformat without line wrapping) is closer
+    // to jinja2 and bounded like `string`.
+    env.add_filter(
+        "pprint",
+        |state: &State, value: &Value| -> Result<Value, Error> {
+            Ok(Value::from(text_of(state, value, usize::MAX, true)?))
         },
     );
     env.add_filter("float", |value: &Value, default: Option<Value>| -> Value {
@@ -144,16 +163,39 @@ pub(crate) fn compile(
                 .with_source(Raised(message)))
         },
     );
-    env.add_function("strftime_now", |format: String| -> String {
-        clock::strftime_now(&format)
-    });
+    env.add_function(
+        "strftime_now",
+        |state: &State, format: String| -> Result<String, Error> {
+            // Each two-byte directive can print a few dozen bytes: pay for
+            // them before they are made.
+            state.consume_fuel(format.len() as u64 / 4)?;
+            Ok(clock::strftime_now(&format))
+        },
+    );
 
-    env.add_template_owned(TEMPLATE_NAME, source)
-        .map_err(|e| TemplateError::Syntax {
-            name: name.to_string(),
-            message: describe(&e),
-        })?;
+    // A bug in the compiler that panics on some source must fail this
+    // template, not the thread that loads it.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        env.add_template_owned(TEMPLATE_NAME, source)
+    }))
+    .map_err(|panic| TemplateError::Syntax {
+        name: name.to_string(),
+        message: format!("the template compiler failed: {}", panic_message(&*panic)),
+    })?
+    .map_err(|e| TemplateError::Syntax {
+        name: name.to_string(),
+        message: describe(&e),
+    })?;
     Ok(env)
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("panic")
 }
 
 /// The error the formatter returns for a value too large to print,
@@ -177,6 +219,11 @@ fn str_of(state: &State, value: &Value, cap: usize) -> Result<String, Error> {
     if let Some(s) = value.as_str() {
         return Ok(s.to_string());
     }
+    text_of(state, value, cap, false)
+}
+
+/// [`str_of`], or Python's `repr(value)` when `repr` is set.
+fn text_of(state: &State, value: &Value, cap: usize, repr: bool) -> Result<String, Error> {
     let by_fuel = match state.fuel_levels() {
         Some((_, remaining)) => usize::try_from(remaining.saturating_mul(64)).unwrap_or(usize::MAX),
         None => usize::MAX,
@@ -187,7 +234,7 @@ fn str_of(state: &State, value: &Value, cap: usize) -> Result<String, Error> {
         out_of_fuel |= !ok;
         ok
     };
-    match py_str_bounded(value, cap.min(by_fuel), &mut per_item) {
+    match py_str_bounded(value, cap.min(by_fuel), repr, &mut per_item) {
         Some(s) => Ok(s),
         None if out_of_fuel || by_fuel <= cap => Err(Error::new(
             ErrorKind::OutOfFuel,
@@ -261,6 +308,9 @@ fn py_methods(
                     Some(Some(c)) => Some(c),
                     None => None,
                 };
+                // Matching against a sorted `chars` costs more than the one
+                // byte a string argument pays for.
+                state.consume_fuel(chars.as_ref().map_or(0, |c| c.len() as u64 / 4))?;
                 let (l, r) = match method {
                     "strip" => (true, true),
                     "lstrip" => (true, false),
@@ -277,9 +327,17 @@ fn py_methods(
                     })?),
                     None => None,
                 };
-                let parts = py_split(s, sep, maxsplit.unwrap_or(-1), method == "rsplit")
+                let maxsplit = maxsplit.unwrap_or(-1);
+                // Pay for the parts before making them: a short string can
+                // split into millions of them.
+                state.consume_fuel(py_split_count(s, sep, maxsplit) as u64)?;
+                let parts = py_split(s, sep, maxsplit, method == "rsplit")
                     .map_err(|m| Error::new(ErrorKind::InvalidOperation, m))?;
                 return Ok(Value::from(parts));
+            }
+            "splitlines" => {
+                // pycompat's, paid for ahead like `split`.
+                state.consume_fuel(s.bytes().filter(|&b| b == b'\n').count() as u64 + 1)?;
             }
             _ => {}
         }
@@ -358,6 +416,17 @@ pub(crate) fn map_error(
     }
     match err.kind() {
         ErrorKind::OutOfFuel => TemplateError::OutOfFuel { fuel: limits.fuel },
+        // The patched minijinja's limit on walking nested values
+        // (vendor/minijinja/src/vm/walk.rs).
+        ErrorKind::InvalidOperation
+            if err
+                .detail()
+                .is_some_and(|d| d.contains("value is nested too deeply")) =>
+        {
+            TemplateError::RecursionLimit {
+                limit: VALUE_NESTING_LIMIT,
+            }
+        }
         ErrorKind::InvalidOperation
             if err
                 .detail()

@@ -106,7 +106,10 @@ pub enum TemplateError {
         fuel: u64,
     },
 
-    /// Rendering nested too deeply (macros or recursive loops).
+    /// Rendering nested too deeply: macros or recursive loops (the limit is
+    /// [`RenderLimits::recursion_limit`](super::RenderLimits::recursion_limit)),
+    /// or a value nested too deeply to print or compare, or one that contains
+    /// itself (the limit is 256 levels).
     #[error("rendering the chat template nested deeper than the recursion limit of {limit}")]
     RecursionLimit {
         /// The limit.

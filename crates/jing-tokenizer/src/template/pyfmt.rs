@@ -19,17 +19,19 @@ pub(crate) fn is_py_space(c: char) -> bool {
 /// `{'k': 'v'}`; undefined prints as nothing (jinja2's `Undefined`).
 #[cfg(test)]
 pub(crate) fn py_str(value: &Value) -> String {
-    py_str_bounded(value, usize::MAX, &mut || true).unwrap_or_default()
+    py_str_bounded(value, usize::MAX, false, &mut || true).unwrap_or_default()
 }
 
-/// [`py_str`] that gives up (`None`) once the text would exceed `limit`
-/// bytes: a lazily concatenated list can stand for billions of items.
+/// [`py_str`] (or, with `repr`, Python's `repr`) that gives up (`None`) once
+/// the text would exceed `limit` bytes: a lazily concatenated list can stand
+/// for billions of items.
 ///
 /// `per_item` is called for every list item and dict entry visited and stops
 /// the walk when it returns false (the caller charges fuel there).
 pub(crate) fn py_str_bounded(
     value: &Value,
     limit: usize,
+    repr: bool,
     per_item: &mut dyn FnMut() -> bool,
 ) -> Option<String> {
     let mut out = Out {
@@ -37,7 +39,7 @@ pub(crate) fn py_str_bounded(
         limit,
         per_item,
     };
-    write_value(&mut out, value, false, 0).then_some(out.s)
+    write_value(&mut out, value, repr, 0).then_some(out.s)
 }
 
 /// `repr(value)` as Python prints it (strings quoted).
@@ -272,9 +274,16 @@ fn is_printable(c: char) -> bool {
 
 /// Python's `str.strip(chars)` family: `chars` of `None` means whitespace.
 pub(crate) fn py_strip<'a>(s: &'a str, chars: Option<&str>, left: bool, right: bool) -> &'a str {
-    let set: Option<Vec<char>> = chars.map(|c| c.chars().collect());
+    // Sorted, so that a long `chars` costs a binary search per character
+    // instead of a scan (a hostile template can pass megabytes of both).
+    let set: Option<Vec<char>> = chars.map(|c| {
+        let mut set: Vec<char> = c.chars().collect();
+        set.sort_unstable();
+        set.dedup();
+        set
+    });
     let matches = |c: char| match &set {
-        Some(set) => set.contains(&c),
+        Some(set) => set.binary_search(&c).is_ok(),
         None => is_py_space(c),
     };
     let mut out = s;
@@ -321,6 +330,21 @@ pub(crate) fn py_split(
         }
         None => Ok(split_whitespace(s, limit)),
     }
+}
+
+/// At least as many parts as [`py_split`] makes, counted without making
+/// them (an empty separator counts as one part).
+pub(crate) fn py_split_count(s: &str, sep: Option<&str>, maxsplit: i64) -> usize {
+    let splits = match sep {
+        Some("") => 0,
+        Some(sep) => s.matches(sep).count(),
+        None => s.split(is_py_space).filter(|w| !w.is_empty()).count(),
+    };
+    match usize::try_from(maxsplit) {
+        Ok(limit) => splits.min(limit),
+        Err(_) => splits,
+    }
+    .saturating_add(1)
 }
 
 /// `str.split()` without a separator: runs of whitespace separate, leading
@@ -397,6 +421,17 @@ mod tests {
         );
         assert_eq!(py_split("", Some(","), -1, false).unwrap(), [""]);
         assert!(py_split("x", Some(""), -1, false).is_err());
+        for (s, sep, maxsplit) in [
+            ("  a b  c  ", None, -1),
+            ("  a b  c  ", None, 1),
+            ("a</t>b</t>c", Some("</t>"), -1),
+            ("a</t>b</t>c", Some("</t>"), 1),
+            ("", Some(","), -1),
+            ("", None, -1),
+        ] {
+            let parts = py_split(s, sep, maxsplit, false).unwrap();
+            assert!(py_split_count(s, sep, maxsplit) >= parts.len(), "{s:?}");
+        }
         assert_eq!(py_strip("\u{1f} x \n", None, true, true), "x");
         assert_eq!(py_strip("xxaxx", Some("x"), false, true), "xxa");
     }

@@ -1,7 +1,7 @@
 //! `y[i, n] = Σ_k x[i, k] · W[n, k]` for stored weights, plain.
 
 use super::super::layout::{block_width, check_matmul, RowScale};
-use super::super::OutMatrix;
+use super::super::{OutMatrix, QuantX};
 use super::values::row_values;
 use jing_tensor::Weight;
 use std::ops::Range;
@@ -16,7 +16,14 @@ use std::ops::Range;
 /// Contract (of every [`MatmulFn`](crate::kernels::MatmulFn)): no other thread reads or writes
 /// the elements `(i, n)`, `n ∈ rows`, of `y` during the call. Meant for float weights
 /// (`debug_assert`ed); integer weights are converted like [`Weight::row_to_f32`] does.
+///
+/// A GGUF block weight goes to [`matmul_q`](super::matmul_q) after quantizing `x`
+/// ([`QuantX`]): the result is `x̂ · Wᵀ` with `x̂` the quantized activations.
 pub fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
+    if w.dtype.is_quantized() {
+        check_matmul(w, x, m, &rows, y);
+        return super::matmul_q(w, &QuantX::new(w.dtype, x, m), rows, y);
+    }
     let k = check_matmul(w, x, m, &rows, y);
     let width = block_width(w).unwrap_or(k).max(1);
     let mut wrow = vec![0.0f32; k]; // [K] W[n, :] before scaling

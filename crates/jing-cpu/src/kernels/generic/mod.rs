@@ -3,10 +3,12 @@
 //! no SIMD version covers.
 
 mod matmul;
+pub(crate) mod quant;
 mod row_axpy;
 mod values;
 mod vector;
 
 pub use matmul::matmul;
+pub use quant::matmul_q;
 pub use row_axpy::row_axpy;
 pub use vector::{axpy, dot};

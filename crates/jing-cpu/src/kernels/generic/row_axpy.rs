@@ -5,8 +5,9 @@ use super::super::layout::{block_width, check_row_axpy, RowScale};
 use super::values::row_values;
 use jing_tensor::Weight;
 
-/// Columns decoded at a time (a stack buffer; the loop never crosses a scale block).
-const PIECE: usize = 64;
+/// Columns decoded at a time (a stack buffer; the loop never crosses a scale block). A multiple
+/// of every GGUF block size, so that pieces of block-quantized rows are whole blocks.
+const PIECE: usize = 256;
 
 /// `y[k] += (a · scale(r, k / width)) · W[r, k]` with `W` before block scaling: the row's scale
 /// is folded into the coefficient once per column block, as the SIMD versions do. Equal to
@@ -24,6 +25,7 @@ pub fn row_axpy(w: &Weight, r: usize, a: f32, y: &mut [f32]) {
     while k0 < k {
         let cb = k0 / width;
         let k1 = k.min((cb + 1) * width).min(k0 + PIECE);
+        debug_assert!(!w.dtype.is_quantized() || (k1 - k0).is_multiple_of(w.dtype.block_size()));
         let vals = &mut buf[..k1 - k0];
         row_values(w, r, k0, vals);
         let c = a * scale.get(cb);

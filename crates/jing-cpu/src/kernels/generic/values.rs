@@ -7,9 +7,17 @@ use jing_tensor::{decode_to_f32, Weight};
 ///
 /// Integer weights are converted like [`Weight::row_to_f32`] does, although no model feeds
 /// them to a matmul.
+///
+/// For a GGUF block type, `k0` and `out.len()` must be whole blocks (the row is whole blocks).
 pub(crate) fn row_values(w: &Weight, r: usize, k0: usize, out: &mut [f32]) {
-    let es = w.dtype.size();
     let row = super::super::layout::row_bytes(w, r);
-    let bytes = &row[k0 * es..(k0 + out.len()) * es];
+    let (bs, bb) = (w.dtype.block_size(), w.dtype.block_bytes());
+    assert!(
+        k0.is_multiple_of(bs) && out.len().is_multiple_of(bs),
+        "row_values: columns {k0}.. of `{}` are not whole {} blocks",
+        w.name,
+        w.dtype
+    );
+    let bytes = &row[k0 / bs * bb..(k0 + out.len()) / bs * bb];
     decode_to_f32(w.dtype, bytes, out);
 }

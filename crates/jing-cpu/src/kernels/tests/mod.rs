@@ -4,5 +4,6 @@
 mod bandwidth;
 mod fp8;
 mod matmul;
+mod quant;
 mod util;
 mod vector;

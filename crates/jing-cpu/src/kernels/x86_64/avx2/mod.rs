@@ -14,6 +14,7 @@
 
 mod load;
 mod matmul;
+pub(crate) mod quant;
 mod vector;
 
 use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
@@ -36,6 +37,7 @@ pub(crate) fn table() -> Option<KernelTable> {
     ok.then_some(KernelTable {
         name: "avx2",
         matmul,
+        matmul_q: quant::matmul_q,
         dot,
         axpy,
         row_axpy,
@@ -43,6 +45,9 @@ pub(crate) fn table() -> Option<KernelTable> {
 }
 
 fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
+    if w.dtype.is_quantized() {
+        return driver::matmul_quantized(w, x, m, rows, y, quant::matmul_q);
+    }
     // SAFETY: only reachable through `table()`, which checked the CPU features; the contract on
     // `y` is the caller's (MatmulFn).
     unsafe { driver::matmul::<Avx2>(w, x, m, rows, y) }

@@ -13,6 +13,7 @@
 
 mod load;
 mod matmul;
+pub(crate) mod quant;
 mod vector;
 
 use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
@@ -35,9 +36,16 @@ pub(crate) fn table() -> Option<KernelTable> {
         && is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
         && is_x86_feature_detected!("f16c");
+    // Block-quantized weights: VNNI where the CPU has it, else the AVX2 kernels.
+    let vnni = is_x86_feature_detected!("avx512vnni");
     ok.then_some(KernelTable {
         name: "avx512",
         matmul,
+        matmul_q: if vnni {
+            quant::matmul_q
+        } else {
+            super::avx2::quant::matmul_q
+        },
         dot,
         axpy,
         row_axpy,
@@ -45,6 +53,14 @@ pub(crate) fn table() -> Option<KernelTable> {
 }
 
 fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
+    if w.dtype.is_quantized() {
+        let q = if is_x86_feature_detected!("avx512vnni") {
+            quant::matmul_q
+        } else {
+            super::avx2::quant::matmul_q
+        };
+        return driver::matmul_quantized(w, x, m, rows, y, q);
+    }
     // SAFETY: only reachable through `table()`, which checked the CPU features; the contract on
     // `y` is the caller's (MatmulFn).
     unsafe { driver::matmul::<Avx512>(w, x, m, rows, y) }

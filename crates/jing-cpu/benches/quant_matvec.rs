@@ -1,0 +1,174 @@
+//! Speed of the GGUF block-type matmul (no assertions): GB/s of weight bytes for the decode
+//! matvecs of a DeepSeek-V2-Lite-shaped model (an expert's `[1408, 2048]` gate/up projection
+//! and the `[102400, 2048]` output head), on 1 and 2 threads, next to a plain read loop; and
+//! the prefill rate of `[1408, 2048]` at 128 tokens.
+//!
+//! ```sh
+//! cargo bench -p jing-cpu --bench quant_matvec            # every type
+//! cargo bench -p jing-cpu --bench quant_matvec -- q4_K q8_0
+//! ```
+//!
+//! The matvecs run through the CPU backend (its compute pool and graph executor, as a model
+//! runs them). The `[1408, 2048]` weight cycles through copies totalling 256 MiB so that it
+//! streams from DRAM, as decode does; the output head is 50-115 MB by itself.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jing_cpu::kernels::{KernelTable, OutMatrix, QuantX};
+use jing_cpu::CpuBackend;
+use jing_graph::{Backend, Batch, Graph, GraphBuilder, KvCache};
+use jing_tensor::{quant, Bytes, DType, Weight};
+
+/// Seconds per call of `f`, best of 3 rounds of about `budget / 3` each.
+fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let (start, mut calls) = (Instant::now(), 0u32);
+        while start.elapsed() < budget / 3 || calls == 0 {
+            f();
+            calls += 1;
+        }
+        best = best.min(start.elapsed().as_secs_f64() / calls as f64);
+    }
+    best
+}
+
+/// Reproducible values in (-1, 1).
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// A `[rows, cols]` weight of `dtype`: real quantized blocks for one row group, repeated (the
+/// kernels' speed does not depend on the values; quantizing 100k rows would take a while).
+fn weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Arc<Weight> {
+    let group = 64.min(rows);
+    let one = quant::quantize(dtype, &values(seed, group * cols), cols);
+    let mut bytes = Vec::with_capacity(rows * dtype.row_bytes(cols));
+    while bytes.len() < rows * dtype.row_bytes(cols) {
+        let need = rows * dtype.row_bytes(cols) - bytes.len();
+        bytes.extend_from_slice(&one[..need.min(one.len())]);
+    }
+    Arc::new(Weight::new("w", dtype, vec![rows, cols], Bytes::from_vec(bytes)).unwrap())
+}
+
+/// One decode step's graph: `x [1, K]` times each of `ws`.
+fn matvec_graph(ws: &[Arc<Weight>]) -> Graph {
+    let mut g = GraphBuilder::new(1);
+    let x = g.input("x", ws[0].cols());
+    for (i, w) in ws.iter().enumerate() {
+        let y = g.matmul(x, w);
+        g.output(format!("y{i}"), y);
+    }
+    g.finish()
+}
+
+/// GB/s of weight bytes for `x · Wᵀ` over all of `ws` (one graph) on `threads`.
+fn matvec_gbs(ws: &[Arc<Weight>], threads: usize) -> f64 {
+    let backend = CpuBackend::new(Some(threads));
+    let graph = matvec_graph(ws);
+    let mut batch = Batch::sequence(0, 0, &[0]);
+    batch.inputs = vec![("x".to_string(), values(7, ws[0].cols()))];
+    let mut cache = KvCache::new(1, 1, 1);
+    let secs = time(Duration::from_millis(1500), || {
+        black_box(backend.execute(&graph, &batch, &mut cache).unwrap());
+    });
+    ws.iter().map(|w| w.stored_bytes()).sum::<usize>() as f64 / secs / 1e9
+}
+
+/// A plain read of 256 MiB on `threads` threads: the bandwidth the matvecs are measured against.
+fn read_gbs(threads: usize) -> f64 {
+    let buf = vec![1u64; 32 << 20];
+    let secs = time(Duration::from_millis(1500), || {
+        std::thread::scope(|s| {
+            for part in buf.chunks(buf.len() / threads) {
+                s.spawn(move || {
+                    let mut acc = [0u64; 8];
+                    for c in black_box(part).chunks_exact(8) {
+                        for (a, v) in acc.iter_mut().zip(c) {
+                            *a = a.wrapping_add(*v);
+                        }
+                    }
+                    black_box(acc);
+                });
+            }
+        })
+    });
+    (buf.len() * 8) as f64 / secs / 1e9
+}
+
+fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let types: Vec<DType> = DType::QUANTIZED
+        .into_iter()
+        .filter(|d| filters.is_empty() || filters.iter().any(|f| f == d.name()))
+        .collect();
+    let best = KernelTable::detect();
+    println!("kernel table: {}", best.name);
+    let (r1, r2) = (read_gbs(1), read_gbs(2));
+    println!("plain read loop: {r1:.1} GB/s (1 thread), {r2:.1} GB/s (2 threads)");
+    println!(
+        "{:<6} {:>22} {:>22} {:>14} {:>18}",
+        "type", "[1408,2048] 1t / 2t", "[102400,2048] 1t / 2t", "in L2, 1t", "prefill m=128, 1t"
+    );
+    for d in types {
+        let one = weight(d, 1408, 2048, 1);
+        let copies: Vec<Arc<Weight>> = (0..(256usize << 20).div_ceil(one.stored_bytes()))
+            .map(|i| {
+                if i == 0 {
+                    one.clone()
+                } else {
+                    weight(d, 1408, 2048, 1)
+                }
+            })
+            .collect();
+        let (e1, e2) = (matvec_gbs(&copies, 1), matvec_gbs(&copies, 2));
+        drop(copies);
+        let head = [weight(d, 102_400, 2048, 2)];
+        let (h1, h2) = (matvec_gbs(&head, 1), matvec_gbs(&head, 2));
+        drop(head);
+        // The kernel alone on a weight that stays in L2 (its in-core limit): the fastest of
+        // many short runs, which a busy machine disturbs least.
+        let small = one.slice_rows(0, 128);
+        let x1 = QuantX::new(d, &values(4, 2048), 1);
+        let mut y1 = vec![0.0f32; 128];
+        let mut fastest = f64::INFINITY;
+        for _ in 0..2000 {
+            let t0 = Instant::now();
+            (best.matmul_q)(&small, &x1, 0..128, &OutMatrix::new(&mut y1, 128));
+            fastest = fastest.min(t0.elapsed().as_secs_f64());
+        }
+        let l2 = small.stored_bytes() as f64 / fastest / 1e9;
+        // Prefill: 128 tokens, one thread, weights from cache.
+        let m = 128;
+        let x = QuantX::new(d, &values(3, m * 2048), m);
+        let mut y = vec![0.0f32; m * 1408];
+        let secs = time(Duration::from_millis(900), || {
+            (best.matmul_q)(&one, &x, 0..1408, &OutMatrix::new(&mut y, 1408));
+        });
+        let gops = 2.0 * (m * 1408 * 2048) as f64 / secs / 1e9;
+        println!(
+            "{:<6} {:>9.1} / {:>5.1} GB/s {:>9.1} / {:>5.1} GB/s {:>9.1} GB/s {:>12.0} GOP/s",
+            d.name(),
+            e1,
+            e2,
+            h1,
+            h2,
+            l2,
+            gops
+        );
+    }
+}

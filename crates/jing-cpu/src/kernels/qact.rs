@@ -1,0 +1,150 @@
+//! Activations quantized for the integer dot products with GGUF block weights, as llama.cpp
+//! does it: each token row of `x` becomes blocks of signed 8-bit codes with one f32 scale per
+//! block, 32-element blocks for the 32-element weight formats (`Q4_0` .. `Q8_0`) and 256-element
+//! blocks for the K-quants, plus the sum of every run of 16 codes (the dot products of weights
+//! with an offset or a min need `Σ x` per sub-block).
+//!
+//! Quantization: per block, `amax = max |x|`, `d = amax / 127`, `q = round_ties_even(x · (127 /
+//! amax))` (all codes in -127..=127); an all-zero block has `d = 0` and zero codes. The real
+//! value a code stands for is `d · q`, within `d / 2` of `x` (plus the f32 rounding of `x ·
+//! 127/amax`): so `|x - d·q| <= amax / 254 · (1 + 2^-22)`. Every kernel table uses this one
+//! function, so the integer dot products of the SIMD tables equal the generic ones exactly.
+
+use jing_tensor::DType;
+
+/// `x` (`[m, K]`) quantized per token row for weights of one block type.
+#[derive(Clone, Debug, Default)]
+pub struct QuantX {
+    /// Elements per activation block: 32 or 256.
+    pub(crate) block: usize,
+    /// Tokens.
+    pub(crate) m: usize,
+    /// K.
+    pub(crate) k: usize,
+    /// `[m, K]` codes.
+    pub(crate) qs: Vec<i8>,
+    /// `[m, K / block]` scales.
+    pub(crate) d: Vec<f32>,
+    /// `[m, K / 16]` sums of 16 consecutive codes.
+    pub(crate) sums: Vec<i16>,
+}
+
+/// One token row of a [`QuantX`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct XRow<'a> {
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub sums: &'a [i16],
+}
+
+/// Activation block size for weights of `dtype` (a GGUF block type).
+pub(crate) fn act_block(dtype: DType) -> usize {
+    dtype.block_size()
+}
+
+impl QuantX {
+    /// Quantize `x` (`[m, K]`, K a multiple of `dtype`'s block size) for weights of `dtype`.
+    pub fn new(dtype: DType, x: &[f32], m: usize) -> QuantX {
+        let mut q = QuantX::default();
+        q.quantize(dtype, x, m);
+        q
+    }
+
+    /// Requantize into this buffer (reusing its memory).
+    pub fn quantize(&mut self, dtype: DType, x: &[f32], m: usize) {
+        assert!(dtype.is_quantized(), "QuantX for {dtype} weights");
+        let block = act_block(dtype);
+        let k = x.len().checked_div(m).unwrap_or(0);
+        assert_eq!(x.len(), m * k, "x is not [m, K]");
+        assert!(
+            k.is_multiple_of(block),
+            "K = {k} is not a whole number of {dtype} blocks"
+        );
+        self.block = block;
+        self.m = m;
+        self.k = k;
+        self.qs.clear();
+        self.qs.resize(m * k, 0);
+        self.d.clear();
+        self.d.resize(m * k / block, 0.0);
+        self.sums.clear();
+        self.sums.resize(m * k / 16, 0);
+        for ((xb, qb), d) in x
+            .chunks_exact(block)
+            .zip(self.qs.chunks_exact_mut(block))
+            .zip(self.d.iter_mut())
+        {
+            *d = quantize_block(xb, qb);
+        }
+        for (s, q) in self.sums.iter_mut().zip(self.qs.chunks_exact(16)) {
+            *s = q.iter().map(|&v| v as i16).sum();
+        }
+    }
+
+    /// Token `i`.
+    #[inline]
+    pub(crate) fn row(&self, i: usize) -> XRow<'_> {
+        let (k, nb) = (self.k, self.k / self.block);
+        XRow {
+            qs: &self.qs[i * k..(i + 1) * k],
+            d: &self.d[i * nb..(i + 1) * nb],
+            sums: &self.sums[i * k / 16..(i + 1) * k / 16],
+        }
+    }
+
+    /// Tokens.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// K.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The value code `j` of token `i` stands for (`d · q`), for tests and error bounds.
+    pub fn value(&self, i: usize, j: usize) -> f32 {
+        let nb = self.k / self.block;
+        self.d[i * nb + j / self.block] * self.qs[i * self.k + j] as f32
+    }
+}
+
+/// Quantize one block; returns its scale.
+fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
+    let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    if amax == 0.0 || !amax.is_finite() {
+        q.fill(0);
+        return if amax == 0.0 { 0.0 } else { f32::NAN };
+    }
+    let id = 127.0 / amax;
+    for (q, &v) in q.iter_mut().zip(x) {
+        *q = (v * id).round_ties_even().clamp(-127.0, 127.0) as i8;
+    }
+    amax / 127.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_scales_and_sums() {
+        let x: Vec<f32> = (0..64).map(|i| (i as f32 - 20.0) * 0.25).collect();
+        let q = QuantX::new(DType::Q8_0, &x, 2);
+        assert_eq!((q.m(), q.k(), q.block), (2, 32, 32));
+        // Row 1 holds 12..43 (x 0.25): amax 10.75 -> code 127.
+        let r = q.row(1);
+        assert_eq!(r.qs[31], 127);
+        assert_eq!(r.d[0], 10.75 / 127.0);
+        for i in 0..2 {
+            for j in 0..32 {
+                let err = (q.value(i, j) - x[i * 32 + j]).abs();
+                assert!(err <= q.row(i).d[0] / 2.0 * 1.0001, "{i} {j}: {err}");
+            }
+            let r = q.row(i);
+            assert_eq!(r.sums[0], r.qs[..16].iter().map(|&v| v as i16).sum::<i16>());
+        }
+        let z = QuantX::new(DType::Q4K, &[0.0; 256], 1);
+        assert_eq!((z.row(0).d[0], z.row(0).qs[5]), (0.0, 0));
+    }
+}

@@ -1,0 +1,633 @@
+//! The GGUF block-type matmul kernels, written once for 256-bit vectors and stamped out per ISA
+//! by [`quant_kernels!`]: the AVX2 table and the AVX-512 VNNI table differ only in the three
+//! integer dot-product primitives the invoking module defines (with its target features), and
+//! in `Q4_K`/`Q5_K`, which the VNNI module runs on 512-bit vectors (`avx512::quant`):
+//!
+//! - `dot_u8_i8(acc, u, x)`: `acc + Σ_4 u·x` per i32 lane (`u` unsigned bytes, `x` signed;
+//!   AVX2: `vpmaddubsw` + `vpmaddwd`, VNNI: `vpdpbusd`);
+//! - `dot_u8_i8_scaled(acc, u, x, sc)`: `acc + Σ_2 (u·x + u·x)·sc` with `sc` i16 lanes
+//!   (AVX2: `vpmaddubsw` + `vpmaddwd`, VNNI: `vpmaddubsw` + `vpdpwssd`);
+//! - `dot_i8_i8(acc, w, x)`: both signed (`|w| · sign(x, w)` into the unsigned form).
+//!
+//! `vpmaddubsw` saturates its i16 pair sums: every caller keeps `u <= 63` or `|w| <= 128`
+//! against `|x| <= 127` (the activation codes), so a pair stays below 32 767 and nothing
+//! saturates. All integer dot products are therefore exact and equal to the generic ones.
+//!
+//! The float steps:
+//! - K-quants (and `Q8_K`): the integers of a 256-block are reduced to one exact i32 (a
+//!   horizontal sum), then the generic float step (`k_term`) runs in block order, so these
+//!   results are bit-identical to the generic kernel's.
+//! - 32-element types: eight blocks at a time, their eight exact i32 sums (a transposing
+//!   horizontal add) times `d·dx` go into an f32 vector with fused multiply-adds, and the lanes
+//!   are summed at the end of the row. The terms are the generic ones; only their rounding
+//!   (`fma` rounds once) and summation order differ: with `nb` blocks, `|simd - generic| <=
+//!   2·(nb + 4)·u·Σ_b |term_b|` (`u = 2^-24`), and `Σ_b |term_b| <= Σ_k (|ŵ_k| + 2μ_k)·|x̂_k|`
+//!   (`μ` the block min of Q4_1/Q5_1). The unit tests check exactly this bound.
+
+/// Stamps out the quantized matmul for one ISA (see the module docs). The invoking module
+/// provides `dot_u8_i8`, `dot_u8_i8_scaled` and `dot_i8_i8` compiled with the features `$feat`,
+/// and the `Q4_K`/`Q5_K` kernels `dot_q4_k`, `dot_q5_k` (from the 256-bit `dot_k4` here, or
+/// its own).
+macro_rules! quant_kernels {
+    ($feat:literal) => {
+        use crate::kernels::generic::quant::{
+            self as gq, f32_at, k_term, k_term_sym, u32_at,
+        };
+        use crate::kernels::layout::check_matmul_q;
+        use crate::kernels::qact::{QuantX, XRow};
+        use crate::kernels::OutMatrix;
+        use jing_tensor::quant::{q2_k, q3_k};
+        use jing_tensor::{DType, Weight};
+        use std::ops::Range;
+
+        /// Most tokens one weight row is multiplied with per pass (the row's blocks are
+        /// unpacked once per pass).
+        const TILE: usize = 4;
+
+        /// The quantized matmul of the table ([`MatmulQFn`](crate::kernels::MatmulQFn)).
+        pub(crate) fn matmul_q(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
+            check_matmul_q(w, x, &rows, y);
+            // SAFETY: only reachable through the kernel table, which checked the CPU
+            // features; the contract on `y` is the caller's and `check_matmul_q` checked the
+            // shapes.
+            unsafe { run(w, x, rows, y) }
+        }
+
+        /// # Safety
+        /// The CPU has the features `$feat`; the MatmulQFn contract on `y` holds and the
+        /// shapes are checked.
+        #[target_feature(enable = $feat)]
+        unsafe fn run(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
+            macro_rules! drive {
+                ($dot:ident) => {
+                    for n in rows.clone() {
+                        let wr = w.row_data(n);
+                        let mut t0 = 0;
+                        while t0 < x.m {
+                            let count = TILE.min(x.m - t0);
+                            let out: [f32; TILE] = match count {
+                                1 => widen($dot::<1>(wr, &[x.row(t0)])),
+                                2 => widen($dot::<2>(wr, &std::array::from_fn(|t| x.row(t0 + t)))),
+                                3 => widen($dot::<3>(wr, &std::array::from_fn(|t| x.row(t0 + t)))),
+                                _ => $dot::<4>(wr, &std::array::from_fn(|t| x.row(t0 + t))),
+                            };
+                            for (t, &v) in out[..count].iter().enumerate() {
+                                // SAFETY: the caller owns columns `rows` of `y` (MatmulQFn
+                                // contract), checked to lie within its leading dimension.
+                                unsafe { y.write(t0 + t, n, v) };
+                            }
+                            t0 += count;
+                        }
+                    }
+                };
+            }
+            match w.dtype {
+                DType::Q4_0 => drive!(dot_q4_0),
+                DType::Q4_1 => drive!(dot_q4_1),
+                DType::Q5_0 => drive!(dot_q5_0),
+                DType::Q5_1 => drive!(dot_q5_1),
+                DType::Q8_0 => drive!(dot_q8_0),
+                DType::Q2K => drive!(dot_q2_k),
+                DType::Q3K => drive!(dot_q3_k),
+                DType::Q4K => drive!(dot_q4_k),
+                DType::Q5K => drive!(dot_q5_k),
+                DType::Q6K => drive!(dot_q6_k),
+                DType::Q8K => drive!(dot_q8_k),
+                d => unreachable!("matmul_q with {d}"),
+            }
+        }
+
+        /// `[f32; T]` padded to `TILE`.
+        #[inline(always)]
+        fn widen<const T: usize>(v: [f32; T]) -> [f32; TILE] {
+            let mut o = [0.0; TILE];
+            o[..T].copy_from_slice(&v);
+            o
+        }
+
+        // ---- loads and small helpers ---------------------------------------------------
+
+        /// 16 bytes from the start of `b` (bounds-checked).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn ld16(b: &[u8]) -> __m128i {
+            let b = &b[..16];
+            // SAFETY: `b` has 16 bytes; the load is unaligned.
+            unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+        }
+
+        /// 32 bytes from the start of `b` (bounds-checked).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn ld32(b: &[u8]) -> __m256i {
+            let b = &b[..32];
+            // SAFETY: `b` has 32 bytes; the load is unaligned.
+            unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+        }
+
+        /// 32 activation codes from the start of `q` (bounds-checked).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn ldx(q: &[i8]) -> __m256i {
+            let q = &q[..32];
+            // SAFETY: `q` has 32 bytes; the load is unaligned.
+            unsafe { _mm256_loadu_si256(q.as_ptr().cast()) }
+        }
+
+        /// 16 i16 from the start of `s` (bounds-checked).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn ld_i16x16(s: &[i16]) -> __m256i {
+            let s = &s[..16];
+            // SAFETY: `s` has 16 i16 (32 bytes); the load is unaligned.
+            unsafe { _mm256_loadu_si256(s.as_ptr().cast()) }
+        }
+
+        /// 8 f32 from the start of `v` (bounds-checked).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn ld_f32x8(v: &[f32]) -> __m256 {
+            let v = &v[..8];
+            // SAFETY: `v` has 8 f32; the load is unaligned.
+            unsafe { _mm256_loadu_ps(v.as_ptr()) }
+        }
+
+        /// Sum of the 8 i32 lanes (exact: the callers' sums fit i32).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn hsum_i32(v: __m256i) -> i32 {
+            let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            _mm_cvtsi128_si32(s)
+        }
+
+        /// Sum of the 4 i32 lanes.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn hsum_i32x4(s: __m128i) -> i32 {
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            _mm_cvtsi128_si32(s)
+        }
+
+        /// Sum of the 8 f32 lanes.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn hsum_ps(v: __m256) -> f32 {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
+        }
+
+        /// Lane `j` of the result is the sum of the 8 lanes of `p[j]`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn reduce8(p: &[__m256i; 8]) -> __m256i {
+            let h01 = _mm256_hadd_epi32(p[0], p[1]);
+            let h23 = _mm256_hadd_epi32(p[2], p[3]);
+            let h45 = _mm256_hadd_epi32(p[4], p[5]);
+            let h67 = _mm256_hadd_epi32(p[6], p[7]);
+            // a = [Σlo p0..p3 | Σhi p0..p3], b the same for p4..p7 (lo/hi: lanes 0-3 / 4-7).
+            let a = _mm256_hadd_epi32(h01, h23);
+            let b = _mm256_hadd_epi32(h45, h67);
+            _mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(a, b),
+                _mm256_permute2x128_si256::<0x31>(a, b),
+            )
+        }
+
+        /// The 32 codes of 16 packed bytes: low nibbles (elements 0..16), then high nibbles.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn nibbles32(q: __m128i) -> __m256i {
+            let m = _mm_set1_epi8(0x0f);
+            let lo = _mm_and_si128(q, m);
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), m);
+            _mm256_set_m128i(hi, lo)
+        }
+
+        /// Byte `l` is `0x10` where bit `l` of `qh` is set, else 0.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn fifth_bits(qh: u32) -> __m256i {
+            let v = _mm256_set1_epi32(qh as i32);
+            let spread = _mm256_setr_epi8(
+                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
+                2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+            );
+            let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+            let b = _mm256_and_si256(_mm256_shuffle_epi8(v, spread), bits);
+            _mm256_and_si256(_mm256_cmpeq_epi8(b, bits), _mm256_set1_epi8(0x10))
+        }
+
+        /// The eight 32-block sums `S` of the activation blocks `8g..8g + 8`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn block_sums8(x: &XRow<'_>, g: usize) -> __m256i {
+            _mm256_madd_epi16(ld_i16x16(&x.sums[16 * g..]), _mm256_set1_epi16(1))
+        }
+
+        /// The f16 at `at` of `b` as f32 (F16C; exact, like the generic kernel's conversion).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn f16_at(b: &[u8], at: usize) -> f32 {
+            let h = u16::from_le_bytes([b[at], b[at + 1]]);
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+        }
+
+        /// Lanes: i16 scale `j` (of the 8 in each half of `v`) in all 16 lanes; `SHUF[j]`
+        /// picks bytes `2j, 2j + 1` of each 128-bit half.
+        static SHUF: [[u8; 32]; 8] = {
+            let mut t = [[0u8; 32]; 8];
+            let mut j = 0;
+            while j < 8 {
+                let mut i = 0;
+                while i < 32 {
+                    t[j][i] = (2 * j + i % 2) as u8;
+                    i += 1;
+                }
+                j += 1;
+            }
+            t
+        };
+
+        /// i16 lane `j` of each 128-bit half of `v`, broadcast to its half.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn pick16(v: __m256i, j: usize) -> __m256i {
+            // SAFETY: `SHUF[j]` is 32 bytes; the load is unaligned.
+            _mm256_shuffle_epi8(v, unsafe { _mm256_loadu_si256(SHUF[j].as_ptr().cast()) })
+        }
+
+        /// Eight f16 at `at + i · stride` of `w` as f32.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn f16x8(w: &[u8], at: usize, stride: usize) -> __m256 {
+            let h: [u16; 8] =
+                std::array::from_fn(|i| u16::from_le_bytes([w[at + i * stride], w[at + i * stride + 1]]));
+            // SAFETY: `h` is 8 u16 (16 bytes); the load is unaligned.
+            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(h.as_ptr().cast()) })
+        }
+
+        /// The activations of the rest of a row from 32-element block `b` on.
+        #[inline(always)]
+        fn tail32<'a>(x: &XRow<'a>, b: usize) -> XRow<'a> {
+            XRow { qs: &x.qs[32 * b..], d: &x.d[b..], sums: &x.sums[2 * b..] }
+        }
+
+        // ---- 32-element block types ------------------------------------------------------
+
+        /// The skeleton of the 32-element types: groups of 8 blocks unpacked by `$unpack`
+        /// (`(block bytes) -> u8 or i8 codes`), dotted with `$dot`, corrected by `$fix`
+        /// (`(isum, S) -> isum`), scaled by `$scale` (`(d·dx, isum, S, m·dx, acc) -> acc`),
+        /// with the leftover blocks from the generic kernel.
+        macro_rules! dot32 {
+            ($name:ident, $bb:expr, $dot:ident, $unpack:expr, $fix:expr, $min_at:expr, $generic:path) => {
+                #[target_feature(enable = $feat)]
+                fn $name<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+                    const BB: usize = $bb;
+                    let nb = w.len() / BB;
+                    let groups = nb / 8;
+                    let mut acc = [_mm256_setzero_ps(); T];
+                    for g in 0..groups {
+                        let wg = &w[8 * BB * g..8 * BB * (g + 1)];
+                        let mut p = [[_mm256_setzero_si256(); 8]; T];
+                        for j in 0..8 {
+                            let blk = &wg[BB * j..BB * (j + 1)];
+                            let u: __m256i = $unpack(blk);
+                            for t in 0..T {
+                                let xq = ldx(&x[t].qs[256 * g + 32 * j..]);
+                                p[t][j] = $dot(_mm256_setzero_si256(), u, xq);
+                            }
+                        }
+                        let dw = f16x8(wg, 0, BB);
+                        let mw: Option<__m256> = match $min_at {
+                            Some(at) => Some(f16x8(wg, at, BB)),
+                            None => None,
+                        };
+                        for t in 0..T {
+                            let s = block_sums8(&x[t], g);
+                            let isum: __m256i = $fix(reduce8(&p[t]), s);
+                            let dx = ld_f32x8(&x[t].d[8 * g..]);
+                            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[t]);
+                            if let Some(mw) = mw {
+                                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(mw, dx), _mm256_cvtepi32_ps(s), acc[t]);
+                            }
+                        }
+                    }
+                    let mut out = [0.0f32; T];
+                    for t in 0..T {
+                        let tail = if groups * 8 < nb {
+                            $generic(&w[8 * BB * groups..], tail32(&x[t], 8 * groups))
+                        } else {
+                            0.0
+                        };
+                        out[t] = hsum_ps(acc[t]) + tail;
+                    }
+                    out
+                }
+            };
+        }
+
+        /// `isum` unchanged (no offset).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn no_fix(i: __m256i, _s: __m256i) -> __m256i {
+            i
+        }
+
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn unpack_q4_0(b: &[u8]) -> __m256i {
+            nibbles32(ld16(&b[2..]))
+        }
+
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn unpack_q4_1(b: &[u8]) -> __m256i {
+            nibbles32(ld16(&b[4..]))
+        }
+
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn unpack_q5_0(b: &[u8]) -> __m256i {
+            _mm256_or_si256(nibbles32(ld16(&b[6..])), fifth_bits(u32_at(b, 2)))
+        }
+
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn unpack_q5_1(b: &[u8]) -> __m256i {
+            _mm256_or_si256(nibbles32(ld16(&b[8..])), fifth_bits(u32_at(b, 4)))
+        }
+
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn unpack_q8_0(b: &[u8]) -> __m256i {
+            ld32(&b[2..])
+        }
+
+        /// `Σ (u - 8)·x = Σ u·x - 8·S`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn fix8(i: __m256i, s: __m256i) -> __m256i {
+            _mm256_sub_epi32(i, _mm256_slli_epi32::<3>(s))
+        }
+
+        /// `Σ (u - 16)·x = Σ u·x - 16·S`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn fix16(i: __m256i, s: __m256i) -> __m256i {
+            _mm256_sub_epi32(i, _mm256_slli_epi32::<4>(s))
+        }
+
+        dot32!(dot_q4_0, 18, dot_u8_i8, unpack_q4_0, fix8, None::<usize>, gq::dot_q4_0);
+        dot32!(dot_q4_1, 20, dot_u8_i8, unpack_q4_1, no_fix, Some(2usize), gq::dot_q4_1);
+        dot32!(dot_q5_0, 22, dot_u8_i8, unpack_q5_0, fix16, None::<usize>, gq::dot_q5_0);
+        dot32!(dot_q5_1, 24, dot_u8_i8, unpack_q5_1, no_fix, Some(2usize), gq::dot_q5_1);
+        dot32!(dot_q8_0, 34, dot_i8_i8, unpack_q8_0, no_fix, None::<usize>, gq::dot_q8_0);
+
+        // ---- K-quants -----------------------------------------------------------------------
+
+        /// Bits `shift..shift + 2` of every byte (`shift` < 8), as 0..=3.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn two_bits(q: __m256i, shift: i32) -> __m256i {
+            _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(3))
+        }
+
+        /// i16 lanes `[v_j × 8 | v_j+1 × 8]` for an even `j` from 16 i16 `v` (sub-blocks `j`
+        /// and `j + 1` of 16 elements in one vector of 32).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn pair16(halves: &[__m256i; 2], j: usize) -> __m256i {
+            let h = &halves[j / 8];
+            _mm256_blend_epi32::<0xf0>(pick16(*h, j % 8), pick16(*h, j % 8 + 1))
+        }
+
+        /// Each 8-lane half of 16 i16 in both 128-bit lanes (for [`pair16`]).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn halves16(v: __m256i) -> [__m256i; 2] {
+            [
+                _mm256_permute2x128_si256::<0x00>(v, v),
+                _mm256_permute2x128_si256::<0x11>(v, v),
+            ]
+        }
+
+        #[target_feature(enable = $feat)]
+        fn dot_q2_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+            let mut out = [0.0f32; T];
+            let nib = _mm_set1_epi8(0x0f);
+            for (b, blk) in w.chunks_exact(84).enumerate() {
+                let raw = ld16(&blk[q2_k::SCALES..]);
+                let sc = halves16(_mm256_cvtepu8_epi16(_mm_and_si128(raw, nib)));
+                let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(raw), nib));
+                let mut acc = [_mm256_setzero_si256(); T];
+                for h in 0..2 {
+                    let q = ld32(&blk[q2_k::QS + 32 * h..]);
+                    for s in 0..4 {
+                        let u = two_bits(q, 2 * s as i32);
+                        let scv = pair16(&sc, 8 * h + 2 * s);
+                        for t in 0..T {
+                            let xq = ldx(&x[t].qs[256 * b + 128 * h + 32 * s..]);
+                            acc[t] = dot_u8_i8_scaled(acc[t], u, xq, scv);
+                        }
+                    }
+                }
+                let (d, dmin) = (f16_at(blk, q2_k::D), f16_at(blk, q2_k::DMIN));
+                for t in 0..T {
+                    let m = hsum_i32(_mm256_madd_epi16(mins, ld_i16x16(&x[t].sums[16 * b..])));
+                    out[t] += k_term(x[t].d[b], d, hsum_i32(acc[t]), dmin, m);
+                }
+            }
+            out
+        }
+
+        /// The 16 signed 6-bit scales of a `Q3_K` block (layout: `q3_k::unpack_scales`) as i16.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn q3_scales(s: &[u8]) -> __m256i {
+            let a = [u32_at(s, 0), u32_at(s, 4), u32_at(s, 8)];
+            let (k4, k2) = (0x0f0f_0f0f_u32, 0x0303_0303_u32);
+            let r0 = (a[0] & k4) | ((a[2] & k2) << 4);
+            let r1 = (a[1] & k4) | (((a[2] >> 2) & k2) << 4);
+            let r2 = ((a[0] >> 4) & k4) | (((a[2] >> 4) & k2) << 4);
+            let r3 = ((a[1] >> 4) & k4) | (((a[2] >> 6) & k2) << 4);
+            let v = _mm256_cvtepu8_epi16(_mm_set_epi32(r3 as i32, r2 as i32, r1 as i32, r0 as i32));
+            _mm256_sub_epi16(v, _mm256_set1_epi16(32))
+        }
+
+        #[target_feature(enable = $feat)]
+        fn dot_q3_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+            let mut out = [0.0f32; T];
+            for (b, blk) in w.chunks_exact(110).enumerate() {
+                let sc16 = q3_scales(&blk[q3_k::SCALES..q3_k::SCALES + 12]);
+                let sc = halves16(sc16);
+                let hm = ld32(&blk[q3_k::HMASK..]);
+                let mut acc = [_mm256_setzero_si256(); T];
+                for h in 0..2 {
+                    let q = ld32(&blk[q3_k::QS + 32 * h..]);
+                    for s in 0..4 {
+                        let high = _mm256_and_si256(
+                            _mm256_srl_epi16(hm, _mm_cvtsi32_si128((4 * h + s) as i32)),
+                            _mm256_set1_epi8(1),
+                        );
+                        let u = _mm256_or_si256(two_bits(q, 2 * s as i32), _mm256_slli_epi16::<2>(high));
+                        let scv = pair16(&sc, 8 * h + 2 * s);
+                        for t in 0..T {
+                            let xq = ldx(&x[t].qs[256 * b + 128 * h + 32 * s..]);
+                            acc[t] = dot_u8_i8_scaled(acc[t], u, xq, scv);
+                        }
+                    }
+                }
+                let d = f16_at(blk, q3_k::D);
+                for t in 0..T {
+                    // Σ sc_j (u - 4)·x = Σ sc_j u·x - 4 Σ sc_j S_j.
+                    let off = hsum_i32(_mm256_madd_epi16(sc16, ld_i16x16(&x[t].sums[16 * b..])));
+                    out[t] += k_term_sym(x[t].d[b], d, hsum_i32(acc[t]) - 4 * off);
+                }
+            }
+            out
+        }
+
+        /// `Q4_K` and `Q5_K`: `BB` bytes per block, `QS` the offset of the low nibbles, `QH`
+        /// the offset of the fifth bits (0: none).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        #[allow(dead_code, reason = "an ISA may bring its own Q4_K/Q5_K kernels")]
+        fn dot_k4<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
+            w: &[u8],
+            x: &[XRow<'_>; T],
+        ) -> [f32; T] {
+            let mut out = [0.0f32; T];
+            let nib = _mm256_set1_epi8(0x0f);
+            for (b, blk) in w.chunks_exact(BB).enumerate() {
+                let sm = k4_scales_mins(blk);
+                let scales = _mm256_permute2x128_si256::<0x00>(sm, sm);
+                let qh = if QH > 0 { ld32(&blk[QH..]) } else { _mm256_setzero_si256() };
+                let mut acc = [_mm256_setzero_si256(); T];
+                for p in 0..4 {
+                    let q = ld32(&blk[QS + 32 * p..]);
+                    let mut lo = _mm256_and_si256(q, nib);
+                    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), nib);
+                    if QH > 0 {
+                        // Bit j of qh[l] is the fifth bit of element 32j + l.
+                        let one = _mm256_set1_epi8(1);
+                        let h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * p as i32)), one);
+                        let h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * p as i32 + 1)), one);
+                        lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(h0));
+                        hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(h1));
+                    }
+                    let (s_lo, s_hi) = (pick16(scales, 2 * p), pick16(scales, 2 * p + 1));
+                    for t in 0..T {
+                        let xq = &x[t].qs[256 * b + 64 * p..256 * b + 64 * p + 64];
+                        acc[t] = dot_u8_i8_scaled(acc[t], lo, ldx(xq), s_lo);
+                        acc[t] = dot_u8_i8_scaled(acc[t], hi, ldx(&xq[32..]), s_hi);
+                    }
+                }
+                for t in 0..T {
+                    out[t] += k4_term(blk, sm, &x[t], b, hsum_i32(acc[t]));
+                }
+            }
+            out
+        }
+
+        /// The 6-bit scales and mins of a `Q4_K`/`Q5_K` block (layout:
+        /// `jing_tensor::quant::unpack_scales_mins_k4`) as i16 `[sc0..sc8 | m0..m8]`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn k4_scales_mins(blk: &[u8]) -> __m256i {
+            let a = [u32_at(blk, 4), u32_at(blk, 8), u32_at(blk, 12)];
+            let (k6, k4, k2) = (0x3f3f_3f3f_u32, 0x0f0f_0f0f_u32, 0x0303_0303_u32);
+            let sc_lo = a[0] & k6;
+            let mn_lo = a[1] & k6;
+            let sc_hi = (a[2] & k4) | (((a[0] >> 6) & k2) << 4);
+            let mn_hi = ((a[2] >> 4) & k4) | (((a[1] >> 6) & k2) << 4);
+            _mm256_cvtepu8_epi16(_mm_set_epi32(mn_hi as i32, mn_lo as i32, sc_hi as i32, sc_lo as i32))
+        }
+
+        /// The float term of `Q4_K`/`Q5_K` block `b` for one token, given its exact
+        /// `I = Σ_j sc_j Σ u·q` (`sm` from [`k4_scales_mins`]).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn k4_term(blk: &[u8], sm: __m256i, x: &XRow<'_>, b: usize, i: i32) -> f32 {
+            // M = Σ_j m_j · (S_2j + S_2j+1): the sums of 32 fit i16.
+            let s16 = ld_i16x16(&x.sums[16 * b..]);
+            let s32 = _mm_hadd_epi16(_mm256_castsi256_si128(s16), _mm256_extracti128_si256::<1>(s16));
+            let m = hsum_i32x4(_mm_madd_epi16(_mm256_extracti128_si256::<1>(sm), s32));
+            k_term(x.d[b], f16_at(blk, 0), i, f16_at(blk, 2), m)
+        }
+
+        #[target_feature(enable = $feat)]
+        fn dot_q6_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+            let mut out = [0.0f32; T];
+            let nib = _mm256_set1_epi8(0x0f);
+            let three = _mm256_set1_epi8(3);
+            for (b, blk) in w.chunks_exact(210).enumerate() {
+                // The 16 i8 scales as i16, and each half of them in both 128-bit lanes.
+                let sc = _mm256_cvtepi8_epi16(ld16(&blk[192..]));
+                let sc_halves = halves16(sc);
+                let mut acc = [_mm256_setzero_si256(); T];
+                for h in 0..2 {
+                    let ql0 = ld32(&blk[64 * h..]);
+                    let ql1 = ld32(&blk[64 * h + 32..]);
+                    let qh = ld32(&blk[128 + 32 * h..]);
+                    let u = [
+                        _mm256_or_si256(
+                            _mm256_and_si256(ql0, nib),
+                            _mm256_slli_epi16::<4>(_mm256_and_si256(qh, three)),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(ql1, nib),
+                            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(qh), three)),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), nib),
+                            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(qh), three)),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), nib),
+                            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(qh), three)),
+                        ),
+                    ];
+                    for (s, &u) in u.iter().enumerate() {
+                        // Sub-blocks 8h + 2s (low 16 elements) and 8h + 2s + 1 (high 16).
+                        let scv = pair16(&sc_halves, 8 * h + 2 * s);
+                        for t in 0..T {
+                            let xq = ldx(&x[t].qs[256 * b + 128 * h + 32 * s..]);
+                            acc[t] = dot_u8_i8_scaled(acc[t], u, xq, scv);
+                        }
+                    }
+                }
+                let d = f16_at(blk, 208);
+                for t in 0..T {
+                    // Σ sc_j (u - 32)·x = Σ sc_j u·x - 32 Σ sc_j S_j.
+                    let off = hsum_i32(_mm256_madd_epi16(sc, ld_i16x16(&x[t].sums[16 * b..])));
+                    let i = hsum_i32(acc[t]) - 32 * off;
+                    out[t] += k_term_sym(x[t].d[b], d, i);
+                }
+            }
+            out
+        }
+
+        #[target_feature(enable = $feat)]
+        fn dot_q8_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+            let mut out = [0.0f32; T];
+            for (b, blk) in w.chunks_exact(292).enumerate() {
+                let mut acc = [_mm256_setzero_si256(); T];
+                for c in 0..8 {
+                    let v = ld32(&blk[4 + 32 * c..]);
+                    for t in 0..T {
+                        acc[t] = dot_i8_i8(acc[t], v, ldx(&x[t].qs[256 * b + 32 * c..]));
+                    }
+                }
+                let d = f32_at(blk, 0);
+                for t in 0..T {
+                    out[t] += k_term_sym(x[t].d[b], d, hsum_i32(acc[t]));
+                }
+            }
+            out
+        }
+    };
+}

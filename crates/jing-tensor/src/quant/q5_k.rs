@@ -1,0 +1,66 @@
+//! `Q5_K`: super-blocks of 256 values in 8 sub-blocks of 32, 5-bit codes, 6-bit sub-block
+//! scales and mins.
+//!
+//! Layout (176 bytes): `d: f16` at 0, `dmin: f16` at 2, `scales: [u8; 12]` at 4 (as `Q4_K`),
+//! `qh: [u8; 32]` at 16, `qs: [u8; 128]` at 48. Value `d · sc_j · q - dmin · m_j`. The low 4
+//! bits are packed like `Q4_K`; the fifth bit of element `32j + l` is bit `j` of `qh[l]`.
+
+use super::k_common::{k4_finish, qkx2_sub_block, unpack_scales_mins_k4};
+use super::{f16_le, QK_K};
+
+/// Offset of `d`.
+pub const D: usize = 0;
+/// Offset of `dmin`.
+pub const DMIN: usize = 2;
+/// Offset of the 12 packed scale bytes.
+pub const SCALES: usize = 4;
+/// Offset of the fifth bits.
+pub const QH: usize = 16;
+/// Offset of the low 4 bits.
+pub const QS: usize = 48;
+
+pub(super) fn dequantize(b: &[u8], out: &mut [f32]) {
+    let d = f16_le(b, D);
+    let dmin = f16_le(b, DMIN);
+    let (sc, mn) = unpack_scales_mins_k4(&b[SCALES..SCALES + 12]);
+    let qh = &b[QH..QH + 32];
+    for (j, sub) in out.chunks_exact_mut(32).enumerate() {
+        let dl = d * sc[j] as f32;
+        let ml = dmin * mn[j] as f32;
+        let q = &b[QS + 32 * (j / 2)..QS + 32 * (j / 2) + 32];
+        let shift = 4 * (j % 2);
+        for (l, o) in sub.iter_mut().enumerate() {
+            let v = ((q[l] >> shift) & 0x0f) | (((qh[l] >> j) & 1) << 4);
+            *o = dl * v as f32 - ml;
+        }
+    }
+}
+
+pub(super) fn quantize(x: &[f32], b: &mut [u8]) {
+    let mut l = [0u8; QK_K];
+    let mut scales = [0.0f32; 8];
+    let mut mins = [0.0f32; 8];
+    for j in 0..8 {
+        (scales[j], mins[j]) = qkx2_sub_block(
+            31,
+            &x[32 * j..32 * j + 32],
+            &mut l[32 * j..32 * j + 32],
+            -0.5,
+            15,
+        );
+    }
+    let (packed, d, dmin) = k4_finish(x, &scales, &mins, &mut l, 31);
+    b[D..D + 2].copy_from_slice(&d.to_le_bytes());
+    b[DMIN..DMIN + 2].copy_from_slice(&dmin.to_le_bytes());
+    b[SCALES..SCALES + 12].copy_from_slice(&packed);
+    let mut qh = [0u8; 32];
+    for p in 0..4 {
+        for i in 0..32 {
+            let lo = l[64 * p + i];
+            let hi = l[64 * p + 32 + i];
+            qh[i] |= ((lo >> 4) << (2 * p)) | ((hi >> 4) << (2 * p + 1));
+            b[QS + 32 * p + i] = (lo & 0x0f) | ((hi & 0x0f) << 4);
+        }
+    }
+    b[QH..QH + 32].copy_from_slice(&qh);
+}
