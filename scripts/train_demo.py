@@ -347,16 +347,14 @@ class MTP(torch.nn.Module):
 
     def forward(self, model, h, next_ids):
         """h [B, T, H] final-normed main hidden states, next_ids [B, T] the tokens j+1 -> logits [B, T, V]."""
-        return model.lm_head(self.head_norm(self.hidden(model, h, next_ids)))
-
-    def hidden(self, model, h, next_ids):
-        """The decoder block's output [B, T, H] (before shared_head.norm)."""
         e = model.model.embed_tokens(next_ids)
         u = self.eh_proj(torch.cat([self.enorm(e), self.hnorm(h)], dim=-1))
         pos = torch.arange(u.shape[1])[None]
         cos_sin = model.model.rotary_emb(u, pos)
-        # causal self-attention over the MTP sequence (sdpa's is_causal when no mask is given)
-        return self.layer(u, attention_mask=None, position_ids=pos, position_embeddings=cos_sin, use_cache=False)
+        T = u.shape[1]
+        mask = torch.full((T, T), float("-inf"), dtype=u.dtype).triu(1)[None, None]
+        y = self.layer(u, attention_mask=mask, position_ids=pos, position_embeddings=cos_sin, use_cache=False)
+        return model.lm_head(self.head_norm(y))
 
 
 def make_model(seed, attn="sdpa"):
@@ -514,14 +512,15 @@ def batches(tok, rng, batch_size, pool=16):
 
 def losses(model, mtp, x, m):
     """Mean cross-entropy of the main model's next token and of the MTP layer's next-next token,
-    over the completion tokens (the head is applied only where there is a target)."""
+    over the completion tokens."""
     h = model.model(input_ids=x).last_hidden_state  # final-normed
-    m1 = m[:, 1:]
-    l_main = F.cross_entropy(model.lm_head(h[:, :-1][m1]), x[:, 1:][m1])
+    logits = model.lm_head(h)
+    tgt1, m1 = x[:, 1:], m[:, 1:]
+    l_main = F.cross_entropy(logits[:, :-1][m1], tgt1[m1])
     # MTP: position j sees h_j and token j+1, predicts token j+2
-    m2 = m[:, 2:]
-    y = mtp.hidden(model, h[:, :-2], x[:, 1:-1])
-    l_mtp = F.cross_entropy(model.lm_head(mtp.head_norm(y[m2])), x[:, 2:][m2])
+    lg2 = mtp(model, h[:, :-2], x[:, 1:-1])
+    tgt2, m2 = x[:, 2:], m[:, 2:]
+    l_mtp = F.cross_entropy(lg2[m2], tgt2[m2])
     return l_main, l_mtp
 
 

@@ -10,8 +10,6 @@
 //! logits by 1e-2 or more). Argmax and greedy tokens must match exactly: the fixture script
 //! guarantees a top-1/top-2 margin of at least 1e-3 at every step.
 
-use std::path::PathBuf;
-
 use jing_cpu::kernels::KernelTable;
 use jing_cpu::CpuBackend;
 use jing_graph::{Backend, Batch, KvCache, MlaForm, Reference};
@@ -19,51 +17,14 @@ use jing_models::deepseek::DeepSeek;
 use jing_models::{load_model, CausalLm, LogitRows};
 use serde_json::Value;
 
-const TOL: f32 = 2e-4;
+mod common;
+use common::{argmax, fixture, floats, ids, max_abs_diff};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
+const TOL: f32 = 2e-4;
 
 fn golden(name: &str) -> Value {
     let text = std::fs::read_to_string(fixture(name).join("golden.json")).expect("golden.json");
     serde_json::from_str(&text).expect("valid golden.json")
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("float") as f32)
-        .collect()
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn new_cache(m: &dyn CausalLm) -> KvCache {

@@ -2,19 +2,14 @@
 //! mix of requests, queueing, chunked prefill and prefix reuse, each request gets exactly the
 //! tokens it gets when run alone.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::fixture;
 use std::time::{Duration, Instant};
 
 use jing_engine::{
     Engine, EngineHandle, Event, Finish, FinishReason, GenerationRequest, RequestStream,
     SamplingParams, ServeConfig, SubmitError, TokenConstraint,
 };
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
 
 fn engine(name: &str) -> Engine {
     Engine::load(&fixture(name), Some(2), Some(256)).expect("fixture loads")
