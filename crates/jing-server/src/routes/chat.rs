@@ -27,7 +27,7 @@ use crate::output::{ChoiceOutput, OutputOptions, Piece};
 use crate::prompt;
 use crate::routes::{self, reject};
 use crate::sse::{self, JsonBody};
-use crate::state::{now_secs, AppState};
+use crate::state::AppState;
 use crate::types::chat::{self, ToolChoice};
 use crate::types::response::{
     ChatChoice, ChatChunk, ChatCompletion, ChatLogprobs, ChatMessage, ChunkChoice, Delta, Field,
@@ -104,18 +104,15 @@ async fn run(state: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<R
             },
         ));
     }
-    let streams = routes::submit_all(state, &model, requests)?;
-    let mut gen = Generation::new(streams, outputs, Arc::clone(&state.metrics));
-    if state.config.log_requests {
-        gen.log_as(&id);
-    }
-    let head = Head {
+    let (gen, head) = routes::start(
+        state,
+        &model,
+        requests,
+        outputs,
         id,
-        object: "chat.completion",
-        created: now_secs(),
-        model: req.model.clone(),
-        system_fingerprint: state.fingerprint(),
-    };
+        "chat.completion",
+        req.model.clone(),
+    )?;
     if req.params.stream {
         Ok(stream(
             gen,

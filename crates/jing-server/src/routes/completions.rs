@@ -19,7 +19,7 @@ use crate::output::{ChoiceOutput, OutputOptions};
 use crate::prompt::{self, Prompt};
 use crate::routes::{self, reject};
 use crate::sse::{self, JsonBody};
-use crate::state::{now_secs, AppState};
+use crate::state::AppState;
 use crate::types::completion;
 use crate::types::response::{
     Head, LogprobEntry, OrderedMap, TextChoice, TextCompletion, TextLogprobs,
@@ -109,18 +109,15 @@ async fn run(state: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<R
             echoes.push(echo);
         }
     }
-    let streams = routes::submit_all(state, &model, requests)?;
-    let mut gen = Generation::new(streams, outputs, Arc::clone(&state.metrics));
-    if state.config.log_requests {
-        gen.log_as(&id);
-    }
-    let head = Head {
+    let (gen, head) = routes::start(
+        state,
+        &model,
+        requests,
+        outputs,
         id,
-        object: "text_completion",
-        created: now_secs(),
-        model: req.model.clone(),
-        system_fingerprint: state.fingerprint(),
-    };
+        "text_completion",
+        req.model.clone(),
+    )?;
     if req.params.stream {
         Ok(stream(
             gen,

@@ -31,10 +31,13 @@ use serde_json::{Map, Value};
 use crate::auth;
 use crate::config::Limits;
 use crate::errors::ApiError;
+use crate::generate::Generation;
 use crate::limits;
 use crate::model::Model;
-use crate::state::{AppState, Phase};
+use crate::output::ChoiceOutput;
+use crate::state::{now_secs, AppState, Phase};
 use crate::types::params::GenerationParams;
+use crate::types::response::Head;
 
 /// The application: every route, the key check over all of them but `/health`, and JSON 404
 /// and 405 answers.
@@ -233,6 +236,32 @@ pub fn submit_all(
         }
     }
     Ok(streams)
+}
+
+/// Submit every choice and open the response: the running generation (logged under `id` with
+/// `--log-requests`) and the head its chunks carry (`object`: the response kind).
+pub fn start(
+    state: &AppState,
+    model: &Model,
+    requests: Vec<GenerationRequest>,
+    outputs: Vec<ChoiceOutput>,
+    id: String,
+    object: &'static str,
+    model_name: String,
+) -> Result<(Generation, Head), ApiError> {
+    let streams = submit_all(state, model, requests)?;
+    let mut gen = Generation::new(streams, outputs, Arc::clone(&state.metrics));
+    if state.config.log_requests {
+        gen.log_as(&id);
+    }
+    let head = Head {
+        id,
+        object,
+        created: now_secs(),
+        model: model_name,
+        system_fingerprint: state.fingerprint(),
+    };
+    Ok((gen, head))
 }
 
 /// The answer to an engine failure before the response head went out.
