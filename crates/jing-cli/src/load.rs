@@ -2,13 +2,16 @@
 //! while loading, and errors that say what to do next.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use jing_engine::Engine;
+use jing_models::LoadQuant;
 use jing_tokenizer::Tokenizer;
 
+use crate::quantize::QuantProgress;
 use crate::ModelArgs;
 
 /// The demo model shipped in the repository: a tiny DeepSeek-V3-architecture model trained by
@@ -63,20 +66,46 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
             dir.display()
         );
     }
-    let spinner = ProgressBar::new_spinner();
+    let start = Instant::now();
+    // Quantizing at load shows a byte progress bar; a plain load (memory-mapped) a spinner.
+    let progress = args
+        .quant
+        .map(|t| Arc::new(QuantProgress::new(&format!("quantizing to {t}"))));
+    let spinner = if progress.is_some() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
     spinner.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"),
     );
     spinner.set_message(format!("loading {}", dir.display()));
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let start = Instant::now();
-    let engine = Engine::load(&dir, args.threads, args.max_model_len)
-        .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+    let quant = args.quant.map(|target| {
+        let threads = args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let mut q = LoadQuant::new(target, threads);
+        if let Some(p) = &progress {
+            let p = p.clone();
+            q.progress = Some(Arc::new(move |e| p.event(e)));
+        }
+        q
+    });
+    let engine = Engine::load_with(&dir, args.threads, args.max_model_len, quant.as_ref());
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    let engine = engine.with_context(|| format!("cannot load the model in {}", dir.display()))?;
     let (tokenizer, generation) = tokenizer_and_generation(&dir)?;
     let info = engine.model().info();
     spinner.finish_and_clear();
+    let quantized = args
+        .quant
+        .map(|t| format!(", quantized to {t}"))
+        .unwrap_or_default();
     eprintln!(
-        "loaded {} ({}, {} layers, {:.1} MB of weights) in {:.2?} on {}",
+        "loaded {} ({}, {} layers, {:.1} MB of weights{quantized}) in {:.2?} on {}",
         dir.display(),
         info.architecture,
         info.n_layers,

@@ -5,6 +5,7 @@ mod chat;
 mod commands;
 mod load;
 mod prompt;
+mod quantize;
 mod serve;
 
 use std::path::PathBuf;
@@ -35,6 +36,10 @@ pub struct ModelArgs {
     /// Context length to allocate (default: the model's, at most 4096).
     #[arg(long)]
     pub max_model_len: Option<usize>,
+    /// Quantize the float matmul weights while loading (q8_0, q4_k_m, q4_k, q6_k, ...; the
+    /// types of `jing quantize --type`). Embeddings, norms and routers stay as stored.
+    #[arg(long, value_parser = jing_formats::quantize::QuantTarget::parse)]
+    pub quant: Option<jing_formats::quantize::QuantTarget>,
 }
 
 /// The prompt, as text or as token ids.
@@ -132,6 +137,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a GGUF file quantized to a type (or a llama.cpp mix) from a GGUF file or a
+    /// Hugging Face folder; llama.cpp loads it too.
+    Quantize(quantize::QuantizeArgs),
     /// Describe a model folder or a safetensors file: architecture, config, tensors, dtypes.
     Inspect {
         /// Model folder or .safetensors file.
@@ -212,6 +220,7 @@ fn main() -> ExitCode {
         ),
         Command::Logits { model, prompt } => commands::logits(&model, &prompt),
         Command::Inspect { path, json } => commands::inspect(&path, json),
+        Command::Quantize(args) => quantize::quantize(&args),
         Command::Template {
             model,
             messages,

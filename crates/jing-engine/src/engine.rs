@@ -2,7 +2,7 @@ use std::path::Path;
 
 use jing_cpu::CpuBackend;
 use jing_graph::{Backend, Batch, ExecError, KvCache};
-use jing_models::{load_model, CausalLm, LogitRows, ModelError};
+use jing_models::{load_model_with, CausalLm, LoadQuant, LogitRows, ModelError};
 
 use crate::{Sampler, SamplingParams};
 
@@ -49,7 +49,18 @@ impl Engine {
         threads: Option<usize>,
         max_len: Option<usize>,
     ) -> Result<Engine, EngineError> {
-        let model = load_model(path)?;
+        Engine::load_with(path, threads, max_len, None)
+    }
+
+    /// [`Engine::load`], quantizing the float matmul weights as they load when `quant` is
+    /// given (see [`LoadQuant`]).
+    pub fn load_with(
+        path: &Path,
+        threads: Option<usize>,
+        max_len: Option<usize>,
+        quant: Option<&LoadQuant>,
+    ) -> Result<Engine, EngineError> {
+        let model = load_model_with(path, quant)?;
         Ok(Engine::new(
             model,
             Box::new(CpuBackend::new(threads)),

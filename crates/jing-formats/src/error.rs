@@ -170,6 +170,11 @@ pub enum FormatError {
     /// A model folder was expected and a file was given.
     #[error("{} is a file, not a model folder: pass the folder that holds config.json and the *.safetensors files, or a .gguf file", .0.display())]
     NotAFolder(PathBuf),
+    /// A model that `jing quantize` (or quantizing at load) cannot convert: an unsupported
+    /// architecture or config, a tensor of a type it cannot read, an output path it must not
+    /// write.
+    #[error("{}: cannot quantize: {what}", .path.display())]
+    Quantize { path: PathBuf, what: String },
     /// An invalid store setting (e.g. a zero FP8 block size).
     #[error("invalid setting: {0}")]
     Setting(String),

@@ -1,8 +1,9 @@
 //! Checkpoint loaders (no compute): memory-mapped, zero-copy safetensors — single file or
 //! sharded through `model.safetensors.index.json`, with DeepSeek FP8 `_scale_inv` block scales
 //! paired to their weights — GGUF (our own reader, split sets, an HF view of `deepseek2`,
-//! `qwen2` and `llama` files), HF `config.json` with typed accessors, and `inspect`, the report
-//! behind `jing inspect`.
+//! `qwen2` and `llama` files), HF `config.json` with typed accessors, `inspect`, the report
+//! behind `jing inspect`, and [`quantize`]: GGUF files written in llama.cpp's types and mixes
+//! (`jing quantize`) and weights quantized as a model loads (`--quant`).
 //!
 //! ```no_run
 //! use jing_formats::ModelDir;
@@ -18,6 +19,7 @@ mod error;
 pub mod gguf;
 mod inspect;
 mod model_dir;
+pub mod quantize;
 pub mod safetensors;
 mod store;
 

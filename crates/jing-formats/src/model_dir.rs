@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::FormatError;
 use crate::gguf::{is_gguf_path, GgufFile, HfView};
+use crate::quantize::{LoadPlan, LoadQuant, MlaDims};
 use crate::store::TensorStore;
 
 /// Name of the model config file.
@@ -95,6 +96,32 @@ impl ModelDir {
             store: TensorStore::from_gguf(view),
             gguf: Some(file),
         })
+    }
+
+    /// Convert the float matmul weights to `quant.target`'s types as the model reads them
+    /// (see [`LoadQuant`]); returns how many tensors will be converted. Calls
+    /// `quant.progress` with [`QuantEvent::Start`](crate::quantize::QuantEvent::Start) before
+    /// returning.
+    pub fn quantize_on_load(&mut self, quant: LoadQuant) -> Result<usize, FormatError> {
+        let model_type = self.config.str_or("model_type", "")?;
+        let arch = crate::gguf::from_hf::gguf_arch(model_type)
+            .unwrap_or(model_type)
+            .to_string();
+        let n_head = self.config.usize_or("num_attention_heads", 0)?;
+        let n_head_kv = self.config.usize_or("num_key_value_heads", n_head)?;
+        // A safetensors kv_b_proj is quantized as the GGUF file's two MLA parts (a GGUF
+        // model's is already in its file's form).
+        let mla = match (arch.as_str(), self.gguf.is_some()) {
+            ("deepseek2", false) => Some(MlaDims {
+                nope: self.config.usize("qk_nope_head_dim")?,
+                v_head: self.config.usize("v_head_dim")?,
+            }),
+            _ => None,
+        };
+        let plan = LoadPlan::new(&self.store, &arch, n_head, n_head_kv, mla, quant)?;
+        let n = plan.len();
+        self.store.set_load_plan(plan);
+        Ok(n)
     }
 
     /// `dir/name` if that file exists (e.g. `"tokenizer.json"`).

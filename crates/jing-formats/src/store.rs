@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::error::{short_json, summarise_files, FormatError};
 use crate::gguf::{gguf_name_for, HfView, ViewInfo};
+use crate::quantize::LoadPlan;
 use crate::safetensors::{SafetensorsFile, TensorEntry};
 
 /// File name of a single-file checkpoint.
@@ -90,6 +91,8 @@ pub struct TensorStore {
     /// Shard paths named by the index, including absent ones (for error messages).
     index_files: Vec<PathBuf>,
     block: [usize; 2],
+    /// Weights converted as they are read (`--quant`), when set.
+    load_plan: Option<Arc<LoadPlan>>,
 }
 
 impl std::fmt::Debug for TensorStore {
@@ -172,6 +175,7 @@ impl TensorStore {
             index_map: BTreeMap::new(),
             index_files: Vec::new(),
             block: DEFAULT_BLOCK,
+            load_plan: None,
         }
     }
 
@@ -487,7 +491,24 @@ impl TensorStore {
     /// attached: `<name>_scale_inv` (HF; the DeepSeek demo's `X.scale` for `X.weight` is also
     /// accepted), f32 (bf16/f16 scales are converted), shape `ceil(rows/b0) x ceil(cols/b1)` for
     /// the [`block_size`](TensorStore::block_size).
+    ///
+    /// With a load plan ([`ModelDir::quantize_on_load`](crate::ModelDir::quantize_on_load)),
+    /// the float weights it names come back converted (owned, no longer zero-copy).
     pub fn get(&self, name: &str) -> Result<Weight, FormatError> {
+        let stored = self.get_stored(name)?;
+        match &self.load_plan {
+            Some(plan) => plan.apply(name, stored),
+            None => Ok(stored),
+        }
+    }
+
+    /// Convert weights as they are read, as `plan` says.
+    pub(crate) fn set_load_plan(&mut self, plan: LoadPlan) {
+        self.load_plan = Some(Arc::new(plan));
+    }
+
+    /// The tensor as stored.
+    fn get_stored(&self, name: &str) -> Result<Weight, FormatError> {
         if let Some(g) = &self.gguf {
             return g.get(name).unwrap_or_else(|| Err(self.missing(name)));
         }

@@ -11,5 +11,7 @@ mod model;
 pub mod rope;
 
 pub use error::ModelError;
-pub use load::load_model;
+/// Quantizing at load (`--quant`), re-exported so that callers need not name jing-formats.
+pub use jing_formats::quantize::LoadQuant;
+pub use load::{load_model, load_model_with};
 pub use model::{CausalLm, LogitRows, ModelInfo};

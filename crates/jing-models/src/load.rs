@@ -1,5 +1,6 @@
 use std::path::Path;
 
+use jing_formats::quantize::LoadQuant;
 use jing_formats::ModelDir;
 
 use crate::deepseek::DeepSeek;
@@ -14,7 +15,20 @@ const SUPPORTED: &[&str] = &["deepseek_v3", "deepseek_v2", "qwen2", "llama"];
 /// `deepseek2`, `qwen2` or `llama`; its metadata stands in for `config.json` and its tensors are
 /// read under HF names, see [`jing_formats::gguf::HfView`]).
 pub fn load_model(path: &Path) -> Result<Box<dyn CausalLm>, ModelError> {
-    let dir = ModelDir::open(path)?;
+    load_model_with(path, None)
+}
+
+/// [`load_model`], with the float matmul weights quantized as they load when `quant` is given
+/// (`--quant`; see [`LoadQuant`]): the model then runs on GGUF block weights exactly as if it
+/// had been loaded from a file `jing quantize` wrote.
+pub fn load_model_with(
+    path: &Path,
+    quant: Option<&LoadQuant>,
+) -> Result<Box<dyn CausalLm>, ModelError> {
+    let mut dir = ModelDir::open(path)?;
+    if let Some(q) = quant {
+        dir.quantize_on_load(q.clone())?;
+    }
     let model_type = dir.config.opt_str("model_type")?.unwrap_or("").to_string();
     match model_type.as_str() {
         "deepseek_v3" | "deepseek_v2" => Ok(Box::new(DeepSeek::load(&dir)?)),

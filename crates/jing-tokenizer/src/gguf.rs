@@ -77,7 +77,7 @@ fn byte_level_no_regex() -> Value {
 
 /// The pre-tokenizer (as `tokenizer.json` writes it) and BPE `ignore_merges` for a
 /// `tokenizer.ggml.pre` name.
-fn pre_tokenizer(pre: &str) -> Option<(Value, bool)> {
+pub(crate) fn pre_tokenizer(pre: &str) -> Option<(Value, bool)> {
     let seq = |mut parts: Vec<Value>| {
         parts.push(byte_level_no_regex());
         json!({"type": "Sequence", "pretokenizers": parts})

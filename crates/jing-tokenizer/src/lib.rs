@@ -29,6 +29,7 @@
 mod config;
 mod error;
 mod gguf;
+mod gguf_export;
 mod incremental;
 pub mod reasoning;
 pub mod template;

@@ -101,7 +101,7 @@ pub(crate) struct ViewInfo<'a> {
 }
 
 /// The HF suffix (after `model.layers.N.`) of a GGUF block tensor suffix (after `blk.N.`).
-const BLOCK_NAMES: &[(&str, &str)] = &[
+pub(crate) const BLOCK_NAMES: &[(&str, &str)] = &[
     ("attn_norm.weight", "input_layernorm.weight"),
     ("ffn_norm.weight", "post_attention_layernorm.weight"),
     ("attn_q.weight", "self_attn.q_proj.weight"),
@@ -144,14 +144,14 @@ const BLOCK_NAMES: &[(&str, &str)] = &[
 ];
 
 /// Stacked expert tensors and the HF projection each holds.
-const EXPERT_NAMES: &[(&str, &str)] = &[
+pub(crate) const EXPERT_NAMES: &[(&str, &str)] = &[
     ("ffn_gate_exps.weight", "gate_proj.weight"),
     ("ffn_up_exps.weight", "up_proj.weight"),
     ("ffn_down_exps.weight", "down_proj.weight"),
 ];
 
 /// Model-level tensors.
-const TOP_NAMES: &[(&str, &str)] = &[
+pub(crate) const TOP_NAMES: &[(&str, &str)] = &[
     ("token_embd.weight", "model.embed_tokens.weight"),
     ("output_norm.weight", "model.norm.weight"),
     ("output.weight", "lm_head.weight"),
@@ -341,7 +341,12 @@ impl HfView {
 /// `kv_b_proj` `[H·(nope+v), kv_lora]` from `k_b` `[H, kv_lora, nope]` (per head, W_UK
 /// transposed) and `v_b` `[H, v, kv_lora]`: per head, W_UKᵀ's transpose then W_UV. Same float
 /// type when both parts share one, else f32 (exact for every GGUF type).
-fn rebuild_kv_b(path: &Path, name: &str, k: &Weight, v: &Weight) -> Result<Weight, FormatError> {
+pub(crate) fn rebuild_kv_b(
+    path: &Path,
+    name: &str,
+    k: &Weight,
+    v: &Weight,
+) -> Result<Weight, FormatError> {
     let bad = |reason: String| FormatError::BadTensor {
         path: path.to_path_buf(),
         tensor: name.to_string(),

@@ -1,5 +1,6 @@
-//! A small GGUF writer (version 3, little-endian), for tests, fuzzing seeds and tiny fixtures.
-//! Real models come from llama.cpp's converter; this writes the same layout.
+//! A small GGUF writer (version 3, little-endian) that builds the file in memory, for tests,
+//! fuzzing seeds and tiny fixtures; the header code is shared with the streaming writer
+//! ([`GgufStreamWriter`](super::GgufStreamWriter)) that `jing quantize` uses for real models.
 
 use super::parse::{DEFAULT_ALIGNMENT, GGUF_MAGIC};
 use super::types::{GgmlType, GgufArray, GgufValue};
@@ -65,37 +66,71 @@ impl GgufWriter {
             .alignment
             .map_or(DEFAULT_ALIGNMENT, |a| a as u64)
             .max(1) as usize;
-        let mut out = Vec::new();
-        out.extend_from_slice(&GGUF_MAGIC.to_le_bytes());
-        out.extend_from_slice(&3u32.to_le_bytes());
-        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
-        for (k, v) in &self.metadata {
-            put_str(&mut out, k);
-            out.extend_from_slice(&type_id(v).to_le_bytes());
-            put_value(&mut out, v);
-        }
-        let mut offset = 0usize;
-        let mut offsets = Vec::new();
-        for (name, ty, ne, data) in &self.tensors {
-            put_str(&mut out, name);
-            out.extend_from_slice(&(ne.len() as u32).to_le_bytes());
-            for d in ne {
-                out.extend_from_slice(&d.to_le_bytes());
-            }
-            out.extend_from_slice(&ty.to_le_bytes());
-            out.extend_from_slice(&(offset as u64).to_le_bytes());
-            offsets.push(offset);
-            offset = (offset + data.len()).div_ceil(align) * align;
-        }
-        out.resize(out.len().div_ceil(align) * align, 0);
+        let infos: Vec<HeaderTensor<'_>> = self
+            .tensors
+            .iter()
+            .map(|(name, ty, ne, data)| HeaderTensor {
+                name,
+                type_id: *ty,
+                ne,
+                size: data.len() as u64,
+            })
+            .collect();
+        let (mut out, offsets) = header_bytes(&self.metadata, &infos, align as u64);
         let base = out.len();
         for ((_, _, _, data), off) in self.tensors.iter().zip(offsets) {
-            out.resize(base + off, 0);
+            out.resize(base + off as usize, 0);
             out.extend_from_slice(data);
         }
         out
     }
+}
+
+/// A tensor info as the header writes it.
+pub(super) struct HeaderTensor<'a> {
+    pub name: &'a str,
+    pub type_id: u32,
+    /// Dimensions, innermost first.
+    pub ne: &'a [u64],
+    /// Bytes of data (the next tensor starts at the next multiple of the alignment).
+    pub size: u64,
+}
+
+/// The header (magic, version 3, counts, metadata, tensor infos) padded to `align`, and each
+/// tensor's offset into the data section.
+pub(super) fn header_bytes(
+    metadata: &[(String, GgufValue)],
+    tensors: &[HeaderTensor<'_>],
+    align: u64,
+) -> (Vec<u8>, Vec<u64>) {
+    let mut out = Vec::new();
+    out.extend_from_slice(&GGUF_MAGIC.to_le_bytes());
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+    for (k, v) in metadata {
+        put_str(&mut out, k);
+        out.extend_from_slice(&type_id(v).to_le_bytes());
+        put_value(&mut out, v);
+    }
+    let mut offset = 0u64;
+    let mut offsets = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        put_str(&mut out, t.name);
+        out.extend_from_slice(&(t.ne.len() as u32).to_le_bytes());
+        for d in t.ne {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out.extend_from_slice(&t.type_id.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        offsets.push(offset);
+        offset = (offset + t.size).div_ceil(align) * align;
+    }
+    out.resize(
+        (out.len() as u64).div_ceil(align) as usize * align as usize,
+        0,
+    );
+    (out, offsets)
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
