@@ -3,6 +3,7 @@
 
 use jing_graph::{ExecError, GqaAttention, MlaAttention, MlaForm};
 
+use crate::attention_prefill::{mla_prefill, one_sequence_chunk};
 use crate::buffers::share;
 use crate::exec::{softmax, Ctx};
 
@@ -18,6 +19,12 @@ pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), E
     let cache = c.cache.read().unwrap_or_else(|e| e.into_inner());
     // SAFETY: this thread writes only the columns of its heads.
     let out = unsafe { c.vals.out_matrix(i, h_all * dv) };
+    if matches!(a.form, MlaForm::Absorbed | MlaForm::Auto) {
+        if let Some(p0) = one_sequence_chunk(c) {
+            // A prefill chunk: the same products as matmuls (see `attention_prefill`).
+            return Ok(mla_prefill(c, a, &cache, p0, h0..h1, q_nope, q_pe, &out)?);
+        }
+    }
     let w = &a.kv_b;
     let mut wrow = vec![0.0f32; kvl];
     let mut scores: Vec<f32> = Vec::new();

@@ -10,7 +10,7 @@ use jing_graph::{
 
 use crate::attention::{gqa_attention, mla_attention};
 use crate::buffers::{f32_to_id, id_to_f32, share, Values};
-use crate::kernels::{KernelTable, QuantX};
+use crate::kernels::{KernelTable, QuantX, DEQUANT_MIN_TOKENS};
 use crate::pool::{Barrier, Pool};
 
 /// The CPU backend: a persistent pool and the kernel table chosen for this CPU.
@@ -230,7 +230,7 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
                     break;
                 }
                 let cols = s..(s + chunk).min(n_out);
-                if w.dtype.is_quantized() {
+                if w.dtype.is_quantized() && m < DEQUANT_MIN_TOKENS {
                     let xq = xq.get_or_insert_with(|| QuantX::new(w.dtype, xv, m));
                     (c.k.matmul_q)(w, xq, cols, &y);
                 } else {

@@ -3,6 +3,7 @@
 //! ones.
 
 mod attention;
+mod attention_prefill;
 mod buffers;
 mod exec;
 pub mod kernels;

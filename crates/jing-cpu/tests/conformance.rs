@@ -1083,7 +1083,7 @@ fn mixed_batch(at: &[(usize, usize)], inputs: Vec<(&str, Vec<f32>)>) -> Batch {
 /// A cache of 2 layers of `width`-wide rows, 64 positions, with 3 slots allocated (the tests
 /// put their first two sequences in slots 2 and 0, so slot order and slot number differ).
 fn cache_with_slots(width: usize) -> KvCache {
-    let mut c = KvCache::new(2, width, 64);
+    let mut c = KvCache::new(2, width, 128);
     for _ in 0..3 {
         c.alloc_slot();
     }
@@ -1187,7 +1187,9 @@ fn mla_step(
 /// 128x128 blocks, partial both ways: 140 x 136), for two sequences in cache slots 2 and 0:
 /// an interleaved prefill (5 and 3 tokens, causal within the step), a decode step of both,
 /// then a decode of one at a later position; then a 33-token prefill of a third sequence in
-/// slot 1 (T = 33, contexts 1..=33). The written rows and the caches are exact.
+/// slot 1 (T = 33, contexts 1..=33) and its next chunk of 70 tokens (positions 33..103: the
+/// one-sequence prefill path with a nonzero start and two causal score blocks). The written
+/// rows and the caches are exact.
 ///
 /// Tolerance `RelMax(MLA_TOL)`: the CPU computes every intermediate (q_lat, the scores, the
 /// latent output, the value projection) as f32 sums of at most L = kv_lora + rope = 144 terms,
@@ -1222,13 +1224,20 @@ fn mla_attention_absorbed_and_expanded() {
     let decode = [(2, 5), (0, 3)];
     let later = [(2, 6)];
     let long: Vec<(usize, usize)> = (0..33).map(|p| (1, p)).collect();
+    let next_chunk: Vec<(usize, usize)> = (33..103).map(|p| (1, p)).collect();
     for fmt in ALL_FMTS {
         let kv_b = weight(&mut rng, "kv_b", fmt, &[m.h * (m.dn + m.dv), m.kvl]);
         for form in [MlaForm::Absorbed, MlaForm::Expanded, MlaForm::Auto] {
-            let steps: Vec<Step> = [&prefill[..], &decode[..], &later[..], &long[..]]
-                .iter()
-                .map(|at| mla_step(&mut rng, m, &kv_b, form, at))
-                .collect();
+            let steps: Vec<Step> = [
+                &prefill[..],
+                &decode[..],
+                &later[..],
+                &long[..],
+                &next_chunk[..],
+            ]
+            .iter()
+            .map(|at| mla_step(&mut rng, m, &kv_b, form, at))
+            .collect();
             conform(
                 &format!("mla {form:?} kv_b {fmt:?} {m:?}"),
                 &steps,

@@ -17,6 +17,7 @@
 //! Both keep the block-scale grouping of the generic version: each column block is accumulated
 //! on its own and multiplied by its scale before being added to the total.
 
+use super::dequant_panel::{matmul_dequant, Bf16Native};
 use super::generic;
 use super::layout::{
     block_width, check_matmul, check_row_axpy, dt, row_bytes, simd_code, simd_factor, RowScale,
@@ -149,16 +150,27 @@ pub(crate) unsafe fn matmul<I: Isa>(
     }
 }
 
-/// A matmul of a GGUF block weight through `matmul_q`: `x` quantized once for the call.
-pub(crate) fn matmul_quantized(
+/// A matmul of a GGUF block weight: from [`DEQUANT_MIN_TOKENS`](super::DEQUANT_MIN_TOKENS)
+/// tokens the float tiles over dequantized chunks ([`matmul_dequant`]), below it `matmul_q`
+/// with `x` quantized once for the call. `native` is the AVX512-BF16 tile, where the CPU has it.
+///
+/// # Safety
+/// The CPU has `I`'s features (and `native`'s), and the [`MatmulFn`](super::MatmulFn)
+/// contract on `y` holds.
+pub(crate) unsafe fn matmul_quantized<I: Isa>(
     w: &Weight,
     x: &[f32],
     m: usize,
     rows: Range<usize>,
     y: &OutMatrix,
     matmul_q: super::MatmulQFn,
+    native: Option<Bf16Native>,
 ) {
     check_matmul(w, x, m, &rows, y);
+    if m >= super::DEQUANT_MIN_TOKENS {
+        // SAFETY: forwarded from the caller; `check_matmul` checked the shapes.
+        return unsafe { matmul_dequant::<I>(w, x, m, rows, y, native) };
+    }
     matmul_q(w, &super::QuantX::new(w.dtype, x, m), rows, y)
 }
 

@@ -130,6 +130,12 @@ impl<'a> RowScale<'a> {
         RowScale { bytes, factor }
     }
 
+    /// No block scales: every column block is multiplied by `factor`.
+    #[inline]
+    pub(crate) fn unscaled(factor: f32) -> RowScale<'a> {
+        RowScale { bytes: &[], factor }
+    }
+
     /// Multiplier of column block `cb`.
     #[inline(always)]
     pub(crate) fn get(&self, cb: usize) -> f32 {

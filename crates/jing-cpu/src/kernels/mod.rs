@@ -10,6 +10,8 @@
 
 // Only the SIMD tables use the driver and parts of the layout helpers.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod dequant_panel;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod driver;
 mod generic;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -25,4 +27,4 @@ mod x86_64;
 pub use generic::row_axpy;
 pub use out::OutMatrix;
 pub use qact::QuantX;
-pub use table::{AxpyFn, DotFn, KernelTable, MatmulFn, MatmulQFn, RowAxpyFn};
+pub use table::{AxpyFn, DotFn, KernelTable, MatmulFn, MatmulQFn, RowAxpyFn, DEQUANT_MIN_TOKENS};

@@ -27,6 +27,10 @@ pub struct QuantX {
     pub(crate) d: Vec<f32>,
     /// `[m, K / 16]` sums of 16 consecutive codes.
     pub(crate) sums: Vec<i16>,
+    /// For `Q4_K`/`Q5_K` weights (else empty): `qs` with each run of 128 codes reordered as
+    /// `[0..32, 64..96, 32..64, 96..128]`, the order of the low nibbles and then the high
+    /// nibbles of 64 consecutive code bytes, so that a 512-bit kernel loads them directly.
+    pub(crate) qs_k4: Vec<i8>,
 }
 
 /// One token row of a [`QuantX`].
@@ -35,6 +39,8 @@ pub(crate) struct XRow<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub sums: &'a [i16],
+    /// `QuantX::qs_k4` of this token (empty unless the weights are `Q4_K`/`Q5_K`).
+    pub qs_k4: &'a [i8],
 }
 
 /// Activation block size for weights of `dtype` (a GGUF block type).
@@ -79,6 +85,15 @@ impl QuantX {
         for (s, q) in self.sums.iter_mut().zip(self.qs.chunks_exact(16)) {
             *s = q.iter().map(|&v| v as i16).sum();
         }
+        self.qs_k4.clear();
+        if matches!(dtype, DType::Q4K | DType::Q5K) {
+            self.qs_k4.reserve(m * k);
+            for c in self.qs.chunks_exact(128) {
+                for at in [0, 64, 32, 96] {
+                    self.qs_k4.extend_from_slice(&c[at..at + 32]);
+                }
+            }
+        }
     }
 
     /// Token `i`.
@@ -89,6 +104,11 @@ impl QuantX {
             qs: &self.qs[i * k..(i + 1) * k],
             d: &self.d[i * nb..(i + 1) * nb],
             sums: &self.sums[i * k / 16..(i + 1) * k / 16],
+            qs_k4: if self.qs_k4.is_empty() {
+                &[]
+            } else {
+                &self.qs_k4[i * k..(i + 1) * k]
+            },
         }
     }
 
@@ -117,8 +137,13 @@ fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
         return if amax == 0.0 { 0.0 } else { f32::NAN };
     }
     let id = 127.0 / amax;
+    // round_ties_even(r) for |r| < 2^22 as `(r + 1.5·2^23) - 1.5·2^23`: the sum lies where the
+    // f32 spacing is 1, so the default rounding (to nearest, ties to even) does it, exactly.
+    // Without SSE4.1 in the baseline target `round_ties_even` is a call to `rintf` per
+    // element; this form vectorizes (and gives the same codes).
+    const MAGIC: f32 = 12_582_912.0;
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = (v * id).round_ties_even().clamp(-127.0, 127.0) as i8;
+        *q = ((v * id + MAGIC) - MAGIC).clamp(-127.0, 127.0) as i8;
     }
     amax / 127.0
 }
@@ -145,6 +170,13 @@ mod tests {
             assert_eq!(r.sums[0], r.qs[..16].iter().map(|&v| v as i16).sum::<i16>());
         }
         let z = QuantX::new(DType::Q4K, &[0.0; 256], 1);
+        // The rounding is round_ties_even, halves included.
+        let mut hx: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) + 0.5).collect();
+        hx[0] = -127.0; // amax 127: id = 1, codes round_ties_even(x)
+        let q = QuantX::new(DType::Q8_0, &hx, 1);
+        for (j, &v) in hx.iter().enumerate() {
+            assert_eq!(q.row(0).qs[j] as f32, v.round_ties_even(), "{v}");
+        }
         assert_eq!((z.row(0).d[0], z.row(0).qs[5]), (0.0, 0));
     }
 }

@@ -22,6 +22,15 @@ pub type MatmulFn = fn(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &
 /// for another block size or K.
 pub type MatmulQFn = fn(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix);
 
+/// From this many tokens, a [`MatmulFn`] with a GGUF block weight multiplies the dequantized
+/// weights, rounded to bf16, with the activations rounded to bf16 (see `dequant_panel`: the
+/// weights are decoded once per chunk and shared by all tokens, as prefill wants); below it,
+/// the activations are quantized to 8 bits and the integer [`MatmulQFn`] runs (decode and
+/// small batches: one pass over the weights, no scratch). Every table, the generic one
+/// included, switches at the same `m`, so they compute the same thing. 16 (four 4-token tiles
+/// per decoded chunk) is a first choice, not tuned per type or machine.
+pub const DEQUANT_MIN_TOKENS: usize = 16;
+
 /// `Σ a[k] · b[k]` (panics if the lengths differ).
 pub type DotFn = fn(a: &[f32], b: &[f32]) -> f32;
 

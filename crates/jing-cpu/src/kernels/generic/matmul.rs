@@ -1,5 +1,6 @@
 //! `y[i, n] = Σ_k x[i, k] · W[n, k]` for stored weights, plain.
 
+use super::super::dequant_panel::bf16_round;
 use super::super::layout::{block_width, check_matmul, RowScale};
 use super::super::{OutMatrix, QuantX};
 use super::values::row_values;
@@ -17,12 +18,17 @@ use std::ops::Range;
 /// the elements `(i, n)`, `n ∈ rows`, of `y` during the call. Meant for float weights
 /// (`debug_assert`ed); integer weights are converted like [`Weight::row_to_f32`] does.
 ///
-/// A GGUF block weight goes to [`matmul_q`](super::matmul_q) after quantizing `x`
-/// ([`QuantX`]): the result is `x̂ · Wᵀ` with `x̂` the quantized activations.
+/// A GGUF block weight with fewer than [`DEQUANT_MIN_TOKENS`](crate::kernels::DEQUANT_MIN_TOKENS)
+/// tokens goes to [`matmul_q`](super::matmul_q) after quantizing `x` ([`QuantX`]): the result
+/// is `x̂ · Wᵀ` with `x̂` the quantized activations. With more, it is the float product of the
+/// dequantized weights, like any other stored weight.
 pub fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
     if w.dtype.is_quantized() {
         check_matmul(w, x, m, &rows, y);
-        return super::matmul_q(w, &QuantX::new(w.dtype, x, m), rows, y);
+        if m < crate::kernels::DEQUANT_MIN_TOKENS {
+            return super::matmul_q(w, &QuantX::new(w.dtype, x, m), rows, y);
+        }
+        return matmul_dequant_bf16(w, x, m, rows, y);
     }
     let k = check_matmul(w, x, m, &rows, y);
     let width = block_width(w).unwrap_or(k).max(1);
@@ -40,6 +46,30 @@ pub fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix
                 }
                 total += acc * scale.get(cb);
             }
+            // SAFETY: the caller owns columns `rows` of `y` for this call (MatmulFn contract)
+            // and `check_matmul` checked that they lie within the leading dimension.
+            unsafe { y.write(i, n, total) };
+        }
+    }
+}
+
+/// The many-token product with a GGUF block weight (see
+/// [`dequant_panel`](crate::kernels::dequant_panel)): `y[i, n] = Σ_k bf16(x[i, k]) ·
+/// bf16(ŵ[n, k])` in f32, `ŵ` the dequantized weight, summed in column order.
+fn matmul_dequant_bf16(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
+    let k = w.cols();
+    let xr: Vec<f32> = x.iter().map(|&v| bf16_round(v)).collect(); // [m, K]
+    let mut wrow = vec![0.0f32; k]; // [K] bf16(ŵ[n, :])
+    for n in rows {
+        row_values(w, n, 0, &mut wrow);
+        for v in wrow.iter_mut() {
+            *v = bf16_round(*v);
+        }
+        for i in 0..m {
+            let total: f32 = xr[i * k..(i + 1) * k]
+                .iter()
+                .zip(&wrow)
+                .fold(0.0f32, |acc, (a, b)| acc + a * b);
             // SAFETY: the caller owns columns `rows` of `y` for this call (MatmulFn contract)
             // and `check_matmul` checked that they lie within the leading dimension.
             unsafe { y.write(i, n, total) };

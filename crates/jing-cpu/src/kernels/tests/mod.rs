@@ -2,6 +2,7 @@
 //! `Weight::row_to_f32`, and every SIMD table against `generic`.
 
 mod bandwidth;
+mod dequant_panel;
 mod fp8;
 mod matmul;
 mod quant;

@@ -11,7 +11,7 @@
 //! kept finite) and the output of jing's quantizer; rows go in two uneven calls with a padded
 //! output, as two pool threads would; `m` covers single tokens, whole 4-token tiles and
 //! partial ones, and `nb` block counts below, at and around the 8-block groups of the 32-element
-//! kernels.
+//! kernels and the 4-block groups of the AVX-512 K-quant kernels.
 
 use super::util::{XorShift, U};
 use crate::kernels::{generic, KernelTable, OutMatrix, QuantX};
@@ -149,11 +149,14 @@ fn check(w: &Weight, xf: &[f32], m: usize, exact: bool, what: &str) {
 
 const MS: [usize; 5] = [1, 2, 4, 5, 9];
 
+/// Block counts per row: for the 32-element types every group tail (`nb % 8`: 1, 4 as in
+/// `attn_k_b` rows of 128, 7, and 44 blocks as in the rows of 1408 of V2-Lite's experts); for
+/// the K-quants every tail of the 4-block groups of the AVX-512 kernels (`nb % 4`: 1, 2, 3).
 fn block_counts(d: DType) -> &'static [usize] {
     if d.block_size() == 32 {
-        &[1, 7, 8, 9, 16, 25]
+        &[1, 4, 7, 8, 9, 16, 25, 44]
     } else {
-        &[1, 3, 8, 9, 17]
+        &[1, 2, 3, 6, 8, 9, 17]
     }
 }
 

@@ -26,13 +26,11 @@
 
 /// Stamps out the quantized matmul for one ISA (see the module docs). The invoking module
 /// provides `dot_u8_i8`, `dot_u8_i8_scaled` and `dot_i8_i8` compiled with the features `$feat`,
-/// and the `Q4_K`/`Q5_K` kernels `dot_q4_k`, `dot_q5_k` (from the 256-bit `dot_k4` here, or
-/// its own).
+/// and the `Q4_K`/`Q5_K`/`Q6_K` kernels `dot_q4_k`, `dot_q5_k`, `dot_q6_k` (from the 256-bit
+/// `dot_k4` and `dot_q6_k_ymm` here, or its own).
 macro_rules! quant_kernels {
     ($feat:literal) => {
-        use crate::kernels::generic::quant::{
-            self as gq, f32_at, k_term, k_term_sym, u32_at,
-        };
+        use crate::kernels::generic::quant::{f32_at, k_term, k_term_sym, u32_at};
         use crate::kernels::layout::check_matmul_q;
         use crate::kernels::qact::{QuantX, XRow};
         use crate::kernels::OutMatrix;
@@ -58,10 +56,13 @@ macro_rules! quant_kernels {
         /// shapes are checked.
         #[target_feature(enable = $feat)]
         unsafe fn run(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
+            // The row slices from the data once (`row_data` per row costs a call into the
+            // byte owner).
+            let (data, rb) = (w.data.as_slice(), w.row_bytes());
             macro_rules! drive {
                 ($dot:ident) => {
                     for n in rows.clone() {
-                        let wr = w.row_data(n);
+                        let wr = &data[n * rb..(n + 1) * rb];
                         let mut t0 = 0;
                         while t0 < x.m {
                             let count = TILE.min(x.m - t0);
@@ -264,26 +265,24 @@ macro_rules! quant_kernels {
         #[inline]
         #[target_feature(enable = $feat)]
         fn f16x8(w: &[u8], at: usize, stride: usize) -> __m256 {
-            let h: [u16; 8] =
-                std::array::from_fn(|i| u16::from_le_bytes([w[at + i * stride], w[at + i * stride + 1]]));
+            // A loop, not `array::from_fn`: its closure would not inline into this
+            // target-feature function (a call per group, with the vectors spilled around it).
+            let mut h = [0u16; 8];
+            for (i, v) in h.iter_mut().enumerate() {
+                *v = u16::from_le_bytes([w[at + i * stride], w[at + i * stride + 1]]);
+            }
             // SAFETY: `h` is 8 u16 (16 bytes); the load is unaligned.
             _mm256_cvtph_ps(unsafe { _mm_loadu_si128(h.as_ptr().cast()) })
-        }
-
-        /// The activations of the rest of a row from 32-element block `b` on.
-        #[inline(always)]
-        fn tail32<'a>(x: &XRow<'a>, b: usize) -> XRow<'a> {
-            XRow { qs: &x.qs[32 * b..], d: &x.d[b..], sums: &x.sums[2 * b..] }
         }
 
         // ---- 32-element block types ------------------------------------------------------
 
         /// The skeleton of the 32-element types: groups of 8 blocks unpacked by `$unpack`
         /// (`(block bytes) -> u8 or i8 codes`), dotted with `$dot`, corrected by `$fix`
-        /// (`(isum, S) -> isum`), scaled by `$scale` (`(d·dx, isum, S, m·dx, acc) -> acc`),
-        /// with the leftover blocks from the generic kernel.
+        /// (`(isum, S) -> isum`), with the block min's f16 at `$min_at` (if any); the
+        /// leftover blocks as one zero-padded group.
         macro_rules! dot32 {
-            ($name:ident, $bb:expr, $dot:ident, $unpack:expr, $fix:expr, $min_at:expr, $generic:path) => {
+            ($name:ident, $bb:expr, $dot:ident, $unpack:expr, $fix:expr, $min_at:expr) => {
                 #[target_feature(enable = $feat)]
                 fn $name<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
                     const BB: usize = $bb;
@@ -310,20 +309,71 @@ macro_rules! quant_kernels {
                             let s = block_sums8(&x[t], g);
                             let isum: __m256i = $fix(reduce8(&p[t]), s);
                             let dx = ld_f32x8(&x[t].d[8 * g..]);
-                            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[t]);
+                            acc[t] = _mm256_fmadd_ps(
+                                _mm256_mul_ps(dw, dx),
+                                _mm256_cvtepi32_ps(isum),
+                                acc[t],
+                            );
                             if let Some(mw) = mw {
-                                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(mw, dx), _mm256_cvtepi32_ps(s), acc[t]);
+                                acc[t] = _mm256_fmadd_ps(
+                                    _mm256_mul_ps(mw, dx),
+                                    _mm256_cvtepi32_ps(s),
+                                    acc[t],
+                                );
+                            }
+                        }
+                    }
+                    // The last `nb % 8` blocks: the same steps on a group padded with zero
+                    // blocks (zero scales and activation scales, so their terms are +0).
+                    // Rows of only a few blocks (`attn_k_b`, K = 128) and the tails of expert
+                    // rows (K = 1408: 44 blocks) make this worth the SIMD path.
+                    let rem = nb - 8 * groups;
+                    if rem > 0 {
+                        let wg = &w[8 * BB * groups..];
+                        let mut p = [[_mm256_setzero_si256(); 8]; T];
+                        let (mut dh, mut mh) = ([0u16; 8], [0u16; 8]);
+                        for j in 0..rem {
+                            let blk = &wg[BB * j..BB * (j + 1)];
+                            let u: __m256i = $unpack(blk);
+                            for t in 0..T {
+                                let xq = ldx(&x[t].qs[256 * groups + 32 * j..]);
+                                p[t][j] = $dot(_mm256_setzero_si256(), u, xq);
+                            }
+                            dh[j] = u16::from_le_bytes([blk[0], blk[1]]);
+                            if let Some(at) = $min_at {
+                                mh[j] = u16::from_le_bytes([blk[at], blk[at + 1]]);
+                            }
+                        }
+                        // SAFETY: (both) `dh`, `mh` are 8 u16 (16 bytes); the loads are
+                        // unaligned.
+                        let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(dh.as_ptr().cast()) });
+                        let mw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(mh.as_ptr().cast()) });
+                        for t in 0..T {
+                            let mut sp = [0i16; 16];
+                            sp[..2 * rem]
+                                .copy_from_slice(&x[t].sums[16 * groups..16 * groups + 2 * rem]);
+                            let mut dp = [0.0f32; 8];
+                            dp[..rem].copy_from_slice(&x[t].d[8 * groups..8 * groups + rem]);
+                            let s = _mm256_madd_epi16(ld_i16x16(&sp), _mm256_set1_epi16(1));
+                            let isum: __m256i = $fix(reduce8(&p[t]), s);
+                            let dx = ld_f32x8(&dp);
+                            acc[t] = _mm256_fmadd_ps(
+                                _mm256_mul_ps(dw, dx),
+                                _mm256_cvtepi32_ps(isum),
+                                acc[t],
+                            );
+                            if $min_at.is_some() {
+                                acc[t] = _mm256_fmadd_ps(
+                                    _mm256_mul_ps(mw, dx),
+                                    _mm256_cvtepi32_ps(s),
+                                    acc[t],
+                                );
                             }
                         }
                     }
                     let mut out = [0.0f32; T];
                     for t in 0..T {
-                        let tail = if groups * 8 < nb {
-                            $generic(&w[8 * BB * groups..], tail32(&x[t], 8 * groups))
-                        } else {
-                            0.0
-                        };
-                        out[t] = hsum_ps(acc[t]) + tail;
+                        out[t] = hsum_ps(acc[t]);
                     }
                     out
                 }
@@ -381,11 +431,11 @@ macro_rules! quant_kernels {
             _mm256_sub_epi32(i, _mm256_slli_epi32::<4>(s))
         }
 
-        dot32!(dot_q4_0, 18, dot_u8_i8, unpack_q4_0, fix8, None::<usize>, gq::dot_q4_0);
-        dot32!(dot_q4_1, 20, dot_u8_i8, unpack_q4_1, no_fix, Some(2usize), gq::dot_q4_1);
-        dot32!(dot_q5_0, 22, dot_u8_i8, unpack_q5_0, fix16, None::<usize>, gq::dot_q5_0);
-        dot32!(dot_q5_1, 24, dot_u8_i8, unpack_q5_1, no_fix, Some(2usize), gq::dot_q5_1);
-        dot32!(dot_q8_0, 34, dot_i8_i8, unpack_q8_0, no_fix, None::<usize>, gq::dot_q8_0);
+        dot32!(dot_q4_0, 18, dot_u8_i8, unpack_q4_0, fix8, None::<usize>);
+        dot32!(dot_q4_1, 20, dot_u8_i8, unpack_q4_1, no_fix, Some(2usize));
+        dot32!(dot_q5_0, 22, dot_u8_i8, unpack_q5_0, fix16, None::<usize>);
+        dot32!(dot_q5_1, 24, dot_u8_i8, unpack_q5_1, no_fix, Some(2usize));
+        dot32!(dot_q8_0, 34, dot_i8_i8, unpack_q8_0, no_fix, None::<usize>);
 
         // ---- K-quants -----------------------------------------------------------------------
 
@@ -393,7 +443,10 @@ macro_rules! quant_kernels {
         #[inline]
         #[target_feature(enable = $feat)]
         fn two_bits(q: __m256i, shift: i32) -> __m256i {
-            _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(3))
+            _mm256_and_si256(
+                _mm256_srl_epi16(q, _mm_cvtsi32_si128(shift)),
+                _mm256_set1_epi8(3),
+            )
         }
 
         /// i16 lanes `[v_j × 8 | v_j+1 × 8]` for an even `j` from 16 i16 `v` (sub-blocks `j`
@@ -473,7 +526,10 @@ macro_rules! quant_kernels {
                             _mm256_srl_epi16(hm, _mm_cvtsi32_si128((4 * h + s) as i32)),
                             _mm256_set1_epi8(1),
                         );
-                        let u = _mm256_or_si256(two_bits(q, 2 * s as i32), _mm256_slli_epi16::<2>(high));
+                        let u = _mm256_or_si256(
+                            two_bits(q, 2 * s as i32),
+                            _mm256_slli_epi16::<2>(high),
+                        );
                         let scv = pair16(&sc, 8 * h + 2 * s);
                         for t in 0..T {
                             let xq = ldx(&x[t].qs[256 * b + 128 * h + 32 * s..]);
@@ -505,7 +561,11 @@ macro_rules! quant_kernels {
             for (b, blk) in w.chunks_exact(BB).enumerate() {
                 let sm = k4_scales_mins(blk);
                 let scales = _mm256_permute2x128_si256::<0x00>(sm, sm);
-                let qh = if QH > 0 { ld32(&blk[QH..]) } else { _mm256_setzero_si256() };
+                let qh = if QH > 0 {
+                    ld32(&blk[QH..])
+                } else {
+                    _mm256_setzero_si256()
+                };
                 let mut acc = [_mm256_setzero_si256(); T];
                 for p in 0..4 {
                     let q = ld32(&blk[QS + 32 * p..]);
@@ -514,8 +574,14 @@ macro_rules! quant_kernels {
                     if QH > 0 {
                         // Bit j of qh[l] is the fifth bit of element 32j + l.
                         let one = _mm256_set1_epi8(1);
-                        let h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * p as i32)), one);
-                        let h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * p as i32 + 1)), one);
+                        let h0 = _mm256_and_si256(
+                            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * p as i32)),
+                            one,
+                        );
+                        let h1 = _mm256_and_si256(
+                            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * p as i32 + 1)),
+                            one,
+                        );
                         lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(h0));
                         hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(h1));
                     }
@@ -544,7 +610,12 @@ macro_rules! quant_kernels {
             let mn_lo = a[1] & k6;
             let sc_hi = (a[2] & k4) | (((a[0] >> 6) & k2) << 4);
             let mn_hi = ((a[2] >> 4) & k4) | (((a[1] >> 6) & k2) << 4);
-            _mm256_cvtepu8_epi16(_mm_set_epi32(mn_hi as i32, mn_lo as i32, sc_hi as i32, sc_lo as i32))
+            _mm256_cvtepu8_epi16(_mm_set_epi32(
+                mn_hi as i32,
+                mn_lo as i32,
+                sc_hi as i32,
+                sc_lo as i32,
+            ))
         }
 
         /// The float term of `Q4_K`/`Q5_K` block `b` for one token, given its exact
@@ -554,13 +625,19 @@ macro_rules! quant_kernels {
         fn k4_term(blk: &[u8], sm: __m256i, x: &XRow<'_>, b: usize, i: i32) -> f32 {
             // M = Σ_j m_j · (S_2j + S_2j+1): the sums of 32 fit i16.
             let s16 = ld_i16x16(&x.sums[16 * b..]);
-            let s32 = _mm_hadd_epi16(_mm256_castsi256_si128(s16), _mm256_extracti128_si256::<1>(s16));
+            let s32 = _mm_hadd_epi16(
+                _mm256_castsi256_si128(s16),
+                _mm256_extracti128_si256::<1>(s16),
+            );
             let m = hsum_i32x4(_mm_madd_epi16(_mm256_extracti128_si256::<1>(sm), s32));
             k_term(x.d[b], f16_at(blk, 0), i, f16_at(blk, 2), m)
         }
 
+        /// `Q6_K` on 256-bit vectors.
+        #[inline]
         #[target_feature(enable = $feat)]
-        fn dot_q6_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+        #[allow(dead_code, reason = "an ISA may bring its own Q6_K kernel")]
+        fn dot_q6_k_ymm<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
             let mut out = [0.0f32; T];
             let nib = _mm256_set1_epi8(0x0f);
             let three = _mm256_set1_epi8(3);
@@ -580,15 +657,24 @@ macro_rules! quant_kernels {
                         ),
                         _mm256_or_si256(
                             _mm256_and_si256(ql1, nib),
-                            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(qh), three)),
+                            _mm256_slli_epi16::<4>(_mm256_and_si256(
+                                _mm256_srli_epi16::<2>(qh),
+                                three,
+                            )),
                         ),
                         _mm256_or_si256(
                             _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), nib),
-                            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(qh), three)),
+                            _mm256_slli_epi16::<4>(_mm256_and_si256(
+                                _mm256_srli_epi16::<4>(qh),
+                                three,
+                            )),
                         ),
                         _mm256_or_si256(
                             _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), nib),
-                            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(qh), three)),
+                            _mm256_slli_epi16::<4>(_mm256_and_si256(
+                                _mm256_srli_epi16::<6>(qh),
+                                three,
+                            )),
                         ),
                     ];
                     for (s, &u) in u.iter().enumerate() {

@@ -46,7 +46,11 @@ pub(crate) fn table() -> Option<KernelTable> {
 
 fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
     if w.dtype.is_quantized() {
-        return driver::matmul_quantized(w, x, m, rows, y, quant::matmul_q);
+        // SAFETY: only reachable through `table()`, which checked the CPU features; the
+        // contract on `y` is the caller's (MatmulFn).
+        return unsafe {
+            driver::matmul_quantized::<Avx2>(w, x, m, rows, y, quant::matmul_q, None)
+        };
     }
     // SAFETY: only reachable through `table()`, which checked the CPU features; the contract on
     // `y` is the caller's (MatmulFn).

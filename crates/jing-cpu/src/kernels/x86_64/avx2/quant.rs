@@ -36,3 +36,8 @@ fn dot_q4_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
 fn dot_q5_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_k4::<T, 176, 48, 16>(w, x)
 }
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q6_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_q6_k_ymm::<T>(w, x)
+}

@@ -11,11 +11,13 @@
     reason = "register tiles index several arrays by the same row and token"
 )]
 
+pub(crate) mod bf16_tile;
 mod load;
 mod matmul;
 pub(crate) mod quant;
 mod vector;
 
+use super::super::dequant_panel::Bf16Native;
 use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
 use super::super::layout::{dt, fp8_prepare_x, RowScale};
 use super::super::{KernelTable, OutMatrix};
@@ -59,7 +61,14 @@ fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
         } else {
             super::avx2::quant::matmul_q
         };
-        return driver::matmul_quantized(w, x, m, rows, y, q);
+        // SAFETY: only reachable through `table()`, which checked the CPU features; the
+        // contract on `y` is the caller's (MatmulFn).
+        let native = bf16_tile::available().then_some(Bf16Native {
+            tile: bf16_tile::tile,
+            convert: bf16_tile::convert,
+            dequant: bf16_tile::dequant,
+        });
+        return unsafe { driver::matmul_quantized::<Avx512>(w, x, m, rows, y, q, native) };
     }
     // SAFETY: only reachable through `table()`, which checked the CPU features; the contract on
     // `y` is the caller's (MatmulFn).

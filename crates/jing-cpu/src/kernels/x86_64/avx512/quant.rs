@@ -1,6 +1,14 @@
 //! The GGUF block-type matmul with AVX-512 VNNI on 256-bit vectors (see `x86_64::quant`):
 //! `vpdpbusd` (u8 x i8, four products into i32) and `vpdpwssd` (i16 pairs into i32). A CPU with
 //! AVX-512 but without VNNI uses the AVX2 version instead.
+//!
+//! `Q4_K`, `Q5_K` and `Q6_K` (most of the bytes of a `Q4_K_M` file) run on 512-bit vectors
+//! here, in groups of [`G`] blocks: each block's exact integers stay in a vector of i32 lanes,
+//! the group's vectors are reduced together ([`reduce4`]), the group's float terms are the
+//! generic ones computed four at a time (the same f32 operations, no fused multiply-add), and
+//! they are added to the row's sum one by one in block order. So the result is still the
+//! generic kernel's bit for bit, while the per-block horizontal sums and scalar float steps
+//! (which made these kernels compute-bound below DRAM speed) are gone.
 
 use std::arch::x86_64::*;
 
@@ -28,6 +36,9 @@ fn dot_i8_i8(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
 
 quant_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
 
+/// Blocks per group (see the module docs).
+const G: usize = 4;
+
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn dot_q4_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_k4_zmm::<T, 144, 16, 0>(w, x)
@@ -38,26 +49,41 @@ fn dot_q5_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_k4_zmm::<T, 176, 48, 16>(w, x)
 }
 
-/// `SHUF4[h][k]` (`k`: 0 for the low nibbles, 1 for the high ones): for the 64 code bytes
-/// `64h..64h + 64` of a block, whose low nibbles are sub-blocks `4h` (first 32) and `4h + 2`
-/// (last 32) and high nibbles `4h + 1` and `4h + 3`, picks i16 scale `j` of each 128-bit lane
-/// of a vector holding the 8 scales in every lane: sub-block `4h + k` in lanes 0-1, `4h + k + 2`
-/// in lanes 2-3.
-static SHUF4: [[[u8; 64]; 2]; 2] = {
-    let mut t = [[[0u8; 64]; 2]; 2];
-    let mut h = 0;
-    while h < 2 {
-        let mut k = 0;
-        while k < 2 {
-            let mut i = 0;
-            while i < 64 {
-                let j = 4 * h + k + if i < 32 { 0 } else { 2 };
-                t[h][k][i] = (2 * j + i % 2) as u8;
-                i += 1;
-            }
-            k += 1;
+/// `SHUF_K4[h][k]` (`k`: 0 for the low nibbles, 1 for the high ones): for the 64 code bytes
+/// `64h..64h + 64` of a `Q4_K`/`Q5_K` block, whose low nibbles are sub-blocks `4h` (first 32)
+/// and `4h + 2` (last 32) and high nibbles `4h + 1` and `4h + 3`, picks i16 scale `j` of each
+/// 128-bit lane of a vector holding the 8 scales in every lane: sub-block `4h + k` in lanes
+/// 0-1, `4h + k + 2` in lanes 2-3.
+static SHUF_K4: [[u8; 64]; 4] = {
+    let mut t = [[0u8; 64]; 4];
+    let mut g = 0;
+    while g < 4 {
+        let (h, k) = (g / 2, g % 2);
+        let mut i = 0;
+        while i < 64 {
+            let j = 4 * h + k + if i < 32 { 0 } else { 2 };
+            t[g][i] = (2 * j + i % 2) as u8;
+            i += 1;
         }
-        h += 1;
+        g += 1;
+    }
+    t
+};
+
+/// `IDX_Q6[g]` (`g = 2h + k`), i16 indices as little-endian bytes: lane `i` takes scale
+/// `4g + i / 8` of a `Q6_K` block's 16, so each 128-bit lane (16 codes, one sub-block) gets
+/// its sub-block's scale: sub-blocks `8h + 4k .. 8h + 4k + 4`, the 64 codes of `ua` (`k = 0`)
+/// or `ub` (`k = 1`) of half `h`.
+static IDX_Q6: [[u8; 64]; 4] = {
+    let mut t = [[0u8; 64]; 4];
+    let mut g = 0;
+    while g < 4 {
+        let mut i = 0;
+        while i < 32 {
+            t[g][2 * i] = (4 * g + i / 8) as u8;
+            i += 1;
+        }
+        g += 1;
     }
     t
 };
@@ -71,30 +97,221 @@ fn ld64(b: &[u8]) -> __m512i {
     unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
 }
 
-/// Activation codes `at..at + 32` and `at + 64..at + 96` of `q` as one vector.
+/// 64 activation codes from the start of `q` (bounds-checked).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn ldx_split(q: &[i8], at: usize) -> __m512i {
-    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(ldx(&q[at..])), ldx(&q[at + 64..]))
+fn ldx64(q: &[i8]) -> __m512i {
+    let q = &q[..64];
+    // SAFETY: `q` has 64 bytes; the load is unaligned.
+    unsafe { _mm512_loadu_si512(q.as_ptr().cast()) }
 }
 
-/// The integer part of `Q4_K`/`Q5_K` block `b` on 512-bit vectors, 64 code bytes (4
-/// sub-blocks) per step: per token, i32 lanes summing to `I = Σ_j sc_j Σ u·q` (the same
-/// integers as `dot_k4`); and the block's scales and mins (`k4_scales_mins`).
+/// The four 64-byte tables of `t` as vectors.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn k4_block_zmm<const T: usize, const QS: usize, const QH: usize>(
-    blk: &[u8],
+fn tables(t: &[[u8; 64]; 4]) -> [__m512i; 4] {
+    // No `array::from_fn` in these kernels: its closure is not inlined into a function with
+    // other target features, and the call spills every vector.
+    [ld64(&t[0]), ld64(&t[1]), ld64(&t[2]), ld64(&t[3])]
+}
+
+/// Block `b` of a row of `BB`-byte blocks.
+#[inline(always)]
+fn block<const BB: usize>(w: &[u8], b: usize) -> &[u8; BB] {
+    // The fixed length lets the compiler drop the bounds checks of the constant offsets.
+    w[BB * b..BB * (b + 1)].try_into().expect("BB bytes")
+}
+
+/// Lane `j`: the sum of the 16 i32 lanes of `a[j]` (exact: the callers' sums fit i32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn reduce4(a: &[__m512i; G]) -> __m128i {
+    // Per 128-bit lane: [a0 + a2, b0 + b2, a1 + a3, b1 + b3] of a[0], a[1] (and a[2], a[3]).
+    let t0 = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(a[0], a[1]),
+        _mm512_unpackhi_epi32(a[0], a[1]),
+    );
+    let t1 = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(a[2], a[3]),
+        _mm512_unpackhi_epi32(a[2], a[3]),
+    );
+    // Per 128-bit lane: that lane's sum of a[0], a[1], a[2], a[3].
+    let u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+    let y = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64::<1>(u));
+    _mm_add_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256::<1>(y))
+}
+
+/// Lane `j`: the sum of the 4 i32 lanes of `a[j]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn reduce4x(a: &[__m128i; G]) -> __m128i {
+    let t0 = _mm_add_epi32(
+        _mm_unpacklo_epi32(a[0], a[1]),
+        _mm_unpackhi_epi32(a[0], a[1]),
+    );
+    let t1 = _mm_add_epi32(
+        _mm_unpacklo_epi32(a[2], a[3]),
+        _mm_unpackhi_epi32(a[2], a[3]),
+    );
+    _mm_add_epi32(_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1))
+}
+
+/// The activation scales of blocks `b0..b0 + N`, zero-padded to `G` lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dx4<const N: usize>(x: &XRow<'_>, b0: usize) -> __m128 {
+    let mut d = [0.0f32; G];
+    d[..N].copy_from_slice(&x.d[b0..b0 + N]);
+    // SAFETY: `d` is 4 f32; the load is unaligned.
+    unsafe { _mm_loadu_ps(d.as_ptr()) }
+}
+
+/// `acc += terms[j]` for `j` in `0..N`, in that order (the generic summation order).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn add_terms<const N: usize>(acc: &mut f32, terms: __m128) {
+    let mut a = [0.0f32; G];
+    // SAFETY: `a` is 4 f32; the store is unaligned.
+    unsafe { _mm_storeu_ps(a.as_mut_ptr(), terms) };
+    for v in &a[..N] {
+        *acc += v;
+    }
+}
+
+/// How far ahead of the group being computed its weight bytes are prefetched.
+const PREFETCH: usize = 8192;
+
+/// Prefetches the `len` weight bytes `PREFETCH` past `at` of `w` (possibly past its end: the
+/// next rows of the tensor, or nothing).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn prefetch(w: &[u8], at: usize, len: usize) {
+    // The hardware prefetcher alone kept these kernels well below the bandwidth a plain read
+    // reaches, once they computed fast enough to wait on memory.
+    let p = w.as_ptr().wrapping_add(at + PREFETCH);
+    for off in (0..len).step_by(64) {
+        // A prefetch never faults, whatever the address (the intrinsic is safe).
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast());
+    }
+}
+
+/// Calls `$group::<N>(b0)` over the `nb` blocks of a row: full groups of `G`, then the rest.
+macro_rules! by_groups {
+    ($nb:expr, |$n:ident, $b0:ident| $call:expr) => {{
+        let nb = $nb;
+        let mut $b0 = 0;
+        while $b0 + G <= nb {
+            {
+                const $n: usize = G;
+                $call;
+            }
+            $b0 += G;
+        }
+        match nb - $b0 {
+            1 => {
+                const $n: usize = 1;
+                $call
+            }
+            2 => {
+                const $n: usize = 2;
+                $call
+            }
+            3 => {
+                const $n: usize = 3;
+                $call
+            }
+            _ => {}
+        }
+    }};
+}
+
+/// `Q4_K`/`Q5_K` (`BB` bytes per block, low nibbles at `QS`, fifth bits at `QH`, 0: none).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_k4_zmm<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
+    w: &[u8],
+    x: &[XRow<'_>; T],
+) -> [f32; T] {
+    let mut out = [0.0f32; T];
+    let shuf = tables(&SHUF_K4);
+    by_groups!(w.len() / BB, |N, b0| k4_group::<T, N, BB, QS, QH>(
+        w, x, b0, &shuf, &mut out
+    ));
+    out
+}
+
+/// Blocks `b0..b0 + N` of a `Q4_K`/`Q5_K` row: per token, `Σ_b k_term(I_b, M_b)` added to
+/// `out` in block order, with `I = Σ_j sc_j Σ u·q` and `M = Σ_j m_j·S_j` (generic `dot_k4`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn k4_group<const T: usize, const N: usize, const BB: usize, const QS: usize, const QH: usize>(
+    w: &[u8],
+    x: &[XRow<'_>; T],
+    b0: usize,
+    shuf: &[__m512i; 4],
+    out: &mut [f32; T],
+) {
+    // Written out per block (not a loop over j) so that every block's vectors stay in
+    // registers: as a loop the compiler kept them in memory, indexed by j.
+    prefetch(w, BB * b0, BB * N);
+    let zero = ([_mm512_setzero_si512(); T], [_mm_setzero_si128(); T]);
+    let mut dm = [0u32; G];
+    let mut r = [zero; G];
+    r[0] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0), x, b0, shuf);
+    dm[0] = u32_at(block::<BB>(w, b0), 0);
+    if N > 1 {
+        r[1] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0 + 1), x, b0 + 1, shuf);
+        dm[1] = u32_at(block::<BB>(w, b0 + 1), 0);
+    }
+    if N > 2 {
+        r[2] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0 + 2), x, b0 + 2, shuf);
+        dm[2] = u32_at(block::<BB>(w, b0 + 2), 0);
+    }
+    if N > 3 {
+        r[3] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0 + 3), x, b0 + 3, shuf);
+        dm[3] = u32_at(block::<BB>(w, b0 + 3), 0);
+    }
+    // dm: [d | dmin << 16] of each block (f16 pairs), zero past N.
+    // SAFETY: `dm` is 16 bytes; the load is unaligned.
+    let f = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(dm.as_ptr().cast()) });
+    // f = [d0, dmin0, d1, dmin1 | d2, dmin2, d3, dmin3].
+    let (lo, hi) = (_mm256_castps256_ps128(f), _mm256_extractf128_ps::<1>(f));
+    let d = _mm_shuffle_ps::<0b10_00_10_00>(lo, hi);
+    let dmin = _mm_shuffle_ps::<0b11_01_11_01>(lo, hi);
+    for t in 0..T {
+        let i = _mm_cvtepi32_ps(reduce4(&[r[0].0[t], r[1].0[t], r[2].0[t], r[3].0[t]]));
+        let m = _mm_cvtepi32_ps(reduce4x(&[r[0].1[t], r[1].1[t], r[2].1[t], r[3].1[t]]));
+        let dx = dx4::<N>(&x[t], b0);
+        // k_term: (dx·d)·I - (dx·dmin)·M, lane by lane.
+        let terms = _mm_sub_ps(
+            _mm_mul_ps(_mm_mul_ps(dx, d), i),
+            _mm_mul_ps(_mm_mul_ps(dx, dmin), m),
+        );
+        add_terms::<N>(&mut out[t], terms);
+    }
+}
+
+/// One `Q4_K`/`Q5_K` block `b` (`blk`, `BB` bytes): per token, i32 lanes summing to `I` and
+/// i32 lanes summing to `M`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn k4_block<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
+    blk: &[u8; BB],
     x: &[XRow<'_>; T],
     b: usize,
-    shuf: &[[__m512i; 2]; 2],
-) -> (__m256i, [__m512i; T]) {
+    shuf: &[__m512i; 4],
+) -> ([__m512i; T], [__m128i; T]) {
     let nib = _mm512_set1_epi8(0x0f);
+    let one = _mm512_set1_epi8(1);
+    // The activations in the order of the nibbles (`QuantX::qs_k4`).
+    let mut xs: [&[i8]; T] = [&[]; T];
+    for t in 0..T {
+        xs[t] = &x[t].qs_k4[256 * b..256 * b + 256];
+    }
     let sm = k4_scales_mins(blk);
     let scales = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm));
     let qh = if QH > 0 {
-        let v = ld32(&blk[QH..]);
-        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(v), v)
+        _mm512_broadcast_i64x4(ld32(&blk[QH..]))
     } else {
         _mm512_setzero_si512()
     };
@@ -104,51 +321,138 @@ fn k4_block_zmm<const T: usize, const QS: usize, const QH: usize>(
         let mut lo = _mm512_and_si512(q, nib);
         let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), nib);
         if QH > 0 {
-            // Fifth bit of sub-block j: bit j of qh; the low half of `lo` is sub-block 4h,
-            // its high half 4h + 2 (and +1 for `hi`).
-            let one = _mm512_set1_epi8(1);
-            let cnt_lo = _mm512_inserti64x4::<1>(
+            // The fifth bit of sub-block j is bit j of qh; the low half of `lo` is sub-block
+            // 4h, its high half 4h + 2 (and one more for `hi`).
+            let c_lo = _mm512_inserti64x4::<1>(
                 _mm512_set1_epi16((4 * h) as i16),
                 _mm256_set1_epi16((4 * h + 2) as i16),
             );
-            let cnt_hi = _mm512_add_epi16(cnt_lo, _mm512_set1_epi16(1));
-            let h0 = _mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), one);
-            let h1 = _mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), one);
+            let c_hi = _mm512_add_epi16(c_lo, _mm512_set1_epi16(1));
+            let h0 = _mm512_and_si512(_mm512_srlv_epi16(qh, c_lo), one);
+            let h1 = _mm512_and_si512(_mm512_srlv_epi16(qh, c_hi), one);
             lo = _mm512_or_si512(lo, _mm512_slli_epi16::<4>(h0));
             hi = _mm512_or_si512(hi, _mm512_slli_epi16::<4>(h1));
         }
-        let s_lo = _mm512_shuffle_epi8(scales, shuf[h][0]);
-        let s_hi = _mm512_shuffle_epi8(scales, shuf[h][1]);
+        let s_lo = _mm512_shuffle_epi8(scales, shuf[2 * h]);
+        let s_hi = _mm512_shuffle_epi8(scales, shuf[2 * h + 1]);
         for t in 0..T {
-            let base = 256 * b + 128 * h;
-            let p_lo = _mm512_maddubs_epi16(lo, ldx_split(x[t].qs, base));
-            let p_hi = _mm512_maddubs_epi16(hi, ldx_split(x[t].qs, base + 32));
-            acc[t] = _mm512_dpwssd_epi32(acc[t], p_lo, s_lo);
-            acc[t] = _mm512_dpwssd_epi32(acc[t], p_hi, s_hi);
+            let xq = &xs[t][128 * h..];
+            let a = _mm512_dpwssd_epi32(acc[t], _mm512_maddubs_epi16(lo, ldx64(xq)), s_lo);
+            acc[t] = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(hi, ldx64(&xq[64..])), s_hi);
         }
     }
-    (sm, acc)
+    let mn = _mm256_extracti128_si256::<1>(sm);
+    let mut mins = [_mm_setzero_si128(); T];
+    for t in 0..T {
+        // M = Σ_j m_j · (S_2j + S_2j+1): the sums of 32 fit i16.
+        let s16 = ld_i16x16(&x[t].sums[16 * b..]);
+        let s32 = _mm_hadd_epi16(
+            _mm256_castsi256_si128(s16),
+            _mm256_extracti128_si256::<1>(s16),
+        );
+        mins[t] = _mm_madd_epi16(mn, s32);
+    }
+    (acc, mins)
 }
 
-/// `Q4_K`/`Q5_K` on 512-bit vectors: per block, the exact `I` (a horizontal sum), then the
-/// generic float step (`k4_term`), so the result is the generic kernel's bit for bit.
-/// (Reducing and scaling eight blocks at a time measured slower: the per-block vectors spill.)
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_q6_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    let mut out = [0.0f32; T];
+    let idx = tables(&IDX_Q6);
+    by_groups!(w.len() / 210, |N, b0| q6_group::<T, N>(
+        w, x, b0, &idx, &mut out
+    ));
+    out
+}
+
+/// Blocks `b0..b0 + N` of a `Q6_K` row: per token, `Σ_b k_term_sym(I_b)` added to `out` in
+/// block order, `I = Σ_j sc_j Σ (u - 32)·q` (generic `dot_q6_k`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dot_k4_zmm<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
+fn q6_group<const T: usize, const N: usize>(
     w: &[u8],
     x: &[XRow<'_>; T],
-) -> [f32; T] {
-    let mut out = [0.0f32; T];
-    // SAFETY: (both) each `SHUF4[h][k]` is 64 bytes; the loads are unaligned.
-    let shuf: [[__m512i; 2]; 2] = std::array::from_fn(|h| {
-        std::array::from_fn(|k| unsafe { _mm512_loadu_si512(SHUF4[h][k].as_ptr().cast()) })
-    });
-    for (b, blk) in w.chunks_exact(BB).enumerate() {
-        let (sm, acc) = k4_block_zmm::<T, QS, QH>(blk, x, b, &shuf);
+    b0: usize,
+    idx: &[__m512i; 4],
+    out: &mut [f32; T],
+) {
+    prefetch(w, 210 * b0, 210 * N);
+    // Written out per block, as in `k4_group`.
+    let mut dh = [0u16; 8];
+    let mut acc = [[_mm512_setzero_si512(); T]; G];
+    acc[0] = q6_block::<T>(block::<210>(w, b0), x, b0, idx);
+    dh[0] = u16::from_le_bytes([w[210 * b0 + 208], w[210 * b0 + 209]]);
+    if N > 1 {
+        acc[1] = q6_block::<T>(block::<210>(w, b0 + 1), x, b0 + 1, idx);
+        dh[1] = u16::from_le_bytes([w[210 * b0 + 418], w[210 * b0 + 419]]);
+    }
+    if N > 2 {
+        acc[2] = q6_block::<T>(block::<210>(w, b0 + 2), x, b0 + 2, idx);
+        dh[2] = u16::from_le_bytes([w[210 * b0 + 628], w[210 * b0 + 629]]);
+    }
+    if N > 3 {
+        acc[3] = q6_block::<T>(block::<210>(w, b0 + 3), x, b0 + 3, idx);
+        dh[3] = u16::from_le_bytes([w[210 * b0 + 838], w[210 * b0 + 839]]);
+    }
+    // SAFETY: `dh` is 8 u16 (16 bytes); the load is unaligned.
+    let d = _mm_cvtph_ps(unsafe { _mm_loadu_si128(dh.as_ptr().cast()) });
+    for t in 0..T {
+        let i = _mm_cvtepi32_ps(reduce4(&[acc[0][t], acc[1][t], acc[2][t], acc[3][t]]));
+        // k_term_sym: (dx·d)·I, lane by lane.
+        let terms = _mm_mul_ps(_mm_mul_ps(dx4::<N>(&x[t], b0), d), i);
+        add_terms::<N>(&mut out[t], terms);
+    }
+}
+
+/// One `Q6_K` block `b` (`blk`): per token, i32 lanes summing to `I`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q6_block<const T: usize>(
+    blk: &[u8; 210],
+    x: &[XRow<'_>; T],
+    b: usize,
+    idx: &[__m512i; 4],
+) -> [__m512i; T] {
+    let nib = _mm512_set1_epi8(0x0f);
+    let three = _mm512_set1_epi8(3);
+    let mut xs: [&[i8]; T] = [&[]; T];
+    for t in 0..T {
+        xs[t] = &x[t].qs[256 * b..256 * b + 256];
+    }
+    let mut acc = [_mm512_setzero_si512(); T];
+    // The 16 i8 scales as i16 (lanes 0..16; `IDX_Q6` reads no others).
+    let sc = _mm256_cvtepi8_epi16(ld16(&blk[192..]));
+    let scz = _mm512_zextsi256_si512(sc);
+    for h in 0..2 {
+        // Half h (elements 128h..128h + 128): low bits ql[64h..64h + 64], high bits
+        // qh[32h..32h + 32]; bits 2s..2s + 2 of qh[l] belong to element 32s + l.
+        let q = ld64(&blk[64 * h..]);
+        let qh = ld32(&blk[128 + 32 * h..]);
+        let qh2 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
+        // Elements 0..64 (low nibbles, qh bits 0-1 and 2-3) and 64..128 (high nibbles, bits
+        // 4-5 and 6-7) of the half, in order. The masks keep each byte's bits in that byte
+        // across the 16-bit shifts.
+        let ua = _mm512_or_si512(
+            _mm512_and_si512(q, nib),
+            _mm512_slli_epi16::<4>(_mm512_and_si512(qh2, three)),
+        );
+        let ub = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi16::<4>(q), nib),
+            _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh2), three)),
+        );
+        let sa = _mm512_permutexvar_epi16(idx[2 * h], scz);
+        let sb = _mm512_permutexvar_epi16(idx[2 * h + 1], scz);
         for t in 0..T {
-            out[t] += k4_term(blk, sm, &x[t], b, _mm512_reduce_add_epi32(acc[t]));
+            let xq = &xs[t][128 * h..];
+            let a = _mm512_dpwssd_epi32(acc[t], _mm512_maddubs_epi16(ua, ldx64(xq)), sa);
+            acc[t] = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(ub, ldx64(&xq[64..])), sb);
         }
     }
-    out
+    for t in 0..T {
+        // Σ sc_j (u - 32)·x = Σ sc_j u·x - 32 Σ sc_j S_j.
+        let off = _mm256_madd_epi16(sc, ld_i16x16(&x[t].sums[16 * b..]));
+        let off = _mm512_zextsi256_si512(_mm256_slli_epi32::<5>(off));
+        acc[t] = _mm512_sub_epi32(acc[t], off);
+    }
+    acc
 }

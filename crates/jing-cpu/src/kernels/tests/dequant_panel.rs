@@ -1,0 +1,114 @@
+//! GGUF block weights with many tokens (prefill): every table's `matmul` from
+//! `DEQUANT_MIN_TOKENS` tokens is `Σ_k bf16(x[i, k]) · bf16(ŵ[n, k])` in f32 (see
+//! `kernels::dequant_panel`). The products of two bf16 are exact in f32, so each result is
+//! within the f32 summation bound of the f64 sum of the same products, in any order.
+//!
+//! Rows go in two uneven calls into a padded output (as two pool threads would), so row groups
+//! of 4 with short tails and chunk boundaries are covered; `m` covers whole and partial 4-token
+//! tiles.
+
+use super::util::{bound, XorShift};
+use crate::kernels::dequant_panel::bf16_round;
+use crate::kernels::{KernelTable, OutMatrix, DEQUANT_MIN_TOKENS};
+use jing_tensor::{quant, Bytes, DType, Weight};
+
+/// `y = x · Wᵀ` through `table.matmul`, `[m][N]`, rows in two uneven calls.
+fn run(t: &KernelTable, w: &Weight, x: &[f32], m: usize) -> Vec<f32> {
+    let n = w.rows();
+    let ld = n + 3;
+    let sentinel = f32::from_bits(0x7fc0_dead);
+    let mut buf = vec![sentinel; m * ld];
+    {
+        let y = OutMatrix::new(&mut buf, ld);
+        let split = n / 3;
+        (t.matmul)(w, x, m, 0..split, &y);
+        (t.matmul)(w, x, m, split..n, &y);
+    }
+    let mut out = Vec::with_capacity(m * n);
+    for row in buf.chunks(ld) {
+        assert!(
+            row[n..].iter().all(|v| v.to_bits() == sentinel.to_bits()),
+            "padding written"
+        );
+        out.extend_from_slice(&row[..n]);
+    }
+    out
+}
+
+#[test]
+fn many_tokens_multiply_the_bf16_rounded_dequantized_weights() {
+    let mut rng = XorShift::new(91);
+    for d in DType::QUANTIZED {
+        // 1, 3 and 9 blocks of 256 (or 8, 24, 72 blocks of 32): K from 256 to 2304.
+        for blocks in [1, 3, 9] {
+            let k = blocks * 256;
+            let n = 11;
+            let w = Weight::new(
+                "w",
+                d,
+                vec![n, k],
+                Bytes::from_vec(quant::quantize(d, &rng.f32s(n * k), k)),
+            )
+            .unwrap();
+            let wv: Vec<f64> = w
+                .to_f32_vec()
+                .iter()
+                .map(|&v| bf16_round(v) as f64)
+                .collect();
+            for m in [DEQUANT_MIN_TOKENS, DEQUANT_MIN_TOKENS + 5] {
+                let mut x = rng.f32s(m * k);
+                x[7] = 300.0; // one large activation
+                let xv: Vec<f64> = x.iter().map(|&v| bf16_round(v) as f64).collect();
+                for t in KernelTable::available() {
+                    let got = run(&t, &w, &x, m);
+                    for (idx, &g) in got.iter().enumerate() {
+                        let (i, r) = (idx / n, idx % n);
+                        let products = (0..k).map(|j| xv[i * k + j] * wv[r * k + j]);
+                        let want: f64 = products.clone().sum();
+                        let abs: f64 = products.map(f64::abs).sum();
+                        let err = (g as f64 - want).abs();
+                        assert!(
+                            err <= bound(k, abs),
+                            "{} {d} K={k} m={m}: y[{i},{r}] = {g:e}, want {want:e}",
+                            t.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The panel path decodes exactly what the reference dequantization gives: with activations
+/// that are one-hot (exact in bf16), `y[i, n]` picks the bf16 rounding of one weight.
+#[test]
+fn one_hot_tokens_read_single_weights() {
+    let mut rng = XorShift::new(92);
+    for d in DType::QUANTIZED {
+        let (n, k) = (9, 512);
+        let w = Weight::new(
+            "w",
+            d,
+            vec![n, k],
+            Bytes::from_vec(quant::quantize(d, &rng.f32s(n * k), k)),
+        )
+        .unwrap();
+        let wv = w.to_f32_vec();
+        let m = DEQUANT_MIN_TOKENS + 3;
+        let cols: Vec<usize> = (0..m).map(|i| (i * 37 + 5) % k).collect();
+        let mut x = vec![0.0f32; m * k];
+        for (i, &c) in cols.iter().enumerate() {
+            x[i * k + c] = 1.0;
+        }
+        for t in KernelTable::available() {
+            let got = run(&t, &w, &x, m);
+            for i in 0..m {
+                for r in 0..n {
+                    // Compared as values: a zero weight may come out as +0 or -0.
+                    let want = bf16_round(wv[r * k + cols[i]]);
+                    assert_eq!(got[i * n + r], want, "{} {d}: token {i} row {r}", t.name);
+                }
+            }
+        }
+    }
+}
