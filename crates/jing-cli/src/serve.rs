@@ -121,7 +121,7 @@ fn curl_example(addr: SocketAddr, model: &str, keyed: bool) -> String {
         ""
     };
     format!(
-        "curl http://{host}:{}/v1/chat/completions -H 'Content-Type: application/json'{auth} \\\n  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}], \"stream\": true}}'",
+        "curl http://{host}:{}/v1/chat/completions -H 'Content-Type: application/json'{auth} \\\n  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is 347 + 85?\"}}], \"stream\": true}}'",
         addr.port()
     )
 }

@@ -3,7 +3,7 @@
 
 use jing_graph::{ExecError, GqaAttention, MlaAttention, MlaForm};
 
-use crate::attention_prefill::{mla_prefill, one_sequence_chunk};
+use crate::attention_prefill::{gqa_prefill, mla_prefill, one_sequence_chunk};
 use crate::buffers::share;
 use crate::exec::{softmax, Ctx};
 
@@ -124,6 +124,10 @@ pub(crate) fn gqa_attention(c: &Ctx, i: usize, a: &GqaAttention) -> Result<(), E
     let cache = c.cache.read().unwrap_or_else(|e| e.into_inner());
     // SAFETY: this thread writes only the columns of its heads.
     let out = unsafe { c.vals.out_matrix(i, h_all * d) };
+    if let Some(p0) = one_sequence_chunk(c) {
+        // A prefill chunk: the same products as matmuls (see `attention_prefill`).
+        return Ok(gqa_prefill(c, a, &cache, p0, h0..h1, q, &out)?);
+    }
     let mut scores: Vec<f32> = Vec::new();
     let mut o = vec![0.0f32; d];
     for t in 0..c.batch.len() {

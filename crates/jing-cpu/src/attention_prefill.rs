@@ -1,7 +1,10 @@
-//! Absorbed MLA for a prefill chunk: `T` consecutive tokens of one sequence. The per-token
-//! loop of [`mla_attention`](crate::attention::mla_attention) reads every cache row once per
-//! token with a dot product and an axpy; here the four products of absorbed attention are
-//! matmuls through the kernel table, whose register tiles reuse each row for several tokens:
+//! Attention for a prefill chunk: `T` consecutive tokens of one sequence. The per-token loops
+//! of [`mla_attention`](crate::attention::mla_attention) and
+//! [`gqa_attention`](crate::attention::gqa_attention) read every cache row once per token with
+//! a dot product and an axpy; here the products are matmuls through the kernel table, whose
+//! register tiles reuse each row for several tokens. Grouped-query attention, per query head
+//! `h` of KV head `g`: `S = q_h · K_gᵀ`, `P = softmax(scale · S)` (causal), `o_h = P · V_g`.
+//! Absorbed MLA:
 //!
 //! ```text
 //! q_lat[T, kvl]   = q_nope_h[T, dn] · W_UK[h]            (weight W_UK[h]ᵀ [kvl, dn])
@@ -13,14 +16,14 @@
 //!
 //! Same sums as the per-token loop, in another order (f32 throughout).
 
-use jing_graph::{CacheError, KvCache, MlaAttention};
+use jing_graph::{CacheError, GqaAttention, KvCache, MlaAttention};
 use jing_tensor::Weight;
 
 use crate::exec::{softmax, Ctx};
 use crate::kernels::OutMatrix;
 
 /// Tokens from which a one-sequence batch takes this path.
-pub(crate) const MLA_PREFILL_MIN_TOKENS: usize = 16;
+pub(crate) const PREFILL_MIN_TOKENS: usize = 16;
 
 /// Tokens per block of the score matmul: block `b` multiplies only the cache rows its last
 /// token sees, so the causal upper triangle is mostly skipped.
@@ -30,7 +33,7 @@ const SCORE_BLOCK: usize = 64;
 /// path.
 pub(crate) fn one_sequence_chunk(c: &Ctx) -> Option<usize> {
     let (slots, pos) = (&c.batch.slots, &c.batch.positions);
-    if slots.len() < MLA_PREFILL_MIN_TOKENS {
+    if slots.len() < PREFILL_MIN_TOKENS {
         return None;
     }
     let p0 = pos[0];
@@ -99,25 +102,8 @@ pub(crate) fn mla_prefill(
             &OutMatrix::new(&mut q_ext, width),
         );
         // Scores, block by block of tokens, each against the positions its last token sees.
-        for b0 in (0..t_all).step_by(SCORE_BLOCK) {
-            let b1 = t_all.min(b0 + SCORE_BLOCK);
-            let visible = p0 + b1;
-            (c.k.matmul)(
-                &c_w,
-                &q_ext[b0 * width..b1 * width],
-                b1 - b0,
-                0..visible,
-                &OutMatrix::new(&mut s[b0 * n_ctx..b1 * n_ctx], n_ctx),
-            );
-        }
-        for (t, srow) in s.chunks_exact_mut(n_ctx).enumerate() {
-            let (seen, hidden) = srow.split_at_mut(p0 + t + 1);
-            for v in seen.iter_mut() {
-                *v *= a.scale;
-            }
-            softmax(seen);
-            hidden.fill(0.0);
-        }
+        causal_scores(c, &c_w, &q_ext, t_all, p0, &mut s);
+        causal_softmax(&mut s, n_ctx, p0, a.scale);
         (c.k.matmul)(
             &c_lat_t,
             &s,
@@ -131,6 +117,96 @@ pub(crate) fn mla_prefill(
             for (e, &v) in orow.iter().enumerate() {
                 // SAFETY: column h·dv + e belongs to this thread's head (the caller's share).
                 unsafe { out.write(t, h * dv + e, v) };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Scale the first `p0 + t + 1` entries of row `t` of `s` ([T, n_ctx]) by `scale`, softmax
+/// them, and zero the rest (positions after the token).
+fn causal_softmax(s: &mut [f32], n_ctx: usize, p0: usize, scale: f32) {
+    for (t, srow) in s.chunks_exact_mut(n_ctx).enumerate() {
+        let (seen, hidden) = srow.split_at_mut(p0 + t + 1);
+        for v in seen.iter_mut() {
+            *v *= scale;
+        }
+        softmax(seen);
+        hidden.fill(0.0);
+    }
+}
+
+/// `s[t, j] = x[t] · W[j]` for `j` up to what each token sees, in blocks of [`SCORE_BLOCK`]
+/// tokens (`x` is `[T, K]`, `W` is `[n_ctx, K]`, `s` is `[T, n_ctx]`; entries past a block's
+/// last visible position are left as they were).
+fn causal_scores(c: &Ctx, w: &Weight, x: &[f32], t_all: usize, p0: usize, s: &mut [f32]) {
+    let (k, n_ctx) = (w.cols(), w.rows());
+    for b0 in (0..t_all).step_by(SCORE_BLOCK) {
+        let b1 = t_all.min(b0 + SCORE_BLOCK);
+        (c.k.matmul)(
+            w,
+            &x[b0 * k..b1 * k],
+            b1 - b0,
+            0..p0 + b1,
+            &OutMatrix::new(&mut s[b0 * n_ctx..b1 * n_ctx], n_ctx),
+        );
+    }
+}
+
+/// Query heads `heads` of a grouped-query attention node for a one-sequence chunk starting at
+/// position `p0`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gqa_prefill(
+    c: &Ctx,
+    a: &GqaAttention,
+    cache: &KvCache,
+    p0: usize,
+    heads: std::ops::Range<usize>,
+    q: &[f32],
+    out: &OutMatrix,
+) -> Result<(), CacheError> {
+    let (h_all, kv, d) = (a.n_heads, a.n_kv_heads, a.head_dim);
+    let group = h_all / kv;
+    let width = 2 * kv * d;
+    let t_all = c.batch.len();
+    let n_ctx = p0 + t_all;
+    let rows = cache.rows(c.batch.slots[0], a.layer, n_ctx)?;
+    let mut k_g = vec![0.0f32; n_ctx * d]; // [n_ctx, d]
+    let mut v_g_t = vec![0.0f32; d * n_ctx]; // [d, n_ctx]
+    let mut q_h = vec![0.0f32; t_all * d]; // [T, d]
+    let mut s = vec![0.0f32; t_all * n_ctx]; // [T, n_ctx]
+    let mut o_h = vec![0.0f32; t_all * d]; // [T, d]
+    let mut loaded: Option<(usize, Weight, Weight)> = None;
+    for h in heads {
+        let g = h / group;
+        // This head's KV head as two weights, built once per KV head.
+        if loaded.as_ref().is_none_or(|(lg, _, _)| *lg != g) {
+            let (k_off, v_off) = (g * d, kv * d + g * d);
+            for (j, row) in rows.chunks_exact(width).enumerate() {
+                k_g[j * d..(j + 1) * d].copy_from_slice(&row[k_off..k_off + d]);
+                for (e, &v) in row[v_off..v_off + d].iter().enumerate() {
+                    v_g_t[e * n_ctx + j] = v;
+                }
+            }
+            loaded = Some((
+                g,
+                Weight::from_f32("gqa.k", vec![n_ctx, d], &k_g),
+                Weight::from_f32("gqa.v_t", vec![d, n_ctx], &v_g_t),
+            ));
+        }
+        let Some((_, k_w, v_t_w)) = loaded.as_ref() else {
+            unreachable!("loaded above")
+        };
+        for t in 0..t_all {
+            q_h[t * d..(t + 1) * d].copy_from_slice(&q[(t * h_all + h) * d..][..d]);
+        }
+        causal_scores(c, k_w, &q_h, t_all, p0, &mut s);
+        causal_softmax(&mut s, n_ctx, p0, a.scale);
+        (c.k.matmul)(v_t_w, &s, t_all, 0..d, &OutMatrix::new(&mut o_h, d));
+        for (t, orow) in o_h.chunks_exact(d).enumerate() {
+            for (e, &v) in orow.iter().enumerate() {
+                // SAFETY: column h·d + e belongs to this thread's head (the caller's share).
+                unsafe { out.write(t, h * d + e, v) };
             }
         }
     }

@@ -217,7 +217,16 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             let m = xv.len() / w.cols();
             // Threads claim chunks of output columns from the node's cursor, so a thread the
             // OS preempts delays one chunk, not a fixed half of the matmul.
-            let chunk = matmul_chunk(n_out, c.nth);
+            //
+            // Many tokens with a block weight (prefill): each call converts all of `x` for its
+            // dequantized tiles, so fewer, larger chunks (two per thread) keep that from
+            // repeating eight times per thread; the work per chunk is large anyway.
+            let per_thread = if w.dtype.is_quantized() && m >= DEQUANT_MIN_TOKENS {
+                2
+            } else {
+                8
+            };
+            let chunk = matmul_chunk(n_out, c.nth, per_thread);
             // SAFETY: every chunk is claimed by exactly one thread, which alone writes those
             // columns of every output row.
             let y = unsafe { c.vals.out_matrix(i, n_out) };
@@ -406,8 +415,8 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
 
 /// Output columns per claimed chunk: about 8 chunks per thread (enough to even out a
 /// preempted thread), a multiple of 16 rows for the kernels, at least 16.
-fn matmul_chunk(n: usize, threads: usize) -> usize {
-    (n.div_ceil(threads * 8)).div_ceil(16).max(1) * 16
+fn matmul_chunk(n: usize, threads: usize, per_thread: usize) -> usize {
+    (n.div_ceil(threads * per_thread)).div_ceil(16).max(1) * 16
 }
 
 fn panic_message(node: &str, p: Box<dyn std::any::Any + Send>) -> String {

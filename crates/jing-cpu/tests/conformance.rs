@@ -1251,6 +1251,57 @@ fn mla_attention_absorbed_and_expanded() {
     }
 }
 
+/// One grouped-query attention step (6 query heads over 2 KV heads of 16) at `at`.
+fn gqa_step(rng: &mut Rng, at: &[(usize, usize)]) -> Step {
+    let (h, kv, d) = (6, 2, 16);
+    let t = at.len();
+    let mut g = GraphBuilder::new(t);
+    let q = g.input("q", h * d);
+    let k = g.input("k", kv * d);
+    let v = g.input("v", kv * d);
+    let q3 = g.reshape(q, &[t, h, d]);
+    let written = g.kv_write(1, k, v);
+    let o = g.gqa_attention(q3, written, 1, kv, (d as f32).powf(-0.5));
+    g.output("attn", o);
+    g.output("written", written);
+    let inputs = vec![
+        ("q", rng.vec(t * h * d, -2.0, 2.0)),
+        ("k", rng.vec(t * kv * d, -2.0, 2.0)),
+        ("v", rng.vec(t * kv * d, -1.0, 1.0)),
+    ];
+    Step::new(g.finish(), mixed_batch(at, inputs))
+        .check("attn", Check::RelMax(GQA_TOL))
+        .check("written", Check::Exact)
+}
+
+/// Like [`MLA_TOL`], for sums of `d = 16` terms and value rows of the output's size.
+const GQA_TOL: f64 = 8.0 * 144.0 * U;
+
+/// GroupedQueryAttention: an interleaved prefill of two sequences and a decode step (the
+/// per-token loop), then a 33-token prefill of a third sequence and its next 70-token chunk
+/// (the one-sequence prefill path: start 0, then start 33 with two causal score blocks).
+#[test]
+fn gqa_attention_per_token_and_prefill_chunks() {
+    let mut rng = Rng::new(16);
+    let prefill = [(2, 0), (0, 0), (2, 1), (0, 1), (2, 2)];
+    let decode = [(2, 3), (0, 2)];
+    let long: Vec<(usize, usize)> = (0..33).map(|p| (1, p)).collect();
+    let next_chunk: Vec<(usize, usize)> = (33..103).map(|p| (1, p)).collect();
+    let steps: Vec<Step> = [&prefill[..], &decode[..], &long[..], &next_chunk[..]]
+        .iter()
+        .map(|at| gqa_step(&mut rng, at))
+        .collect();
+    conform(
+        "gqa",
+        &steps,
+        &CacheSpec {
+            new: &|| cache_with_slots(2 * 2 * 16),
+            slots: 3,
+            check: Check::Exact,
+        },
+    );
+}
+
 /// A distinct index per op kind. The match has no wildcard, so a new `Op` variant does not
 /// compile until it is added here, and [`one_graph_with_every_op`] fails until it uses it.
 fn op_kind(op: &Op) -> usize {
