@@ -7,33 +7,11 @@
 //! of 4 with short tails and chunk boundaries are covered; `m` covers whole and partial 4-token
 //! tiles.
 
+use super::matmul::run;
 use super::util::{bound, XorShift};
 use crate::kernels::dequant_panel::bf16_round;
-use crate::kernels::{KernelTable, OutMatrix, DEQUANT_MIN_TOKENS};
+use crate::kernels::{KernelTable, DEQUANT_MIN_TOKENS};
 use jing_tensor::{quant, Bytes, DType, Weight};
-
-/// `y = x · Wᵀ` through `table.matmul`, `[m][N]`, rows in two uneven calls.
-fn run(t: &KernelTable, w: &Weight, x: &[f32], m: usize) -> Vec<f32> {
-    let n = w.rows();
-    let ld = n + 3;
-    let sentinel = f32::from_bits(0x7fc0_dead);
-    let mut buf = vec![sentinel; m * ld];
-    {
-        let y = OutMatrix::new(&mut buf, ld);
-        let split = n / 3;
-        (t.matmul)(w, x, m, 0..split, &y);
-        (t.matmul)(w, x, m, split..n, &y);
-    }
-    let mut out = Vec::with_capacity(m * n);
-    for row in buf.chunks(ld) {
-        assert!(
-            row[n..].iter().all(|v| v.to_bits() == sentinel.to_bits()),
-            "padding written"
-        );
-        out.extend_from_slice(&row[..n]);
-    }
-    out
-}
 
 #[test]
 fn many_tokens_multiply_the_bf16_rounded_dequantized_weights() {

@@ -14,7 +14,7 @@ const FP8_BLOCK: [usize; 2] = [128, 128];
 /// `y = x · Wᵀ` through `t`, `[m][N]`. The rows are computed in two uneven calls (as two pool
 /// threads would) into an output with a padded leading dimension, whose padding must stay
 /// untouched.
-fn run(t: &KernelTable, w: &Weight, x: &[f32], m: usize) -> Vec<f32> {
+pub(super) fn run(t: &KernelTable, w: &Weight, x: &[f32], m: usize) -> Vec<f32> {
     let n = w.rows();
     let ld = n + 3;
     let sentinel = f32::from_bits(0x7fc0_dead);
