@@ -113,14 +113,20 @@ pub(crate) fn mla_prefill(
         );
         let w_uv = w.slice_rows(uv, uv + dv);
         (c.k.matmul)(&w_uv, &o_lat, t_all, 0..dv, &OutMatrix::new(&mut o_h, dv));
-        for (t, orow) in o_h.chunks_exact(dv).enumerate() {
-            for (e, &v) in orow.iter().enumerate() {
-                // SAFETY: column h·dv + e belongs to this thread's head (the caller's share).
-                unsafe { out.write(t, h * dv + e, v) };
-            }
-        }
+        write_head(out, &o_h, h, dv);
     }
     Ok(())
+}
+
+/// Head `h`'s output `o_h` (`[T, d]`) into columns `h·d..(h + 1)·d` of the node's output.
+fn write_head(out: &OutMatrix, o_h: &[f32], h: usize, d: usize) {
+    for (t, orow) in o_h.chunks_exact(d).enumerate() {
+        for (e, &v) in orow.iter().enumerate() {
+            // SAFETY: the callers pass heads of their own share, whose columns no other
+            // thread writes.
+            unsafe { out.write(t, h * d + e, v) };
+        }
+    }
 }
 
 /// Scale the first `p0 + t + 1` entries of row `t` of `s` ([T, n_ctx]) by `scale`, softmax
@@ -203,12 +209,7 @@ pub(crate) fn gqa_prefill(
         causal_scores(c, k_w, &q_h, t_all, p0, &mut s);
         causal_softmax(&mut s, n_ctx, p0, a.scale);
         (c.k.matmul)(v_t_w, &s, t_all, 0..d, &OutMatrix::new(&mut o_h, d));
-        for (t, orow) in o_h.chunks_exact(d).enumerate() {
-            for (e, &v) in orow.iter().enumerate() {
-                // SAFETY: column h·d + e belongs to this thread's head (the caller's share).
-                unsafe { out.write(t, h * d + e, v) };
-            }
-        }
+        write_head(out, &o_h, h, d);
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ use super::driver::{Isa, RowGroup, MAX_TOKENS, ROWS};
 use super::layout::{dt, RowScale};
 use super::OutMatrix;
 use jing_tensor::quant::dequantize_row;
-use jing_tensor::{DType, Weight};
+use jing_tensor::{bf16_to_f32, DType, Weight};
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -80,7 +80,7 @@ pub(crate) fn bf16_bits(v: f32) -> u16 {
 /// `v` rounded to the nearest bf16, as f32.
 #[inline(always)]
 pub(crate) fn bf16_round(v: f32) -> f32 {
-    f32::from_bits((bf16_bits(v) as u32) << 16)
+    bf16_to_f32(bf16_bits(v))
 }
 
 /// One thread's buffers, reused across calls (prefill runs hundreds of matmuls).

@@ -6,12 +6,15 @@
 
 use crate::kernels::driver::{MAX_TOKENS, ROWS};
 use jing_tensor::quant::dequantize_row;
-use jing_tensor::DType;
+use jing_tensor::{f16_to_f32, DType};
 use std::arch::x86_64::*;
 
 /// Whether this CPU can run [`tile`].
 pub(crate) fn available() -> bool {
-    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512bf16")
 }
 
 /// `out[r][t] = Σ_k x_t[k] · w_r[k]` (see [`Bf16TileFn`](crate::kernels::dequant_panel::Bf16TileFn)).
@@ -169,7 +172,7 @@ pub(crate) unsafe fn convert(src: &[f32], out: &mut [u16]) {
 ///
 /// # Safety
 /// [`available`] is true.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 pub(crate) unsafe fn dequant(dtype: DType, bytes: &[u8], out: &mut [u16], tmp: &mut [f32]) {
     if dtype == DType::Q4K {
         // SAFETY: forwarded from the caller.
@@ -188,7 +191,7 @@ pub(crate) unsafe fn dequant(dtype: DType, bytes: &[u8], out: &mut [u16], tmp: &
     const BB: usize = 34;
     assert_eq!(bytes.len() / BB * 32, out.len(), "dequant: row length");
     for (blk, o) in bytes.chunks_exact(BB).zip(out.chunks_exact_mut(32)) {
-        let d = half_bits_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+        let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
         let codes = &blk[2..34];
         // SAFETY: `codes` has 32 bytes and `o` 32 u16 (64 bytes); unaligned loads and store.
         unsafe {
@@ -205,13 +208,6 @@ pub(crate) unsafe fn dequant(dtype: DType, bytes: &[u8], out: &mut [u16], tmp: &
     }
 }
 
-/// The f32 value of IEEE half bits (F16C).
-#[inline]
-#[target_feature(enable = "f16c")]
-fn half_bits_to_f32(h: u16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
-}
-
 /// `Q4_K` rows to bf16 bits. Super-block (144 bytes): f16 `d`, f16 `dmin`, 12 bytes of 6-bit
 /// scales and mins for 8 sub-blocks of 32, then 128 bytes of 4-bit codes (sub-block `2i` in the
 /// low nibbles of bytes `32i..32i + 32`, sub-block `2i + 1` in the high ones). Value:
@@ -219,13 +215,13 @@ fn half_bits_to_f32(h: u16) -> f32 {
 ///
 /// # Safety
 /// [`available`] is true.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 unsafe fn dequant_q4_k(bytes: &[u8], out: &mut [u16]) {
     const BB: usize = 144;
     assert_eq!(bytes.len() / BB * 256, out.len(), "dequant: row length");
     for (blk, o) in bytes.chunks_exact(BB).zip(out.chunks_exact_mut(256)) {
-        let d = half_bits_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
-        let dmin = half_bits_to_f32(u16::from_le_bytes([blk[2], blk[3]]));
+        let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+        let dmin = f16_to_f32(u16::from_le_bytes([blk[2], blk[3]]));
         let (sc, mn) = jing_tensor::quant::unpack_scales_mins_k4(&blk[4..16]);
         for i in 0..4 {
             let qs = &blk[16 + 32 * i..16 + 32 * i + 32];
@@ -264,12 +260,12 @@ unsafe fn dequant_q4_k(bytes: &[u8], out: &mut [u16]) {
 ///
 /// # Safety
 /// [`available`] is true.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 unsafe fn dequant_q6_k(bytes: &[u8], out: &mut [u16]) {
     const BB: usize = 210;
     assert_eq!(bytes.len() / BB * 256, out.len(), "dequant: row length");
     for (blk, o) in bytes.chunks_exact(BB).zip(out.chunks_exact_mut(256)) {
-        let d = half_bits_to_f32(u16::from_le_bytes([blk[208], blk[209]]));
+        let d = f16_to_f32(u16::from_le_bytes([blk[208], blk[209]]));
         for h in 0..2 {
             for s in 0..4 {
                 let ql = &blk[64 * h + 32 * (s % 2)..][..32];
