@@ -1,11 +1,13 @@
-//! MLA attention over the latent cache. Threads split the heads; each head's W_UK and W_UV rows
-//! are dequantized once per step and applied to every token of the batch.
+//! MLA attention over the latent cache. Threads split the heads; each head's W_UK and W_UV are
+//! read once per step (as stored, through the kernel table where they are matmul-shaped) and
+//! applied to every token of the batch.
 
-use jing_graph::{ExecError, GqaAttention, MlaAttention, MlaForm};
+use jing_graph::{ExecError, GqaAttention, MlaAttention, MlaForm, UkHead};
 
-use crate::attention_prefill::{gqa_prefill, mla_prefill, one_sequence_chunk};
+use crate::attention_prefill::{gqa_prefill, mla_prefill, one_sequence_chunk, write_head};
 use crate::buffers::share;
 use crate::exec::{softmax, Ctx};
+use crate::kernels::OutMatrix;
 
 pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), ExecError> {
     let (h_all, dn, dr, dv, kvl) = (a.n_heads, a.nope_dim, a.rope_dim, a.v_dim, a.kv_lora);
@@ -25,25 +27,42 @@ pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), E
             return Ok(mla_prefill(c, a, &cache, p0, h0..h1, q_nope, q_pe, &out)?);
         }
     }
-    let w = &a.kv_b;
-    let mut wrow = vec![0.0f32; kvl];
+    let w = &a.w;
+    // This thread's scratch for all its heads.
+    let mut wrow = vec![0.0f32; kvl]; //      one row of W_UK[h]
+    let mut q_h = vec![0.0f32; t_all * dn]; // q_nope[:, h]        [T, dn]
+    let mut q_lat = vec![0.0f32; t_all * kvl]; //                   [T, kvl]
+    let mut o_lat = vec![0.0f32; t_all * kvl]; //                   [T, kvl]
+    let mut o_h = vec![0.0f32; t_all * dv]; //                      [T, dv]
     let mut scores: Vec<f32> = Vec::new();
     for h in h0..h1 {
-        let uk = h * (dn + dv); //          first row of W_UK[h]
-        let uv = uk + dn; //                first row of W_UV[h]
-                          // Attention output in latent space, o_lat [T, kvl].
-        let mut o_lat = vec![0.0f32; t_all * kvl];
+        let head = &w.heads[h];
         match a.form {
             MlaForm::Absorbed | MlaForm::Auto => {
                 // q_lat[t] = W_UK[h]ᵀ q_nope[t, h]  [T, kvl]: one pass over W_UK[h].
-                let mut q_lat = vec![0.0f32; t_all * kvl];
-                for d in 0..dn {
-                    w.row_to_f32(uk + d, &mut wrow);
-                    for t in 0..t_all {
-                        let qv = q_nope[(t * h_all + h) * dn + d];
-                        (c.k.axpy)(qv, &wrow, &mut q_lat[t * kvl..(t + 1) * kvl]);
+                match &head.uk {
+                    UkHead::Rows(uk) => {
+                        q_lat.fill(0.0);
+                        for d in 0..dn {
+                            uk.row_to_f32(d, &mut wrow);
+                            for t in 0..t_all {
+                                let qv = q_nope[(t * h_all + h) * dn + d];
+                                (c.k.axpy)(qv, &wrow, &mut q_lat[t * kvl..(t + 1) * kvl]);
+                            }
+                        }
+                    }
+                    UkHead::Transposed(uk_t) => {
+                        // As stored ([kvl, dn], any quant type): a matmul.
+                        for t in 0..t_all {
+                            q_h[t * dn..(t + 1) * dn]
+                                .copy_from_slice(&q_nope[(t * h_all + h) * dn..][..dn]);
+                        }
+                        let y = OutMatrix::new(&mut q_lat, kvl);
+                        (c.k.matmul)(uk_t, &q_h, t_all, 0..kvl, &y);
                     }
                 }
+                // o_lat[t] = Σ_s softmax(scale · (q_lat·c_kv[s] + q_pe·k_pe[s])) c_kv[s]
+                o_lat.fill(0.0);
                 for t in 0..t_all {
                     let n_ctx = c.batch.positions[t] + 1;
                     let rows = cache.rows(c.batch.slots[t], a.layer, n_ctx)?;
@@ -59,22 +78,18 @@ pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), E
                         (c.k.axpy)(p, &row[..kvl], ol);
                     }
                 }
-                // o[t, h] = W_UV[h] o_lat[t]  [dv]
-                for e in 0..dv {
-                    w.row_to_f32(uv + e, &mut wrow);
-                    for t in 0..t_all {
-                        let v = (c.k.dot)(&wrow, &o_lat[t * kvl..(t + 1) * kvl]);
-                        // SAFETY: column h·dv + e belongs to this thread's head.
-                        unsafe { out.write(t, h * dv + e, v) };
-                    }
-                }
+                // o[t, h] = W_UV[h] o_lat[t]  [T, dv]
+                let y = OutMatrix::new(&mut o_h, dv);
+                (c.k.matmul)(&head.uv, &o_lat, t_all, 0..dv, &y);
+                write_head(&out, &o_h, h, dv);
             }
             MlaForm::Expanded => {
                 // Decompress this head's keys and values for each token's context, then plain
                 // attention. Slow (no reuse across tokens); kept as the CPU twin of the form a
                 // backend may pick for long prefills.
-                let w_uk: Vec<Vec<f32>> = (0..dn).map(|d| row(w, uk + d, kvl)).collect();
-                let w_uv: Vec<Vec<f32>> = (0..dv).map(|e| row(w, uv + e, kvl)).collect();
+                let (uk, uv) = (w.uk_f32(h), w.uv_f32(h)); // [dn, kvl], [dv, kvl]
+                let w_uk: Vec<&[f32]> = uk.chunks_exact(kvl).collect();
+                let w_uv: Vec<&[f32]> = uv.chunks_exact(kvl).collect();
                 for t in 0..t_all {
                     let n_ctx = c.batch.positions[t] + 1;
                     let rows = cache.rows(c.batch.slots[t], a.layer, n_ctx)?;
@@ -102,12 +117,6 @@ pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), E
         }
     }
     Ok(())
-}
-
-fn row(w: &jing_tensor::Weight, r: usize, n: usize) -> Vec<f32> {
-    let mut v = vec![0.0; n];
-    w.row_to_f32(r, &mut v);
-    v
 }
 
 /// Grouped-query attention (Llama, Qwen2): threads split the query heads; each head reads its

@@ -7,7 +7,9 @@
 //! Absorbed MLA:
 //!
 //! ```text
-//! q_lat[T, kvl]   = q_nope_h[T, dn] · W_UK[h]            (weight W_UK[h]ᵀ [kvl, dn])
+//! q_lat[T, kvl]   = q_nope_h[T, dn] · W_UK[h]            (weight W_UK[h]ᵀ [kvl, dn]: GGUF's
+//!                                                          attn_k_b as stored, or kv_b's rows
+//!                                                          transposed to f32)
 //! S[T, n_ctx]     = [q_lat ‖ q_pe_h][T, kvl + dr] · Cᵀ     (weight C = cache rows [n_ctx, kvl + dr])
 //! P               = softmax(scale · S), causal: token t sees positions 0..=p0 + t
 //! o_lat[T, kvl]   = P · C[:, :kvl]                        (weight C_latᵀ [kvl, n_ctx])
@@ -16,7 +18,7 @@
 //!
 //! Same sums as the per-token loop, in another order (f32 throughout).
 
-use jing_graph::{CacheError, GqaAttention, KvCache, MlaAttention};
+use jing_graph::{CacheError, GqaAttention, KvCache, MlaAttention, UkHead};
 use jing_tensor::Weight;
 
 use crate::exec::{softmax, Ctx};
@@ -70,7 +72,6 @@ pub(crate) fn mla_prefill(
     }
     let c_lat_t = Weight::from_f32("mla.cache_lat_t", vec![kvl, n_ctx], &c_lat_t);
 
-    let w = &a.kv_b;
     let mut wrow = vec![0.0f32; kvl];
     let mut w_uk_t = vec![0.0f32; kvl * dn]; // [kvl, dn]
     let mut q_h = vec![0.0f32; t_all * dn]; // [T, dn]
@@ -79,15 +80,22 @@ pub(crate) fn mla_prefill(
     let mut o_lat = vec![0.0f32; t_all * kvl]; // [T, kvl]
     let mut o_h = vec![0.0f32; t_all * dv]; // [T, dv]
     for h in heads {
-        let uk = h * (dn + dv); // first row of W_UK[h] in kv_b
-        let uv = uk + dn; //       first row of W_UV[h]
-        for d in 0..dn {
-            w.row_to_f32(uk + d, &mut wrow);
-            for (ch, &v) in wrow.iter().enumerate() {
-                w_uk_t[ch * dn + d] = v;
+        let head = &a.w.heads[h];
+        // W_UK[h]ᵀ [kvl, dn]: as stored (GGUF), or transposed from kv_b's rows.
+        let transposed;
+        let w_uk_t_w = match &head.uk {
+            UkHead::Transposed(w) => w,
+            UkHead::Rows(w) => {
+                for d in 0..dn {
+                    w.row_to_f32(d, &mut wrow);
+                    for (ch, &v) in wrow.iter().enumerate() {
+                        w_uk_t[ch * dn + d] = v;
+                    }
+                }
+                transposed = Weight::from_f32("mla.w_uk_t", vec![kvl, dn], &w_uk_t);
+                &transposed
             }
-        }
-        let w_uk_t_w = Weight::from_f32("mla.w_uk_t", vec![kvl, dn], &w_uk_t);
+        };
         for t in 0..t_all {
             q_h[t * dn..(t + 1) * dn].copy_from_slice(&q_nope[(t * h_all + h) * dn..][..dn]);
             q_ext[t * width + kvl..(t + 1) * width]
@@ -95,7 +103,7 @@ pub(crate) fn mla_prefill(
         }
         // q_lat into the first kvl columns of q_ext.
         (c.k.matmul)(
-            &w_uk_t_w,
+            w_uk_t_w,
             &q_h,
             t_all,
             0..kvl,
@@ -111,15 +119,20 @@ pub(crate) fn mla_prefill(
             0..kvl,
             &OutMatrix::new(&mut o_lat, kvl),
         );
-        let w_uv = w.slice_rows(uv, uv + dv);
-        (c.k.matmul)(&w_uv, &o_lat, t_all, 0..dv, &OutMatrix::new(&mut o_h, dv));
+        (c.k.matmul)(
+            &head.uv,
+            &o_lat,
+            t_all,
+            0..dv,
+            &OutMatrix::new(&mut o_h, dv),
+        );
         write_head(out, &o_h, h, dv);
     }
     Ok(())
 }
 
 /// Head `h`'s output `o_h` (`[T, d]`) into columns `h·d..(h + 1)·d` of the node's output.
-fn write_head(out: &OutMatrix, o_h: &[f32], h: usize, d: usize) {
+pub(crate) fn write_head(out: &OutMatrix, o_h: &[f32], h: usize, d: usize) {
     for (t, orow) in o_h.chunks_exact(d).enumerate() {
         for (e, &v) in orow.iter().enumerate() {
             // SAFETY: the callers pass heads of their own share, whose columns no other

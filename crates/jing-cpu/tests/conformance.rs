@@ -26,8 +26,8 @@ use std::sync::{Arc, OnceLock};
 use jing_cpu::kernels::KernelTable;
 use jing_cpu::CpuBackend;
 use jing_graph::{
-    Backend, Batch, CacheError, ExecError, Graph, GraphBuilder, GroupScore, KvCache, MlaForm, Op,
-    Outputs, Reference, RopeFreqs, RopeStyle,
+    Backend, Batch, CacheError, ExecError, Graph, GraphBuilder, GroupScore, KvCache, MlaForm,
+    MlaWeights, Op, Outputs, Reference, RopeFreqs, RopeStyle,
 };
 use jing_tensor::{Bytes, DType, Weight};
 
@@ -1147,7 +1147,7 @@ struct Mla {
 fn mla_step(
     rng: &mut Rng,
     m: Mla,
-    kv_b: &Arc<Weight>,
+    w: &Arc<MlaWeights>,
     form: MlaForm,
     at: &[(usize, usize)],
 ) -> Step {
@@ -1167,7 +1167,7 @@ fn mla_step(
     let written = g.kv_write(1, c, kp_rot);
     // DeepSeek: (dn + dr)^-1/2 · mscale².
     let scale = ((m.dn + m.dr) as f32).powf(-0.5) * 1.1 * 1.1;
-    let o = g.mla_attention(qn3, qp_rot, written, kv_b, 1, m.kvl, m.dv, scale);
+    let o = g.mla_attention(qn3, qp_rot, written, w, 1, scale);
     g.output("attn", o);
     g.output("written", written);
     let mut graph = g.finish();
@@ -1227,26 +1227,38 @@ fn mla_attention_absorbed_and_expanded() {
     let next_chunk: Vec<(usize, usize)> = (33..103).map(|p| (1, p)).collect();
     for fmt in ALL_FMTS {
         let kv_b = weight(&mut rng, "kv_b", fmt, &[m.h * (m.dn + m.dv), m.kvl]);
-        for form in [MlaForm::Absorbed, MlaForm::Expanded, MlaForm::Auto] {
-            let steps: Vec<Step> = [
-                &prefill[..],
-                &decode[..],
-                &later[..],
-                &long[..],
-                &next_chunk[..],
-            ]
-            .iter()
-            .map(|at| mla_step(&mut rng, m, &kv_b, form, at))
-            .collect();
-            conform(
-                &format!("mla {form:?} kv_b {fmt:?} {m:?}"),
-                &steps,
-                &CacheSpec {
-                    new: &|| cache_with_slots(m.kvl + m.dr),
-                    slots: 3,
-                    check: Check::Exact,
-                },
-            );
+        let mut layouts = vec![(
+            "kv_b",
+            Arc::new(MlaWeights::from_kv_b(&kv_b, m.h, m.dn, m.dv)),
+        )];
+        // GGUF's split parts, each as stored (FP8 weights are 2-D only).
+        if !matches!(fmt, Fmt::Fp8(_)) {
+            let k_b = weight(&mut rng, "k_b", fmt, &[m.h, m.kvl, m.dn]);
+            let v_b = weight(&mut rng, "v_b", fmt, &[m.h, m.dv, m.kvl]);
+            layouts.push(("k_b/v_b", Arc::new(MlaWeights::from_split(&k_b, &v_b))));
+        }
+        for (layout, w) in &layouts {
+            for form in [MlaForm::Absorbed, MlaForm::Expanded, MlaForm::Auto] {
+                let steps: Vec<Step> = [
+                    &prefill[..],
+                    &decode[..],
+                    &later[..],
+                    &long[..],
+                    &next_chunk[..],
+                ]
+                .iter()
+                .map(|at| mla_step(&mut rng, m, w, form, at))
+                .collect();
+                conform(
+                    &format!("mla {form:?} {layout} {fmt:?} {m:?}"),
+                    &steps,
+                    &CacheSpec {
+                        new: &|| cache_with_slots(m.kvl + m.dr),
+                        slots: 3,
+                        check: Check::Exact,
+                    },
+                );
+            }
         }
     }
 }
@@ -1360,6 +1372,7 @@ fn one_graph_with_every_op() {
     let wq = weight(&mut rng, "wq", FP8, &[m.h * (m.dn + m.dr), d]);
     let wkv = weight(&mut rng, "wkv", Fmt::F16, &[m.kvl + m.dr, d]);
     let kv_b = weight(&mut rng, "kv_b", FP8, &[m.h * (m.dn + m.dv), m.kvl]);
+    let mla_w = Arc::new(MlaWeights::from_kv_b(&kv_b, m.h, m.dn, m.dv));
     let wo = weight(&mut rng, "wo", Fmt::Bf16, &[d, m.h * m.dv]);
     let router = weight(&mut rng, "router", Fmt::F32, &[e, d]);
     let bias = Arc::new(Weight::from_f32("bias", vec![e], &rng.vec(e, -0.2, 0.2)));
@@ -1405,7 +1418,7 @@ fn one_graph_with_every_op() {
         let k_pe = g.reshape(kp_rot, &[t, m.dr]);
         let written = g.kv_write(0, c_kv, k_pe);
         let scale = ((m.dn + m.dr) as f32).powf(-0.5);
-        let attn = g.mla_attention(q_nope, q_pe, written, &kv_b, 0, m.kvl, m.dv, scale);
+        let attn = g.mla_attention(q_nope, q_pe, written, &mla_w, 0, scale);
         let o = g.matmul(attn, &wo);
         let x2 = g.add(x, o);
         let n2 = g.rms_norm(x2, &norm, 1e-6);
@@ -1661,11 +1674,28 @@ fn quant_widths(d: DType) -> [usize; 3] {
     }
 }
 
-/// A random weight `[rows, cols]` quantized to block type `d` by jing's reference quantizer.
+/// Every block type: the ones jing quantizes, then the IQ types (read-only).
+fn block_types() -> impl Iterator<Item = DType> {
+    DType::QUANTIZED.into_iter().chain(DType::IQUANTS)
+}
+
+/// A random weight `[rows, cols]` quantized to block type `d` by jing's reference quantizer;
+/// for the IQ types, which it does not write, random blocks with scales `d` of weight size.
 fn quant_weight(rng: &mut Rng, name: &str, d: DType, shape: &[usize]) -> Arc<Weight> {
     let n: usize = shape.iter().product();
     let cols = *shape.last().unwrap();
-    let bytes = jing_tensor::quant::quantize(d, &rng.weights(n), cols);
+    let bytes = if jing_tensor::quant::can_quantize(d) {
+        jing_tensor::quant::quantize(d, &rng.weights(n), cols)
+    } else {
+        let mut b: Vec<u8> = (0..n / d.block_size() * d.block_bytes())
+            .map(|_| rng.next_u64() as u8)
+            .collect();
+        for blk in b.chunks_exact_mut(d.block_bytes()) {
+            let scale = half::f16::from_f32(rng.uniform(-0.01, 0.01)).to_bits();
+            jing_tensor::quant::iq::set_d(d, blk, scale);
+        }
+        b
+    };
     Arc::new(Weight::new(name, d, shape.to_vec(), Bytes::from_vec(bytes)).expect("quant weight"))
 }
 
@@ -1728,7 +1758,7 @@ fn quant_bound(x: &[f32], w: &Weight) -> Vec<f64> {
 fn embed_quantized_tables_is_exact() {
     let mut rng = Rng::new(40);
     let vocab = 67;
-    for d in DType::QUANTIZED {
+    for d in block_types() {
         let k = quant_widths(d)[1];
         let table = quant_weight(&mut rng, "embed", d, &[vocab, k]);
         for t in [1, 7] {
@@ -1749,7 +1779,7 @@ fn embed_quantized_tables_is_exact() {
 #[test]
 fn matmul_quantized_every_type_and_shape() {
     let mut rng = Rng::new(41);
-    for d in DType::QUANTIZED {
+    for d in block_types() {
         for k in quant_widths(d) {
             let ws: Vec<Arc<Weight>> = [3, 37, 133]
                 .iter()
@@ -1787,7 +1817,7 @@ fn matmul_quantized_every_type_and_shape() {
 fn matmul_id_quantized_experts() {
     let mut rng = Rng::new(42);
     let (n_exp, n) = (6, 37);
-    for d in DType::QUANTIZED {
+    for d in block_types() {
         let k = quant_widths(d)[1];
         let experts: Arc<Vec<Arc<Weight>>> = Arc::new(
             (0..n_exp)

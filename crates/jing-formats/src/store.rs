@@ -502,6 +502,23 @@ impl TensorStore {
         }
     }
 
+    /// DeepSeek MLA's `kv_b_proj` (`name`) as GGUF's two parts, `attn_k_b` `[H, kv_lora,
+    /// nope]` (W_UK transposed per head) and `attn_v_b` `[H, v, kv_lora]`, when that is how the
+    /// weights are (a GGUF file with the split layout) or will be (a load plan that quantizes
+    /// `kv_b_proj` as those parts): each keeps its own type, where one `kv_b_proj` would need
+    /// f32 to hold both. `None` when the checkpoint's `kv_b_proj` is the tensor to use.
+    pub fn mla_parts(&self, name: &str) -> Result<Option<(Weight, Weight)>, FormatError> {
+        if let Some(plan) = &self.load_plan {
+            if let Some(parts) = plan.mla_parts(name, || self.get_stored(name)) {
+                return parts.map(Some);
+            }
+        }
+        match &self.gguf {
+            Some(view) => view.mla_parts(name).transpose(),
+            None => Ok(None),
+        }
+    }
+
     /// Convert weights as they are read, as `plan` says.
     pub(crate) fn set_load_plan(&mut self, plan: LoadPlan) {
         self.load_plan = Some(Arc::new(plan));

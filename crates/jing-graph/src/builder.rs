@@ -3,7 +3,8 @@ use std::sync::Arc;
 use jing_tensor::Weight;
 
 use crate::{
-    GqaAttention, Graph, GroupScore, MlaAttention, MlaForm, Node, Op, RopeFreqs, Tensor, ValueType,
+    GqaAttention, Graph, GroupScore, MlaAttention, MlaForm, MlaWeights, Node, Op, RopeFreqs,
+    Tensor, ValueType,
 };
 
 /// Builds a [`Graph`] op by op, inferring and checking shapes as the model is written.
@@ -339,10 +340,8 @@ impl GraphBuilder {
         q_nope: Tensor,
         q_pe: Tensor,
         written: Tensor,
-        kv_b: &Arc<Weight>,
+        w: &Arc<MlaWeights>,
         layer: usize,
-        kv_lora: usize,
-        v_dim: usize,
         scale: f32,
     ) -> Tensor {
         let (qn, qp) = (self.shape(q_nope).to_vec(), self.shape(q_pe).to_vec());
@@ -351,11 +350,12 @@ impl GraphBuilder {
             "mla: q {qn:?} {qp:?}"
         );
         let (t, h, dn, dr) = (qn[0], qn[1], qn[2], qp[2]);
-        assert_eq!(
-            kv_b.shape,
-            vec![h * (dn + v_dim), kv_lora],
-            "mla: kv_b `{}`",
-            kv_b.name
+        let (kv_lora, v_dim) = (w.kv_lora, w.v_dim);
+        assert!(
+            w.n_heads() == h && w.nope_dim == dn,
+            "mla: weights for {} heads of nope {}, q_nope {qn:?}",
+            w.n_heads(),
+            w.nope_dim
         );
         assert_eq!(self.last_dim(written), kv_lora + dr, "mla: cache row width");
         self.f32(
@@ -363,7 +363,7 @@ impl GraphBuilder {
                 q_nope,
                 q_pe,
                 written,
-                kv_b: kv_b.clone(),
+                w: w.clone(),
                 layer,
                 n_heads: h,
                 nope_dim: dn,

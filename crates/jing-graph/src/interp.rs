@@ -333,10 +333,11 @@ fn mla_reference(
 ) -> Result<Vec<f32>, ExecError> {
     let (h, dn, dr, dv, c) = (a.n_heads, a.nope_dim, a.rope_dim, a.v_dim, a.kv_lora);
     let width = c + dr;
-    // W_UK[h] = kv_b rows h·(dn+dv) .. +dn, W_UV[h] = the following dv rows; each [·, c].
-    let kv_b = a.kv_b.to_f32_vec();
-    let w_uk = |head: usize, d: usize| &kv_b[(head * (dn + dv) + d) * c..][..c];
-    let w_uv = |head: usize, e: usize| &kv_b[(head * (dn + dv) + dn + e) * c..][..c];
+    // W_UK[h] [dn, c] and W_UV[h] [dv, c], dequantized.
+    let uk: Vec<Vec<f32>> = (0..h).map(|head| a.w.uk_f32(head)).collect();
+    let uv: Vec<Vec<f32>> = (0..h).map(|head| a.w.uv_f32(head)).collect();
+    let w_uk = |head: usize, d: usize| &uk[head][d * c..][..c];
+    let w_uv = |head: usize, e: usize| &uv[head][e * c..][..c];
     let mut out = vec![0.0f32; batch.len() * h * dv];
     for t in 0..batch.len() {
         let n_ctx = batch.positions[t] + 1;

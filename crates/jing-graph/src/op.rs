@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use jing_tensor::Weight;
 
-use crate::{RopeFreqs, Tensor};
+use crate::{MlaWeights, RopeFreqs, Tensor};
 
 /// How the score of a router group is computed from its experts' selection scores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +29,8 @@ pub enum MlaForm {
 ///
 /// Inputs: `q_nope [T, H, dn]`, `q_pe [T, H, dr]` (already rotated); the cache of `layer` holds
 /// for every position the normalised latent `c_kv` (`kv_lora` wide) followed by the rotated
-/// shared `k_pe` (`dr` wide). `kv_b` is `kv_b_proj.weight [H·(dn+dv), kv_lora]`: per head `h`,
-/// rows `h·(dn+dv) .. +dn` are W_UK[h] and the next `dv` rows are W_UV[h].
+/// shared `k_pe` (`dr` wide). `w` holds every head's W_UK[h] `[dn, kv_lora]` and W_UV[h]
+/// `[dv, kv_lora]`, as the checkpoint stores them (see [`MlaWeights`]).
 /// Output: `[T, H·dv]`, ready for `o_proj`.
 #[derive(Clone, Debug)]
 pub struct MlaAttention {
@@ -38,7 +38,7 @@ pub struct MlaAttention {
     pub q_pe: Tensor,
     /// The `KvWrite` of this step; attention runs after it.
     pub written: Tensor,
-    pub kv_b: Arc<Weight>,
+    pub w: Arc<MlaWeights>,
     pub layer: usize,
     pub n_heads: usize,
     pub nope_dim: usize,

@@ -35,6 +35,18 @@ impl Loader<'_> {
     /// Tensor `name` with `expected` shape (`why` explains where the shape comes from).
     pub fn tensor(&mut self, name: &str, expected: &[usize], why: &str) -> Result<W, ModelError> {
         let w = self.store.get(name)?;
+        self.check(name, w, expected, why)
+    }
+
+    /// `w` checked like [`Loader::tensor`] checks what it reads (shape, a weight type), and
+    /// counted.
+    pub fn check(
+        &mut self,
+        name: &str,
+        w: Weight,
+        expected: &[usize],
+        why: &str,
+    ) -> Result<W, ModelError> {
         if w.shape != expected {
             return Err(ModelError::Shape {
                 tensor: name.to_string(),

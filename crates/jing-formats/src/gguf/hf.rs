@@ -301,6 +301,24 @@ impl HfView {
         Some(self.load(name, e))
     }
 
+    /// For a `kv_b_proj` the file stores as `attn_k_b` `[H, kv_lora, nope]` and `attn_v_b`
+    /// `[H, v, kv_lora]`: those two, as stored (zero-copy, each in its own type). `None` for
+    /// any other name.
+    pub(crate) fn mla_parts(&self, name: &str) -> Option<Result<(Weight, Weight), FormatError>> {
+        let e = self.entries.get(name)?;
+        let Source::KvB { k_b, v_b } = &e.source else {
+            return None;
+        };
+        if e.dtype.is_none() {
+            return Some(Err(self.unsupported(e)));
+        }
+        Some(
+            self.file
+                .weight(k_b)
+                .and_then(|k| Ok((k, self.file.weight(v_b)?))),
+        )
+    }
+
     fn load(&self, name: &str, e: &Entry) -> Result<Weight, FormatError> {
         let Some(dtype) = e.dtype else {
             return Err(self.unsupported(e));

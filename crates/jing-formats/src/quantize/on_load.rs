@@ -216,6 +216,66 @@ impl LoadPlan {
         })
     }
 
+    /// `kv_b_proj` `w` converted to the GGUF file's `attn_k_b` `[H, kv_lora, nope]` (type `k`)
+    /// and `attn_v_b` `[H, v, kv_lora]` (type `v`).
+    fn split_kv_b(
+        &self,
+        w: Weight,
+        k: DType,
+        v: DType,
+        mla: MlaDims,
+    ) -> Result<(Weight, Weight), FormatError> {
+        let threads = self.quant.threads;
+        let (rows, kv_lora) = (w.rows(), w.cols());
+        let heads = rows / (mla.nope + mla.v_head);
+        let k_src = KbRows {
+            kv_b: w.clone(),
+            nope: mla.nope,
+            v_head: mla.v_head,
+        };
+        let k_b = self.weight(
+            "attn_k_b",
+            k,
+            vec![heads, kv_lora, mla.nope],
+            convert_all(&k_src, k, threads),
+        )?;
+        let v_src = WeightRows {
+            order: Some(v_b_rows(rows, mla.nope, mla.v_head)),
+            weight: w,
+        };
+        let v_b = self.weight(
+            "attn_v_b",
+            v,
+            vec![heads, mla.v_head, kv_lora],
+            convert_all(&v_src, v, threads),
+        )?;
+        Ok((k_b, v_b))
+    }
+
+    /// For a `kv_b_proj` the plan converts: its two GGUF parts (see [`Self::split_kv_b`]),
+    /// converted from the stored `w`, which MLA uses as they are. `None` for other names.
+    pub(crate) fn mla_parts(
+        &self,
+        name: &str,
+        w: impl FnOnce() -> Result<Weight, FormatError>,
+    ) -> Option<Result<(Weight, Weight), FormatError>> {
+        let &(index, Conversion::KvB { k, v, mla }) = self.conversions.get(name)? else {
+            return None;
+        };
+        self.quant.report(QuantEvent::Tensor {
+            index,
+            name,
+            dtype: k,
+        });
+        let parts = w().and_then(|w| {
+            let stored = w.stored_bytes() as u64;
+            let parts = self.split_kv_b(w, k, v, mla)?;
+            self.quant.report(QuantEvent::Progress { bytes: stored });
+            Ok(parts)
+        });
+        Some(parts)
+    }
+
     /// `w` (the stored tensor `name`) converted if the plan says so, else as it is.
     pub(crate) fn apply(&self, name: &str, w: Weight) -> Result<Weight, FormatError> {
         let Some(&(index, conversion)) = self.conversions.get(name) else {
@@ -239,29 +299,7 @@ impl LoadPlan {
                     name,
                     dtype: k,
                 });
-                let (rows, kv_lora) = (w.rows(), w.cols());
-                let heads = rows / (mla.nope + mla.v_head);
-                let k_src = KbRows {
-                    kv_b: w.clone(),
-                    nope: mla.nope,
-                    v_head: mla.v_head,
-                };
-                let k_b = self.weight(
-                    "attn_k_b",
-                    k,
-                    vec![heads, kv_lora, mla.nope],
-                    convert_all(&k_src, k, threads),
-                )?;
-                let v_src = WeightRows {
-                    order: Some(v_b_rows(rows, mla.nope, mla.v_head)),
-                    weight: w,
-                };
-                let v_b = self.weight(
-                    "attn_v_b",
-                    v,
-                    vec![heads, mla.v_head, kv_lora],
-                    convert_all(&v_src, v, threads),
-                )?;
+                let (k_b, v_b) = self.split_kv_b(w, k, v, mla)?;
                 rebuild_kv_b(&self.root, name, &k_b, &v_b)?
             }
         };

@@ -21,11 +21,10 @@ pub fn attention(
     x: Tensor,
 ) -> Tensor {
     let t = g.n_tokens();
-    let (h, dn, dr, dv, kvl) = (
+    let (h, dn, dr, kvl) = (
         c.num_attention_heads,
         c.qk_nope_head_dim,
         c.qk_rope_head_dim,
-        c.v_head_dim,
         c.kv_lora_rank,
     );
     let eps = c.rms_norm_eps;
@@ -54,16 +53,7 @@ pub fn attention(
     let k_pe = g.reshape(k_pe, &[t, dr]); //                            [T, dr]
     let written = g.kv_write(layer, c_kv, k_pe); //                     cache ← [c_kv ‖ k_pe]
 
-    let o = g.mla_attention(
-        q_nope,
-        q_pe,
-        written,
-        &w.kv_b,
-        layer,
-        kvl,
-        dv,
-        c.softmax_scale(),
-    ); //                                                               [T, H·dv]
+    let o = g.mla_attention(q_nope, q_pe, written, &w.mla, layer, c.softmax_scale()); //                                                               [T, H·dv]
     let out = g.matmul(o, &w.o); //                                     [T, d]
     g.name(out, format!("layers.{layer}.attn_out"))
 }

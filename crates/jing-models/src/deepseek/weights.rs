@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use jing_graph::MlaWeights;
+
 use super::DeepSeekConfig;
 use crate::common::{Loader, Mlp, W};
 use crate::ModelError;
@@ -19,8 +21,9 @@ pub struct Attention {
     /// `[kv_lora + rope, hidden]`: the latent and the shared rope key.
     pub kv_a: W,
     pub kv_a_norm: W,
-    /// `[H·(nope + v), kv_lora]`: per head, W_UK rows then W_UV rows.
-    pub kv_b: W,
+    /// Per head W_UK and W_UV, as stored: HF `kv_b_proj` `[H·(nope + v), kv_lora]`, or GGUF's
+    /// `attn_k_b` / `attn_v_b` parts.
+    pub mla: Arc<MlaWeights>,
     pub o: W,
 }
 
@@ -61,17 +64,46 @@ impl Attention {
                 &[c.kv_lora_rank],
                 "kv_lora_rank",
             )?,
-            kv_b: ld.tensor(
-                &format!("{p}.kv_b_proj.weight"),
-                &[h * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank],
-                "num_attention_heads*(qk_nope_head_dim+v_head_dim) x kv_lora_rank",
-            )?,
+            mla: Arc::new(Self::load_mla(ld, &p, c)?),
             o: ld.tensor(
                 &format!("{p}.o_proj.weight"),
                 &[d, h * c.v_head_dim],
                 "hidden_size x num_attention_heads*v_head_dim",
             )?,
         })
+    }
+
+    /// MLA's up-projections: the checkpoint's `kv_b_proj`, or the two parts a GGUF file (or a
+    /// quantizing load) keeps it as.
+    fn load_mla(ld: &mut Loader, p: &str, c: &DeepSeekConfig) -> Result<MlaWeights, ModelError> {
+        let (h, dn, dv, kvl) = (
+            c.num_attention_heads,
+            c.qk_nope_head_dim,
+            c.v_head_dim,
+            c.kv_lora_rank,
+        );
+        let name = format!("{p}.kv_b_proj.weight");
+        if let Some((k_b, v_b)) = ld.store.mla_parts(&name)? {
+            let k_b = ld.check(
+                &format!("{p}.attn_k_b (of kv_b_proj)"),
+                k_b,
+                &[h, kvl, dn],
+                "num_attention_heads x kv_lora_rank x qk_nope_head_dim",
+            )?;
+            let v_b = ld.check(
+                &format!("{p}.attn_v_b (of kv_b_proj)"),
+                v_b,
+                &[h, dv, kvl],
+                "num_attention_heads x v_head_dim x kv_lora_rank",
+            )?;
+            return Ok(MlaWeights::from_split(&k_b, &v_b));
+        }
+        let kv_b = ld.tensor(
+            &name,
+            &[h * (dn + dv), kvl],
+            "num_attention_heads*(qk_nope_head_dim+v_head_dim) x kv_lora_rank",
+        )?;
+        Ok(MlaWeights::from_kv_b(&kv_b, h, dn, dv))
     }
 
     pub fn bytes(&self) -> usize {
@@ -83,7 +115,7 @@ impl Attention {
         };
         q + self.kv_a.stored_bytes()
             + self.kv_a_norm.stored_bytes()
-            + self.kv_b.stored_bytes()
+            + self.mla.stored_bytes
             + self.o.stored_bytes()
     }
 }
