@@ -11,6 +11,55 @@ use crate::kernels::OutMatrix;
 
 pub struct Values {
     cells: Vec<UnsafeCell<Vec<f32>>>,
+    /// Freed buffers, reused by later allocations (thread 0 only, like `alloc` and `free`).
+    spare: UnsafeCell<Spare>,
+}
+
+/// Buffers kept for reuse, so that a step allocates only what earlier steps never needed: the
+/// same graph every decode step finds its buffers here (no allocator calls, no fresh pages to
+/// fault in and zero).
+#[derive(Default)]
+pub struct Spare {
+    bufs: Vec<Vec<f32>>,
+}
+
+impl Spare {
+    /// Most floats kept between steps (512 MiB): a long prefill's buffers beyond that are
+    /// returned to the allocator rather than held while the server idles.
+    const MAX_FLOATS: usize = 128 << 20;
+
+    /// The smallest kept buffer that holds `len` floats, else a new one; zeroed, `len` long.
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        let best = (self.bufs.iter().enumerate())
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => {
+                let mut v = self.bufs.swap_remove(i);
+                v.clear();
+                v.resize(len, 0.0);
+                v
+            }
+            None => vec![0.0; len],
+        }
+    }
+
+    fn put(&mut self, v: Vec<f32>) {
+        if v.capacity() > 0 {
+            self.bufs.push(v);
+        }
+    }
+
+    /// Keep at most [`Spare::MAX_FLOATS`], the largest buffers first.
+    fn trim(&mut self) {
+        self.bufs.sort_by_key(|b| std::cmp::Reverse(b.capacity()));
+        let mut kept = 0;
+        self.bufs.retain(|b| {
+            kept += b.capacity();
+            kept <= Self::MAX_FLOATS
+        });
+    }
 }
 
 // SAFETY: see the module comment: the executor's barriers order every allocation, write,
@@ -18,10 +67,22 @@ pub struct Values {
 unsafe impl Sync for Values {}
 
 impl Values {
-    pub fn new(n: usize) -> Values {
+    /// `n` empty cells, allocating from `spare` (see [`Values::into_spare`]).
+    pub fn new(n: usize, spare: Spare) -> Values {
         Values {
             cells: (0..n).map(|_| UnsafeCell::new(Vec::new())).collect(),
+            spare: UnsafeCell::new(spare),
         }
+    }
+
+    /// Every buffer still held (after the outputs were taken), for the next step.
+    pub fn into_spare(self) -> Spare {
+        let mut spare = self.spare.into_inner();
+        for c in self.cells {
+            spare.put(c.into_inner());
+        }
+        spare.trim();
+        spare
     }
 
     /// Allocate node `i`'s buffer (thread 0, before the node's barrier).
@@ -29,8 +90,13 @@ impl Values {
     /// # Safety
     /// No other thread may access cell `i` concurrently.
     pub unsafe fn alloc(&self, i: usize, len: usize) {
-        // SAFETY: exclusive by the caller's contract.
-        unsafe { *self.cells[i].get() = vec![0.0; len] }
+        // SAFETY: exclusive by the caller's contract; `spare` is touched only here and in
+        // `free`, by the same thread.
+        unsafe {
+            let spare = &mut *self.spare.get();
+            let old = std::mem::replace(&mut *self.cells[i].get(), spare.take(len));
+            spare.put(old);
+        }
     }
 
     /// Free node `i`'s buffer (thread 0, after its last reader finished).
@@ -38,8 +104,11 @@ impl Values {
     /// # Safety
     /// No other thread may access cell `i` concurrently.
     pub unsafe fn free(&self, i: usize) {
-        // SAFETY: exclusive by the caller's contract.
-        unsafe { *self.cells[i].get() = Vec::new() }
+        // SAFETY: exclusive by the caller's contract; `spare` as in `alloc`.
+        unsafe {
+            let v = std::mem::take(&mut *self.cells[i].get());
+            (*self.spare.get()).put(v);
+        }
     }
 
     /// Read node `i`'s value.

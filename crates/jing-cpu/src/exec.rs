@@ -9,7 +9,7 @@ use jing_graph::{
 };
 
 use crate::attention::{gqa_attention, mla_attention};
-use crate::buffers::{f32_to_id, id_to_f32, share, Values};
+use crate::buffers::{f32_to_id, id_to_f32, share, Spare, Values};
 use crate::kernels::{KernelTable, QuantX, DEQUANT_MIN_TOKENS};
 use crate::pool::{Barrier, Pool};
 
@@ -17,6 +17,8 @@ use crate::pool::{Barrier, Pool};
 pub struct CpuBackend {
     pool: Pool,
     kernels: KernelTable,
+    /// Node buffers of earlier steps, reused (see [`Spare`]).
+    spare: Mutex<Spare>,
 }
 
 impl CpuBackend {
@@ -32,6 +34,7 @@ impl CpuBackend {
         CpuBackend {
             pool: Pool::new(n),
             kernels,
+            spare: Mutex::new(Spare::default()),
         }
     }
 
@@ -121,7 +124,8 @@ impl Backend for CpuBackend {
                 frees[l].push(d);
             }
         }
-        let mut vals = Values::new(n);
+        let spare = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut vals = Values::new(n, spare);
         let cache = RwLock::new(cache);
         let error: Mutex<Option<ExecError>> = Mutex::new(None);
         let nth = self.threads();
@@ -174,6 +178,7 @@ impl Backend for CpuBackend {
             });
         }
         if let Some(e) = error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = vals.into_spare();
             return Err(e);
         }
         let values = graph
@@ -188,6 +193,7 @@ impl Backend for CpuBackend {
                 (name.clone(), graph.node(*t).shape.clone(), v)
             })
             .collect();
+        *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = vals.into_spare();
         Ok(Outputs { values })
     }
 }

@@ -29,34 +29,53 @@ pub(crate) fn matmul_id(
     if s == e {
         return;
     }
-    // Slots (t·k + j) grouped by expert, in slot order.
-    let mut by_expert: Vec<Vec<usize>> = vec![Vec::new(); experts.len()];
-    for (slot, &id) in iv.iter().enumerate() {
-        by_expert[f32_to_id(id)].push(slot);
-    }
-    // SAFETY: this thread writes only columns s..e of the output rows.
-    let out = unsafe { c.vals.out_matrix(i, n) };
-    let mut xs: Vec<f32> = Vec::new();
-    let mut ys: Vec<f32> = Vec::new();
-    for (expert, slots) in by_expert.iter().enumerate() {
-        if slots.is_empty() {
-            continue;
+    SCRATCH.with_borrow_mut(|scratch| {
+        let MoeScratch { by_expert, xs, ys } = scratch;
+        // Slots (t·k + j) grouped by expert, in slot order.
+        by_expert.iter_mut().for_each(Vec::clear);
+        by_expert.resize_with(experts.len().max(by_expert.len()), Vec::new);
+        for (slot, &id) in iv.iter().enumerate() {
+            by_expert[f32_to_id(id)].push(slot);
         }
-        // Gather the slots' input rows: [m, K].
-        xs.clear();
-        for &slot in slots {
-            let row = if shared_x { slot / k } else { slot };
-            xs.extend_from_slice(&xv[row * kin..(row + 1) * kin]);
-        }
-        let m = slots.len();
-        ys.clear();
-        ys.resize(m * n, 0.0);
-        (c.k.matmul)(&experts[expert], &xs, m, s..e, &OutMatrix::new(&mut ys, n));
-        for (r, &slot) in slots.iter().enumerate() {
-            for col in s..e {
-                // SAFETY: column `col` of every row belongs to this thread.
-                unsafe { out.write(slot, col, ys[r * n + col]) };
+        // SAFETY: this thread writes only columns s..e of the output rows.
+        let out = unsafe { c.vals.out_matrix(i, n) };
+        for (expert, slots) in by_expert.iter().enumerate() {
+            if slots.is_empty() {
+                continue;
+            }
+            // Gather the slots' input rows: [m, K].
+            xs.clear();
+            for &slot in slots {
+                let row = if shared_x { slot / k } else { slot };
+                xs.extend_from_slice(&xv[row * kin..(row + 1) * kin]);
+            }
+            let m = slots.len();
+            ys.clear();
+            ys.resize(m * n, 0.0);
+            (c.k.matmul)(&experts[expert], xs, m, s..e, &OutMatrix::new(ys, n));
+            for (r, &slot) in slots.iter().enumerate() {
+                for col in s..e {
+                    // SAFETY: column `col` of every row belongs to this thread.
+                    unsafe { out.write(slot, col, ys[r * n + col]) };
+                }
             }
         }
-    }
+    });
+}
+
+/// One pool thread's buffers for [`matmul_id`], kept across nodes and steps (the pool's threads
+/// live as long as the backend), so routing a step allocates nothing once the batch size was
+/// seen.
+#[derive(Default)]
+struct MoeScratch {
+    /// Slots per expert.
+    by_expert: Vec<Vec<usize>>,
+    /// The gathered input rows of one expert, `[m, K]`.
+    xs: Vec<f32>,
+    /// Their outputs, `[m, N]`.
+    ys: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<MoeScratch> = std::cell::RefCell::new(MoeScratch::default());
 }
