@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
-//! cargo bench -p jing-cpu --bench quant_matvec -- q4_K q8_0
+//! cargo bench -p jing-cpu --bench quant_matvec -- q4_K q8_0 iq2_xxs
 //! ```
 //!
 //! The matvecs run through the CPU backend (its compute pool and graph executor, as a model
@@ -51,9 +51,19 @@ fn values(seed: u64, n: usize) -> Vec<f32> {
 
 /// A `[rows, cols]` weight of `dtype`: real quantized blocks for one row group, repeated (the
 /// kernels' speed does not depend on the values; quantizing 100k rows would take a while).
+/// The IQ types, which jing does not quantize to, get random blocks with small scales.
 fn weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Arc<Weight> {
     let group = 64.min(rows);
-    let one = quant::quantize(dtype, &values(seed, group * cols), cols);
+    let one = if quant::can_quantize(dtype) {
+        quant::quantize(dtype, &values(seed, group * cols), cols)
+    } else {
+        let raw = values(seed, group * dtype.row_bytes(cols));
+        let mut b: Vec<u8> = raw.iter().map(|v| (v * 128.0 + 128.0) as u8).collect();
+        for blk in b.chunks_exact_mut(dtype.block_bytes()) {
+            quant::iq::set_d(dtype, blk, 0x1400); // 2^-10
+        }
+        b
+    };
     let mut bytes = Vec::with_capacity(rows * dtype.row_bytes(cols));
     while bytes.len() < rows * dtype.row_bytes(cols) {
         let need = rows * dtype.row_bytes(cols) - bytes.len();
@@ -114,6 +124,7 @@ fn main() {
         .collect();
     let types: Vec<DType> = DType::QUANTIZED
         .into_iter()
+        .chain(DType::IQUANTS)
         .filter(|d| filters.is_empty() || filters.iter().any(|f| f == d.name()))
         .collect();
     let best = KernelTable::detect();
@@ -121,7 +132,7 @@ fn main() {
     let (r1, r2) = (read_gbs(1), read_gbs(2));
     println!("plain read loop: {r1:.1} GB/s (1 thread), {r2:.1} GB/s (2 threads)");
     println!(
-        "{:<6} {:>22} {:>22} {:>14} {:>18}",
+        "{:<7} {:>22} {:>22} {:>14} {:>18}",
         "type", "[1408,2048] 1t / 2t", "[102400,2048] 1t / 2t", "in L2, 1t", "prefill m=128, 1t"
     );
     for d in types {
@@ -161,7 +172,7 @@ fn main() {
         });
         let gops = 2.0 * (m * 1408 * 2048) as f64 / secs / 1e9;
         println!(
-            "{:<6} {:>9.1} / {:>5.1} GB/s {:>9.1} / {:>5.1} GB/s {:>9.1} GB/s {:>12.0} GOP/s",
+            "{:<7} {:>9.1} / {:>5.1} GB/s {:>9.1} / {:>5.1} GB/s {:>9.1} GB/s {:>12.0} GOP/s",
             d.name(),
             e1,
             e2,

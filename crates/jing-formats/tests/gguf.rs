@@ -244,15 +244,10 @@ fn hostile_values_and_tensor_infos_are_errors() {
 
 #[test]
 fn unsupported_types_are_named_with_the_tensor() {
-    // IQ2_XXS: a valid GGUF type jing has no kernel for.
+    // TQ1_0: a valid GGUF type jing has no kernel for.
     let f = parse(
         &GgufWriter::new()
-            .tensor(
-                "blk.0.ffn_down.weight",
-                ty("IQ2_XXS"),
-                &[1, 256],
-                vec![0; 66],
-            )
+            .tensor("blk.0.ffn_down.weight", ty("TQ1_0"), &[1, 256], vec![0; 54])
             .to_bytes(),
     )
     .unwrap();
@@ -260,9 +255,19 @@ fn unsupported_types_are_named_with_the_tensor() {
     let s = e.to_string();
     assert!(matches!(e, FormatError::GgufTensorType { .. }), "{s}");
     assert!(
-        s.contains("blk.0.ffn_down.weight") && s.contains("IQ2_XXS") && s.contains("Q8_0"),
+        s.contains("blk.0.ffn_down.weight") && s.contains("TQ1_0") && s.contains("Q8_0"),
         "{s}"
     );
+    // The IQ types (llama.cpp's i-quants) are read.
+    let f = parse(
+        &GgufWriter::new()
+            .tensor("a.weight", ty("IQ2_XXS"), &[2, 256], vec![0; 2 * 66])
+            .tensor("b.weight", ty("IQ4_NL"), &[1, 64], vec![0; 2 * 18])
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(f.weight("a.weight").unwrap().dtype, DType::IQ2XXS);
+    assert_eq!(f.weight("b.weight").unwrap().dtype, DType::IQ4NL);
 }
 
 /// A tiny but complete qwen2 GGUF (2 layers) with `ffn_down` of type `down`.
@@ -347,7 +352,7 @@ fn hf_view_of_a_dense_file() {
         "names the GGUF tensor: {e}"
     );
     // Unsupported block types fail when the tensor is read, naming it.
-    let path = d.write("iq.gguf", tiny_qwen2(ty("IQ4_NL")).to_bytes());
+    let path = d.write("mxfp4.gguf", tiny_qwen2(ty("MXFP4")).to_bytes());
     let m = ModelDir::open(&path).unwrap();
     let e = m
         .store
@@ -355,9 +360,14 @@ fn hf_view_of_a_dense_file() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("blk.0.ffn_down.weight") && e.contains("IQ4_NL"),
+        e.contains("blk.0.ffn_down.weight") && e.contains("MXFP4"),
         "{e}"
     );
+    // An IQ type is read.
+    let path = d.write("iq.gguf", tiny_qwen2(ty("IQ4_NL")).to_bytes());
+    let m = ModelDir::open(&path).unwrap();
+    let w = m.store.get("model.layers.0.mlp.down_proj.weight").unwrap();
+    assert_eq!(w.dtype, DType::IQ4NL);
 }
 
 #[test]
@@ -586,12 +596,16 @@ fn inspect_reports_a_gguf_file() {
     assert!(r.is_ok(), "{r}");
     // Tensors of types jing cannot compute with are problems, named.
     let d = TempDir::new("gguf-inspect");
-    let path = d.write("iq.gguf", tiny_qwen2(ty("IQ4_NL")).to_bytes());
+    let path = d.write("mxfp4.gguf", tiny_qwen2(ty("MXFP4")).to_bytes());
     let r = jing_formats::inspect(&path).unwrap();
     assert!(!r.is_ok());
     assert!(
-        r.problems[0].contains("blk.0.ffn_down.weight (IQ4_NL)"),
+        r.problems[0].contains("blk.0.ffn_down.weight (MXFP4)"),
         "{:?}",
         r.problems
     );
+    // IQ types are not.
+    let path = d.write("iq.gguf", tiny_qwen2(ty("IQ4_NL")).to_bytes());
+    let r = jing_formats::inspect(&path).unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
 }

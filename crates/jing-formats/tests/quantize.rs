@@ -234,6 +234,63 @@ fn requantized_tensors_are_quantize_row_of_the_dequantized_source() {
     }
 }
 
+/// Random valid blocks of IQ type `d` for `rows` rows of `cols` (scale `d` ~ 0.002).
+fn iq_bytes(d: DType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut b: Vec<u8> = (0..d.row_bytes(cols) * rows)
+        .map(|_| next() as u8)
+        .collect();
+    for blk in b.chunks_exact_mut(d.block_bytes()) {
+        let v = (next() % 1000) as f32 / 1000.0 * 0.004 - 0.002;
+        quant::iq::set_d(d, blk, half::f16::from_f32(v).to_bits());
+    }
+    b
+}
+
+/// llama.cpp's IQ types (which jing reads but does not write) as input: dequantized, then
+/// quantized like any other source; as a target: refused, naming the type.
+#[test]
+fn iq_inputs_are_dequantized_and_iq_targets_refused() {
+    let dir = TempDir::new("iq-input");
+    let ty = |d: DType| jing_formats::gguf::GgmlType::from_id(d.ggml_type().unwrap()).unwrap();
+    let mut w = GgufWriter::new()
+        .kv("general.architecture", GgufValue::String("qwen2".into()))
+        .kv("qwen2.block_count", GgufValue::U32(1))
+        .kv("qwen2.attention.head_count", GgufValue::U32(4))
+        .f32_tensor("output_norm.weight", &[256], &[1.0; 256]);
+    for (i, &d) in DType::IQUANTS.iter().enumerate() {
+        let name = format!("blk.0.t{i}.weight");
+        w = w.tensor(&name, ty(d), &[2, 256], iq_bytes(d, 2, 256, i as u64 + 1));
+    }
+    let input = dir.write("iq.gguf", w.to_bytes());
+    let source = GgufFile::open(&input).unwrap();
+    for t in ["q8_0", "q4_k", "f16"] {
+        let out = quantize(&input, &dir, t, None);
+        for s in source.tensors() {
+            let n = &s.info.name;
+            if n.starts_with("output_norm") {
+                continue;
+            }
+            let src = source.weight(n).unwrap();
+            assert!(DType::IQUANTS.contains(&src.dtype), "{n}");
+            let w = out.weight(n).unwrap();
+            assert!(!DType::IQUANTS.contains(&w.dtype), "{t} {n}: {}", w.dtype);
+            check_rows(&format!("iq {t} {n}"), &w, |r, x| src.row_to_f32(r, x));
+        }
+    }
+    let err = QuantTarget::parse("iq4_xs").unwrap_err();
+    assert!(
+        err.contains("iq4_xs") && err.contains("does not write"),
+        "{err}"
+    );
+}
+
 #[test]
 fn requantizing_is_reported_and_same_type_tensors_are_copied() {
     let dir = TempDir::new("requant-report");
@@ -457,18 +514,18 @@ fn bad_input_is_a_clear_error() {
     );
 
     // A tensor of a type jing cannot read, that the target needs converted.
-    let iq = GgufWriter::new()
+    let tq = GgufWriter::new()
         .kv("general.architecture", GgufValue::String("llama".into()))
         .kv("llama.block_count", GgufValue::U32(1))
-        .raw_tensor("blk.0.attn_q.weight", 16, &[256, 2], vec![0; 2 * 66])
+        .raw_tensor("blk.0.attn_q.weight", 34, &[256, 2], vec![0; 2 * 54])
         .to_bytes();
-    let iq_path = dir.write("iq.gguf", iq);
-    let err = quantize_err(&iq_path, &dir.join("iq-q8.gguf"), "q8_0");
+    let tq_path = dir.write("tq.gguf", tq);
+    let err = quantize_err(&tq_path, &dir.join("tq-q8.gguf"), "q8_0");
     assert!(
-        err.contains("blk.0.attn_q.weight") && err.contains("IQ2_XXS"),
+        err.contains("blk.0.attn_q.weight") && err.contains("TQ1_0"),
         "{err}"
     );
-    assert!(!dir.join("iq-q8.gguf").exists() && !dir.join("iq-q8.gguf.partial").exists());
+    assert!(!dir.join("tq-q8.gguf").exists() && !dir.join("tq-q8.gguf.partial").exists());
 
     // Never onto the input, only to a .gguf path in an existing folder.
     let input = dir.join("in.gguf");

@@ -38,11 +38,31 @@ pub enum DType {
     Q6K,
     /// GGUF `Q8_K`: 256 elements, f32 scale + i8 codes + 16 partial sums (activations).
     Q8K,
+    /// GGUF `IQ2_XXS`: 256 elements, 2.06 bits each: 8-element codebook entries (256-entry
+    /// grid) with sign patterns, a 4-bit scale per 32.
+    IQ2XXS,
+    /// GGUF `IQ2_XS`: 256 elements, 2.31 bits: 512-entry grid, 4-bit scales per 16.
+    IQ2XS,
+    /// GGUF `IQ2_S`: 256 elements, 2.56 bits: 1024-entry grid, explicit sign bits.
+    IQ2S,
+    /// GGUF `IQ3_XXS`: 256 elements, 3.06 bits: 4-element entries of a 256-entry grid.
+    IQ3XXS,
+    /// GGUF `IQ3_S`: 256 elements, 3.44 bits: 512-entry grid, explicit sign bits.
+    IQ3S,
+    /// GGUF `IQ1_S`: 256 elements, 1.56 bits: ternary 8-element entries (2048-entry grid)
+    /// shifted by ±1/8.
+    IQ1S,
+    /// GGUF `IQ1_M`: 256 elements, 1.75 bits: the `IQ1_S` grid with scales per 16.
+    IQ1M,
+    /// GGUF `IQ4_NL`: 32 elements, f16 scale + 4-bit indices into 16 non-linear values.
+    IQ4NL,
+    /// GGUF `IQ4_XS`: 256 elements, the `IQ4_NL` values with 6-bit scales per 32.
+    IQ4XS,
 }
 
 impl DType {
     /// Every dtype, in declaration order (tests iterate over it).
-    pub const ALL: [DType; 17] = [
+    pub const ALL: [DType; 26] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -60,9 +80,19 @@ impl DType {
         DType::Q5K,
         DType::Q6K,
         DType::Q8K,
+        DType::IQ2XXS,
+        DType::IQ2XS,
+        DType::IQ2S,
+        DType::IQ3XXS,
+        DType::IQ3S,
+        DType::IQ1S,
+        DType::IQ1M,
+        DType::IQ4NL,
+        DType::IQ4XS,
     ];
 
-    /// The GGUF block-quantized types.
+    /// The GGUF block-quantized types jing quantizes to (and reads); the importance-matrix
+    /// types jing only reads are [`IQUANTS`](DType::IQUANTS).
     pub const QUANTIZED: [DType; 11] = [
         DType::Q4_0,
         DType::Q4_1,
@@ -75,6 +105,20 @@ impl DType {
         DType::Q5K,
         DType::Q6K,
         DType::Q8K,
+    ];
+
+    /// llama.cpp's "i-quants" (codebook and non-linear block types), which its quantizer makes
+    /// with an importance matrix: jing reads and computes with them but does not write them.
+    pub const IQUANTS: [DType; 9] = [
+        DType::IQ2XXS,
+        DType::IQ2XS,
+        DType::IQ2S,
+        DType::IQ3XXS,
+        DType::IQ3S,
+        DType::IQ1S,
+        DType::IQ1M,
+        DType::IQ4NL,
+        DType::IQ4XS,
     ];
 
     /// Bytes per element of a plain element type.
@@ -94,8 +138,23 @@ impl DType {
     /// Elements per block: 1 for plain types, 32 or 256 for block-quantized types.
     pub fn block_size(self) -> usize {
         match self {
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => 32,
-            DType::Q2K | DType::Q3K | DType::Q4K | DType::Q5K | DType::Q6K | DType::Q8K => 256,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 | DType::IQ4NL => {
+                32
+            }
+            DType::Q2K
+            | DType::Q3K
+            | DType::Q4K
+            | DType::Q5K
+            | DType::Q6K
+            | DType::Q8K
+            | DType::IQ2XXS
+            | DType::IQ2XS
+            | DType::IQ2S
+            | DType::IQ3XXS
+            | DType::IQ3S
+            | DType::IQ1S
+            | DType::IQ1M
+            | DType::IQ4XS => 256,
             _ => 1,
         }
     }
@@ -114,6 +173,15 @@ impl DType {
             DType::Q5K => 176,
             DType::Q6K => 210,
             DType::Q8K => 292,
+            DType::IQ2XXS => 66,
+            DType::IQ2XS => 74,
+            DType::IQ2S => 82,
+            DType::IQ3XXS => 98,
+            DType::IQ3S => 110,
+            DType::IQ1S => 50,
+            DType::IQ1M => 56,
+            DType::IQ4NL => 18,
+            DType::IQ4XS => 136,
             d => d.size(),
         }
     }
@@ -171,6 +239,15 @@ impl DType {
             DType::Q5K => 13,
             DType::Q6K => 14,
             DType::Q8K => 15,
+            DType::IQ2XXS => 16,
+            DType::IQ2XS => 17,
+            DType::IQ3XXS => 18,
+            DType::IQ1S => 19,
+            DType::IQ4NL => 20,
+            DType::IQ3S => 21,
+            DType::IQ2S => 22,
+            DType::IQ4XS => 23,
+            DType::IQ1M => 29,
             DType::I32 => 26,
             DType::I64 => 27,
             DType::BF16 => 30,
@@ -178,7 +255,7 @@ impl DType {
         })
     }
 
-    /// The dtype of a ggml type id; `None` for ids jing does not read (Q8_1, IQ*, I8, I16, F64,
+    /// The dtype of a ggml type id; `None` for ids jing does not read (Q8_1, I8, I16, F64,
     /// TQ*, MXFP4, ...).
     pub fn from_ggml_type(id: u32) -> Option<DType> {
         Some(match id {
@@ -195,6 +272,15 @@ impl DType {
             13 => DType::Q5K,
             14 => DType::Q6K,
             15 => DType::Q8K,
+            16 => DType::IQ2XXS,
+            17 => DType::IQ2XS,
+            18 => DType::IQ3XXS,
+            19 => DType::IQ1S,
+            20 => DType::IQ4NL,
+            21 => DType::IQ3S,
+            22 => DType::IQ2S,
+            23 => DType::IQ4XS,
+            29 => DType::IQ1M,
             26 => DType::I32,
             27 => DType::I64,
             30 => DType::BF16,
@@ -296,6 +382,15 @@ impl DType {
             DType::Q5K => "q5_K",
             DType::Q6K => "q6_K",
             DType::Q8K => "q8_K",
+            DType::IQ2XXS => "iq2_xxs",
+            DType::IQ2XS => "iq2_xs",
+            DType::IQ2S => "iq2_s",
+            DType::IQ3XXS => "iq3_xxs",
+            DType::IQ3S => "iq3_s",
+            DType::IQ1S => "iq1_s",
+            DType::IQ1M => "iq1_m",
+            DType::IQ4NL => "iq4_nl",
+            DType::IQ4XS => "iq4_xs",
         }
     }
 
@@ -343,8 +438,12 @@ mod tests {
         assert_eq!(DType::Q8_0.bytes_for_shape(&[3, 64]), Some(3 * 68));
         assert_eq!(DType::Q8_0.bytes_for_shape(&[3, 65]), None);
         assert_eq!(DType::F32.bytes_for_shape(&[]), Some(4));
-        for q in DType::QUANTIZED {
+        for q in DType::QUANTIZED.into_iter().chain(DType::IQUANTS) {
             assert!(q.is_quantized() && q.is_weight() && !q.is_float());
         }
+        // Sizes as ggml's type traits give them (bytes per 256 elements / 32 for IQ4_NL).
+        assert_eq!(DType::IQ2XXS.row_bytes(256), 66);
+        assert_eq!(DType::IQ4NL.row_bytes(64), 36);
+        assert_eq!(DType::IQ4XS.checked_row_bytes(32), None);
     }
 }

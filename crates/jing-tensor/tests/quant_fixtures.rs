@@ -1,6 +1,8 @@
 //! jing's GGUF block types against the fixtures from `scripts/make_quant_fixtures.py`:
 //! dequantization equal to the `gguf` package's bit for bit (on quantizer output and on random
-//! blocks), and quantization equal to llama.cpp's reference quantizers byte for byte.
+//! blocks; the IQ types, which jing does not write, on random blocks from
+//! `scripts/make_iq_fixtures.py`), and quantization equal to llama.cpp's reference quantizers
+//! byte for byte.
 
 use jing_tensor::{quant, Bytes, DType, Weight};
 use std::path::PathBuf;
@@ -125,4 +127,20 @@ fn stress_against_generated_fixtures() {
         bad += diff + deq_diff;
     }
     assert_eq!(bad, 0);
+}
+
+/// The IQ types (read-only in jing) on random blocks from `scripts/make_iq_fixtures.py`:
+/// dequantization equal to the `gguf` package's bit for bit.
+#[test]
+fn iq_dequantize_matches_gguf() {
+    const IQ_ROWS: usize = 8;
+    for dtype in DType::IQUANTS {
+        let n = dtype.name();
+        check_dequant(
+            dtype,
+            &format!("iq/{n}.rand.q"),
+            &format!("iq/{n}.rand.deq.f32"),
+            IQ_ROWS,
+        );
+    }
 }

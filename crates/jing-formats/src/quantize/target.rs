@@ -62,6 +62,16 @@ impl QuantTarget {
     /// The target named `name` (case-insensitive; `Q4_K_M` and `q4_k_m` alike), or an error
     /// listing the names.
     pub fn parse(name: &str) -> Result<QuantTarget, String> {
+        if let Some(iq) = DType::IQUANTS
+            .iter()
+            .find(|d| d.name().eq_ignore_ascii_case(name))
+        {
+            return Err(format!(
+                "`{name}` ({iq}) is one of llama.cpp's importance-matrix types: jing reads and \
+                 runs files that use it but does not write it; jing writes {}",
+                QuantTarget::names().join(", ")
+            ));
+        }
         TARGETS
             .iter()
             .find(|t| t.name.eq_ignore_ascii_case(name))
@@ -116,5 +126,12 @@ mod tests {
         }
         let err = QuantTarget::parse("q3_k_xl").unwrap_err();
         assert!(err.contains("q3_k_xl") && err.contains("q4_k_m"), "{err}");
+        for d in DType::IQUANTS {
+            let err = QuantTarget::parse(&d.name().to_uppercase()).unwrap_err();
+            assert!(
+                err.contains("importance-matrix") && err.contains("q8_0"),
+                "{err}"
+            );
+        }
     }
 }

@@ -19,9 +19,12 @@
 //! | `Q5_K` | 256 | 176 | `d · sc_j · q - dmin · m_j`, 5-bit `q`, 8 sub-blocks |
 //! | `Q6_K` | 256 | 210 | `d · sc_j · (q - 32)`, 6-bit `q`, 16 sub-blocks |
 //! | `Q8_K` | 256 | 292 | `d · q`, f32 `d`, i8 `q` (plus 16 sums of 16 `q`s) |
+//! | `IQ*` | 32, 256 | 18..136 | `dc · m · c`: codebook/non-linear codes, see [`iq`] |
 
 // The per-type modules are public for their layout constants and code accessors, which the
 // kernels use; `dequantize_row` / `quantize_row` are the entry points.
+pub mod iq;
+pub mod iq_tables;
 mod k_common;
 pub mod q2_k;
 pub mod q3_k;
@@ -76,6 +79,12 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
         "dequantize_row: {} bytes for {nb} {dtype} blocks",
         bytes.len()
     );
+    if iq::decoder(dtype).is_some() {
+        for (b, o) in bytes.chunks_exact(bb).zip(out.chunks_exact_mut(bs)) {
+            iq::dequantize(dtype, b, o);
+        }
+        return;
+    }
     let f: fn(&[u8], &mut [f32]) = match dtype {
         DType::Q4_0 => q4_0::dequantize_q4_0,
         DType::Q4_1 => q4_0::dequantize_q4_1,

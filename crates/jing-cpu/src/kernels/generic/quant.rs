@@ -15,13 +15,18 @@
 //! | `Q4_1`, `Q5_1` | `I = Σ u·q`, `S = Σ q` | `(d·dx)·I + (m·dx)·S` |
 //! | `Q2_K`, `Q4_K`, `Q5_K` | `I = Σ_j sc_j Σ u·q`, `M = Σ_j m_j·S_j` | `(dx·d)·I - (dx·dmin)·M` |
 //! | `Q3_K`, `Q6_K` | `I = Σ_j sc_j Σ (u - 4 or 32)·q` | `(dx·d)·I` |
+//! | `IQ4_NL` | `I = Σ c·q` | `(dc·dx)·I` |
+//! | other `IQ*` | `I = Σ_j m_j Σ c·q` | `(dx·dc)·I` |
 //!
-//! and a row's result is the sum of its block terms in block order. The integers fit i32 with
-//! room to spare (the largest, `Q6_K`: `16 · 128 · 16 · 32 · 127 < 2^27`).
+//! with `c`, `m_j` (per 16 elements) and `dc` the integer form of the IQ types
+//! (`jing_tensor::quant::iq`), and a row's result is the sum of its block terms in block order.
+//! The integers fit i32 with room to spare (the largest, `IQ4_XS`: `256 · 32 · 127 · 127 <
+//! 2^28`).
 
 use super::super::layout::check_matmul_q;
 use super::super::qact::{QuantX, XRow};
 use super::super::OutMatrix;
+use jing_tensor::quant::iq::{self, Decode};
 use jing_tensor::quant::unpack_scales_mins_k4;
 use jing_tensor::quant::{q2_k, q3_k, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0, q8_k};
 use jing_tensor::{f16_to_f32, DType, Weight};
@@ -251,6 +256,73 @@ pub(crate) fn dot_q6_k(w: &[u8], x: XRow<'_>) -> f32 {
     acc
 }
 
+/// The 256-element IQ types: `BB`-byte blocks unpacked by `decode` (see the module docs).
+#[inline(always)]
+fn dot_iq<const BB: usize>(w: &[u8], x: XRow<'_>, decode: Decode) -> f32 {
+    let (mut codes, mut m) = ([0i8; 256], [0i16; 16]);
+    let mut acc = 0.0f32;
+    for (b, blk) in w.chunks_exact(BB).enumerate() {
+        let dc = decode(blk, &mut codes, &mut m);
+        let q = &x.qs[256 * b..256 * b + 256];
+        let mut i = 0i32;
+        for (j, (c, q)) in codes.chunks_exact(16).zip(q.chunks_exact(16)).enumerate() {
+            let part: i32 = c.iter().zip(q).map(|(&c, &q)| c as i32 * q as i32).sum();
+            i += m[j] as i32 * part;
+        }
+        acc += k_term_sym(x.d[b], dc, i);
+    }
+    acc
+}
+
+pub(crate) fn dot_iq2_xxs(w: &[u8], x: XRow<'_>) -> f32 {
+    dot_iq::<66>(w, x, iq::decode_iq2_xxs)
+}
+
+pub(crate) fn dot_iq2_xs(w: &[u8], x: XRow<'_>) -> f32 {
+    dot_iq::<74>(w, x, iq::decode_iq2_xs)
+}
+
+pub(crate) fn dot_iq2_s(w: &[u8], x: XRow<'_>) -> f32 {
+    dot_iq::<82>(w, x, iq::decode_iq2_s)
+}
+
+pub(crate) fn dot_iq3_xxs(w: &[u8], x: XRow<'_>) -> f32 {
+    dot_iq::<98>(w, x, iq::decode_iq3_xxs)
+}
+
+pub(crate) fn dot_iq3_s(w: &[u8], x: XRow<'_>) -> f32 {
+    dot_iq::<110>(w, x, iq::decode_iq3_s)
+}
+
+pub(crate) fn dot_iq1_s(w: &[u8], x: XRow<'_>) -> f32 {
+    dot_iq::<50>(w, x, iq::decode_iq1_s)
+}
+
+pub(crate) fn dot_iq1_m(w: &[u8], x: XRow<'_>) -> f32 {
+    dot_iq::<56>(w, x, iq::decode_iq1_m)
+}
+
+pub(crate) fn dot_iq4_xs(w: &[u8], x: XRow<'_>) -> f32 {
+    dot_iq::<136>(w, x, iq::decode_iq4_xs)
+}
+
+pub(crate) fn dot_iq4_nl(w: &[u8], x: XRow<'_>) -> f32 {
+    let kv = &jing_tensor::quant::iq_tables::KVALUES_IQ4NL;
+    let mut acc = 0.0f32;
+    for (b, blk) in w.chunks_exact(18).enumerate() {
+        let qs = &blk[2..18];
+        let q = &x.qs[32 * b..32 * b + 32];
+        let i: i32 = (0..32)
+            .map(|l| {
+                let u = if l < 16 { qs[l] & 15 } else { qs[l - 16] >> 4 };
+                kv[u as usize] as i32 * q[l] as i32
+            })
+            .sum();
+        acc += (f16_at(blk, 0) * x.d[b]) * i as f32;
+    }
+    acc
+}
+
 /// The generic dot product of a block type.
 pub(crate) fn vec_dot(dtype: DType) -> VecDot {
     match dtype {
@@ -265,6 +337,15 @@ pub(crate) fn vec_dot(dtype: DType) -> VecDot {
         DType::Q5K => dot_q5_k,
         DType::Q6K => dot_q6_k,
         DType::Q8K => dot_q8_k,
+        DType::IQ2XXS => dot_iq2_xxs,
+        DType::IQ2XS => dot_iq2_xs,
+        DType::IQ2S => dot_iq2_s,
+        DType::IQ3XXS => dot_iq3_xxs,
+        DType::IQ3S => dot_iq3_s,
+        DType::IQ1S => dot_iq1_s,
+        DType::IQ1M => dot_iq1_m,
+        DType::IQ4NL => dot_iq4_nl,
+        DType::IQ4XS => dot_iq4_xs,
         d => panic!("no quantized dot product for {d}"),
     }
 }

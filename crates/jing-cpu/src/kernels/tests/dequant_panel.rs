@@ -8,26 +8,20 @@
 //! tiles.
 
 use super::matmul::run;
+use super::quant::{all_block_types, quantized};
 use super::util::{bound, XorShift};
 use crate::kernels::dequant_panel::bf16_round;
 use crate::kernels::{KernelTable, DEQUANT_MIN_TOKENS};
-use jing_tensor::{quant, Bytes, DType, Weight};
 
 #[test]
 fn many_tokens_multiply_the_bf16_rounded_dequantized_weights() {
     let mut rng = XorShift::new(91);
-    for d in DType::QUANTIZED {
+    for d in all_block_types() {
         // 1, 3 and 9 blocks of 256 (or 8, 24, 72 blocks of 32): K from 256 to 2304.
         for blocks in [1, 3, 9] {
             let k = blocks * 256;
             let n = 11;
-            let w = Weight::new(
-                "w",
-                d,
-                vec![n, k],
-                Bytes::from_vec(quant::quantize(d, &rng.f32s(n * k), k)),
-            )
-            .unwrap();
+            let w = quantized(&mut rng, d, n, k);
             let wv: Vec<f64> = w
                 .to_f32_vec()
                 .iter()
@@ -62,15 +56,9 @@ fn many_tokens_multiply_the_bf16_rounded_dequantized_weights() {
 #[test]
 fn one_hot_tokens_read_single_weights() {
     let mut rng = XorShift::new(92);
-    for d in DType::QUANTIZED {
+    for d in all_block_types() {
         let (n, k) = (9, 512);
-        let w = Weight::new(
-            "w",
-            d,
-            vec![n, k],
-            Bytes::from_vec(quant::quantize(d, &rng.f32s(n * k), k)),
-        )
-        .unwrap();
+        let w = quantized(&mut rng, d, n, k);
         let wv = w.to_f32_vec();
         let m = DEQUANT_MIN_TOKENS + 3;
         let cols: Vec<usize> = (0..m).map(|i| (i * 37 + 5) % k).collect();

@@ -1,7 +1,7 @@
 //! GGUF block weights: every SIMD table's `matmul_q` against the generic one. The integer dot
 //! products are exact in every version, so:
 //!
-//! - K-quants (and `Q8_K`): bit for bit (the SIMD kernels also run the generic float step in
+//! - K-quants (and `Q8_K` and the 256-element IQ types): bit for bit (the SIMD kernels also run the generic float step in
 //!   the generic order);
 //! - 32-element types: within `2·(nb + 4)·u·Σ_k (|ŵ_k| + 2μ_k)·|x̂_k|` (see
 //!   `x86_64::quant`), and bit for bit when every float operation is exact (power-of-two
@@ -25,13 +25,25 @@ fn scale_fields(d: DType) -> &'static [usize] {
         DType::Q2K => &[80, 82],
         DType::Q3K => &[108],
         DType::Q6K => &[208],
-        _ => unreachable!(),
+        // IQ types: `d` written by `iq::set_d` (at 0, or spread over IQ1_M's scale words).
+        _ => &[0],
     }
+}
+
+/// Every block type: the ones jing quantizes and the IQ types (random blocks only).
+pub(super) fn all_block_types() -> impl Iterator<Item = DType> {
+    DType::QUANTIZED.into_iter().chain(DType::IQUANTS)
 }
 
 /// A `[n, k]` weight of random blocks. `dyadic`: every scale is ±2^-4 (so that with dyadic
 /// activations every float operation of the 32-element kernels is exact).
-fn random_blocks(rng: &mut XorShift, d: DType, n: usize, k: usize, dyadic: bool) -> Weight {
+pub(super) fn random_blocks(
+    rng: &mut XorShift,
+    d: DType,
+    n: usize,
+    k: usize,
+    dyadic: bool,
+) -> Weight {
     let bytes_len = n * d.row_bytes(k);
     let mut b: Vec<u8> = (0..bytes_len).map(|_| rng.next_u64() as u8).collect();
     for blk in b.chunks_exact_mut(d.block_bytes()) {
@@ -47,6 +59,8 @@ fn random_blocks(rng: &mut XorShift, d: DType, n: usize, k: usize, dyadic: bool)
             };
             if d == DType::Q8K {
                 blk[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            } else if DType::IQUANTS.contains(&d) {
+                quant::iq::set_d(d, blk, half::f16::from_f32(v).to_bits());
             } else {
                 blk[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
             }
@@ -55,8 +69,12 @@ fn random_blocks(rng: &mut XorShift, d: DType, n: usize, k: usize, dyadic: bool)
     Weight::new("w", d, vec![n, k], Bytes::from_vec(b)).unwrap()
 }
 
-/// A `[n, k]` weight from jing's quantizer.
-fn quantized(rng: &mut XorShift, d: DType, n: usize, k: usize) -> Weight {
+/// A `[n, k]` weight from jing's quantizer (random blocks for the IQ types, which it does not
+/// write).
+pub(super) fn quantized(rng: &mut XorShift, d: DType, n: usize, k: usize) -> Weight {
+    if !quant::can_quantize(d) {
+        return random_blocks(rng, d, n, k, false);
+    }
     let bytes = quant::quantize(d, &rng.f32s(n * k), k);
     Weight::new("w", d, vec![n, k], Bytes::from_vec(bytes)).unwrap()
 }
@@ -163,9 +181,10 @@ fn block_counts(d: DType) -> &'static [usize] {
 #[test]
 fn simd_matches_generic_on_random_blocks() {
     let mut rng = XorShift::new(71);
-    for d in DType::QUANTIZED {
+    for d in all_block_types() {
         for &nb in block_counts(d) {
             let k = nb * d.block_size();
+            // (For the IQ types "quantized" is random blocks too.)
             for random in [true, false] {
                 let w = if random {
                     random_blocks(&mut rng, d, 11, k, false)
@@ -193,7 +212,7 @@ fn simd_matches_generic_on_random_blocks() {
 #[test]
 fn simd_integer_dot_products_are_exact() {
     let mut rng = XorShift::new(72);
-    for d in DType::QUANTIZED {
+    for d in all_block_types() {
         for &nb in block_counts(d) {
             let k = nb * d.block_size();
             let w = random_blocks(&mut rng, d, 9, k, true);
@@ -219,7 +238,7 @@ fn simd_integer_dot_products_are_exact() {
 #[test]
 fn row_axpy_of_block_weights() {
     let mut rng = XorShift::new(73);
-    for d in DType::QUANTIZED {
+    for d in all_block_types() {
         let k = 3 * 256;
         let w = quantized(&mut rng, d, 5, k);
         let mut row = vec![0.0f32; k];

@@ -9,9 +9,15 @@
 //!   (AVX2: `vpmaddubsw` + `vpmaddwd`, VNNI: `vpmaddubsw` + `vpdpwssd`);
 //! - `dot_i8_i8(acc, w, x)`: both signed (`|w| · sign(x, w)` into the unsigned form).
 //!
-//! `vpmaddubsw` saturates its i16 pair sums: every caller keeps `u <= 63` or `|w| <= 128`
+//! `vpmaddubsw` saturates its i16 pair sums: every caller keeps `u <= 63` or `|w| <= 127`
 //! against `|x| <= 127` (the activation codes), so a pair stays below 32 767 and nothing
 //! saturates. All integer dot products are therefore exact and equal to the generic ones.
+//!
+//! The IQ types use their integer form (`jing_tensor::quant::iq`: signed codes `c` with
+//! `|c| <= 127`, an i16 scale per 16): per 32 codes `dot_u8_i8_scaled(|c|, q·sign(c), m)`, the
+//! codes of the grid types built in registers from 8-code groups (grid lookups), those of
+//! `IQ4_XS`/`IQ4_NL` by a byte shuffle of their 16 values. The 256-element ones take the
+//! K-quant float step (bit-identical to generic), `IQ4_NL` the 32-element one.
 //!
 //! The float steps:
 //! - K-quants (and `Q8_K`): the integers of a 256-block are reduced to one exact i32 (a
@@ -34,6 +40,8 @@ macro_rules! quant_kernels {
         use crate::kernels::layout::check_matmul_q;
         use crate::kernels::qact::{QuantX, XRow};
         use crate::kernels::OutMatrix;
+        use jing_tensor::quant::iq;
+        use jing_tensor::quant::iq_tables::KVALUES_IQ4NL;
         use jing_tensor::quant::{q2_k, q3_k};
         use jing_tensor::{DType, Weight};
         use std::ops::Range;
@@ -94,6 +102,15 @@ macro_rules! quant_kernels {
                 DType::Q5K => drive!(dot_q5_k),
                 DType::Q6K => drive!(dot_q6_k),
                 DType::Q8K => drive!(dot_q8_k),
+                DType::IQ2XXS => drive!(dot_iq2_xxs),
+                DType::IQ2XS => drive!(dot_iq2_xs),
+                DType::IQ2S => drive!(dot_iq2_s),
+                DType::IQ3XXS => drive!(dot_iq3_xxs),
+                DType::IQ3S => drive!(dot_iq3_s),
+                DType::IQ1S => drive!(dot_iq1_s),
+                DType::IQ1M => drive!(dot_iq1_m),
+                DType::IQ4NL => drive!(dot_iq4_nl),
+                DType::IQ4XS => drive!(dot_iq4_xs),
                 d => unreachable!("matmul_q with {d}"),
             }
         }
@@ -436,6 +453,30 @@ macro_rules! quant_kernels {
         dot32!(dot_q5_0, 22, dot_u8_i8, unpack_q5_0, fix16, None::<usize>);
         dot32!(dot_q5_1, 24, dot_u8_i8, unpack_q5_1, no_fix, Some(2usize));
         dot32!(dot_q8_0, 34, dot_i8_i8, unpack_q8_0, no_fix, None::<usize>);
+        dot32!(
+            dot_iq4_nl,
+            18,
+            dot_i8_i8,
+            unpack_iq4_nl,
+            no_fix,
+            None::<usize>
+        );
+
+        /// The 16 `IQ4` values in both 128-bit lanes (a `vpshufb` table).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn iq4_table() -> __m256i {
+            // SAFETY: `KVALUES_IQ4NL` is 16 bytes; the load is unaligned.
+            let t = unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()) };
+            _mm256_broadcastsi128_si256(t)
+        }
+
+        /// The 32 signed codes of an `IQ4_NL` block.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn unpack_iq4_nl(b: &[u8]) -> __m256i {
+            _mm256_shuffle_epi8(iq4_table(), nibbles32(ld16(&b[2..])))
+        }
 
         // ---- K-quants -----------------------------------------------------------------------
 
@@ -692,6 +733,88 @@ macro_rules! quant_kernels {
                     let off = hsum_i32(_mm256_madd_epi16(sc, ld_i16x16(&x[t].sums[16 * b..])));
                     let i = hsum_i32(acc[t]) - 32 * off;
                     out[t] += k_term_sym(x[t].d[b], d, i);
+                }
+            }
+            out
+        }
+
+        // ---- IQ types -------------------------------------------------------------------------
+
+        /// `acc + Σ m·c·q` over 32 signed codes `c` (`|c| <= 127`) against 32 activation codes,
+        /// `m` the i16 scale of each 16 (lanes 0-7 / 8-15 of `sc`).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn dot_signed_scaled(acc: __m256i, c: __m256i, q: __m256i, sc: __m256i) -> __m256i {
+            dot_u8_i8_scaled(acc, _mm256_abs_epi8(c), _mm256_sign_epi8(q, c), sc)
+        }
+
+        /// The codebook IQ types from their integer form (`jing_tensor::quant::iq`): per 32
+        /// codes, four 8-code groups straight into a vector (no round trip through memory) and
+        /// the exact scaled dot product; the K-quant float step in block order.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn dot_iq<const T: usize, I: iq::IqGroups>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+            let mut out = [0.0f32; T];
+            for (b, blk) in w.chunks_exact(I::BYTES).enumerate() {
+                // A length the optimizer knows (bounds checks of constant offsets go).
+                let blk = &blk[..I::BYTES];
+                let mut acc = [_mm256_setzero_si256(); T];
+                for c in 0..8 {
+                    let g = |i: usize| I::group(blk, 4 * c + i) as i64;
+                    let v = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+                    let sc = _mm256_set_m128i(
+                        _mm_set1_epi16(I::scale(blk, 2 * c + 1)),
+                        _mm_set1_epi16(I::scale(blk, 2 * c)),
+                    );
+                    for t in 0..T {
+                        let xq = ldx(&x[t].qs[256 * b + 32 * c..]);
+                        acc[t] = dot_signed_scaled(acc[t], v, xq, sc);
+                    }
+                }
+                let dc = I::dc(blk);
+                for t in 0..T {
+                    out[t] += k_term_sym(x[t].d[b], dc, hsum_i32(acc[t]));
+                }
+            }
+            out
+        }
+
+        /// A codebook IQ type's kernel: [`dot_iq`] for its `iq::IqGroups`.
+        macro_rules! iq_grid {
+            ($name:ident, $ty:ty) => {
+                #[target_feature(enable = $feat)]
+                fn $name<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+                    dot_iq::<T, $ty>(w, x)
+                }
+            };
+        }
+
+        iq_grid!(dot_iq2_xxs, iq::Iq2Xxs);
+        iq_grid!(dot_iq2_xs, iq::Iq2Xs);
+        iq_grid!(dot_iq2_s, iq::Iq2S);
+        iq_grid!(dot_iq3_xxs, iq::Iq3Xxs);
+        iq_grid!(dot_iq3_s, iq::Iq3S);
+        iq_grid!(dot_iq1_s, iq::Iq1S);
+        iq_grid!(dot_iq1_m, iq::Iq1M);
+
+        /// `IQ4_XS`: the codes by a byte shuffle of the nibbles, the 6-bit scales `s - 32`.
+        #[target_feature(enable = $feat)]
+        fn dot_iq4_xs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+            let mut out = [0.0f32; T];
+            let kv = iq4_table();
+            for (b, blk) in w.chunks_exact(136).enumerate() {
+                let mut acc = [_mm256_setzero_si256(); T];
+                for ib in 0..8 {
+                    let c = _mm256_shuffle_epi8(kv, nibbles32(ld16(&blk[8 + 16 * ib..])));
+                    let sc = _mm256_set1_epi16(iq::iq4_xs_scale(blk, ib) as i16 - 32);
+                    for t in 0..T {
+                        let xq = ldx(&x[t].qs[256 * b + 32 * ib..]);
+                        acc[t] = dot_signed_scaled(acc[t], c, xq, sc);
+                    }
+                }
+                let d = f16_at(blk, 0);
+                for t in 0..T {
+                    out[t] += k_term_sym(x[t].d[b], d, hsum_i32(acc[t]));
                 }
             }
             out
