@@ -6,3 +6,4 @@ mod quant;
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+mod prefetch;

@@ -2,29 +2,12 @@
 //! registers, with software prefetch ahead of each row stream. (16 registers do not hold
 //! 4 x 4 accumulators; 3 or 4 tokens take two passes, the second from cache.)
 
+use super::super::prefetch::{prefetch_ahead, prefetch_distance};
 use super::load::*;
 use super::{hsum, tail_mask, L};
 use crate::kernels::driver::RowGroup;
 use crate::kernels::layout::dt_size;
 use std::arch::x86_64::*;
-
-/// How far ahead (bytes) each weight row stream prefetches (see the AVX-512 version).
-pub(super) const PREFETCH: usize = 2048;
-
-/// Prefetch the lines `PREFETCH` bytes past `row[at..at + len]` (at most one per 64 bytes;
-/// for steps shorter than a line, only from steps that start a line).
-#[inline(always)]
-pub(super) fn prefetch_ahead(row: *const u8, at: usize, len: usize) {
-    if len >= 64 || at.is_multiple_of(64) {
-        let mut o = 0;
-        while o < len.max(1) {
-            // SAFETY: a prefetch is a hint, never a memory access: any address is allowed
-            // (`wrapping_add` keeps the pointer arithmetic itself defined).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH + o).cast()) };
-            o += 64;
-        }
-    }
-}
 
 /// The FP8 kernel reads 32 codes per row per step (see `layout::fp8_prepare_x`).
 pub(super) const GROUP: usize = 4 * L;
@@ -121,6 +104,7 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
 ) -> [[f32; T]; R] {
     let odd = if T == 1 { 1 } else { 0 }; // the accumulator set of odd positions
     let (k, width) = (g.cols, g.width);
+    let ahead = prefetch_distance::<R>(k); // one byte per weight
     let mut total = [[_mm256_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -132,7 +116,7 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
             for r in 0..R {
                 // SAFETY: j + 32 <= K, within every row.
                 lanes[r] = unsafe { _mm256_loadu_si256(g.ptr[r].add(j).cast()) };
-                prefetch_ahead(g.ptr[r], j, GROUP);
+                prefetch_ahead(g.ptr[r], j, GROUP, ahead);
             }
             // SAFETY: j + GROUP <= K, within every token of `x`.
             let xv = unsafe { load_x(x, x_stride, j, L) };
@@ -179,6 +163,7 @@ unsafe fn step<const D: u8, const R: usize, const T: usize>(
     x: *const f32,
     x_stride: usize,
     j: usize,
+    ahead: usize,
     acc: &mut [[__m256; T]; R],
 ) {
     // SAFETY: guaranteed by the caller.
@@ -186,7 +171,7 @@ unsafe fn step<const D: u8, const R: usize, const T: usize>(
     for r in 0..R {
         // SAFETY: guaranteed by the caller.
         let w = unsafe { load_w::<D>(g.ptr[r], j) };
-        prefetch_ahead(g.ptr[r], j * dt_size(D), L * dt_size(D));
+        prefetch_ahead(g.ptr[r], j * dt_size(D), L * dt_size(D), ahead);
         for t in 0..T {
             acc[r][t] = _mm256_fmadd_ps(w, xv[t], acc[r][t]);
         }
@@ -206,6 +191,7 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
     x_stride: usize,
 ) -> [[f32; T]; R] {
     let (k, width) = (g.cols, g.width);
+    let ahead = prefetch_distance::<R>(k * dt_size(D));
     let mut total = [[_mm256_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -216,15 +202,15 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
             while j + 2 * L <= k1 {
                 // SAFETY: j + 16 <= K, within every row and token.
                 unsafe {
-                    step::<D, R, T>(g, x, x_stride, j, &mut acc[0]);
-                    step::<D, R, T>(g, x, x_stride, j + L, &mut acc[1]);
+                    step::<D, R, T>(g, x, x_stride, j, ahead, &mut acc[0]);
+                    step::<D, R, T>(g, x, x_stride, j + L, ahead, &mut acc[1]);
                 }
                 j += 2 * L;
             }
         }
         while j + L <= k1 {
             // SAFETY: j + 8 <= K, within every row and token.
-            unsafe { step::<D, R, T>(g, x, x_stride, j, &mut acc[0]) };
+            unsafe { step::<D, R, T>(g, x, x_stride, j, ahead, &mut acc[0]) };
             j += L;
         }
         if j < k1 {

@@ -1,32 +1,12 @@
 //! The matmul kernel: 4 weight rows streamed once each against up to 4 tokens, converting in
 //! registers, with software prefetch ahead of each row stream.
 
+use super::super::prefetch::{prefetch_ahead, prefetch_distance};
 use super::load::*;
 use super::{tail_mask, L};
 use crate::kernels::driver::RowGroup;
 use crate::kernels::layout::dt_size;
 use std::arch::x86_64::*;
-
-/// How far ahead (bytes) each weight row stream prefetches into L1. Measured on Zen 5: the
-/// hardware prefetchers alone leave BF16 decode at ~60% of a plain read loop's bandwidth,
-/// prefetching brings it to ~75%; 2 KiB was best among 0.5..8 KiB (and L1 vs L2 hints made no
-/// difference).
-pub(super) const PREFETCH: usize = 2048;
-
-/// Prefetch the lines `PREFETCH` bytes past `row[at..at + len]` (at most one per 64 bytes;
-/// for steps shorter than a line, only from steps that start a line).
-#[inline(always)]
-pub(super) fn prefetch_ahead(row: *const u8, at: usize, len: usize) {
-    if len >= 64 || at.is_multiple_of(64) {
-        let mut o = 0;
-        while o < len.max(1) {
-            // SAFETY: a prefetch is a hint, never a memory access: any address is allowed
-            // (`wrapping_add` keeps the pointer arithmetic itself defined).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH + o).cast()) };
-            o += 64;
-        }
-    }
-}
 
 /// The FP8 kernel reads 64 codes per row per step (see `layout::fp8_prepare_x`).
 pub(super) const GROUP: usize = 4 * L;
@@ -130,6 +110,7 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
 ) -> [[f32; T]; R] {
     let odd = if T == 1 { 1 } else { 0 }; // the accumulator set of odd positions
     let (k, width) = (g.cols, g.width);
+    let ahead = prefetch_distance::<R>(k); // one byte per weight
     let mut total = [[_mm512_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -141,7 +122,7 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
             for r in 0..R {
                 // SAFETY: j + 64 <= K, within every row.
                 lanes[r] = unsafe { _mm512_loadu_si512(g.ptr[r].add(j).cast()) };
-                prefetch_ahead(g.ptr[r], j, GROUP);
+                prefetch_ahead(g.ptr[r], j, GROUP, ahead);
             }
             // SAFETY: j + GROUP <= K, within every token of `x`.
             let xv = unsafe { load_x(x, x_stride, j) };
@@ -195,6 +176,7 @@ unsafe fn step<const D: u8, const R: usize, const T: usize>(
     x: *const f32,
     x_stride: usize,
     j: usize,
+    ahead: usize,
     acc: &mut [[__m512; T]; R],
 ) {
     // SAFETY: guaranteed by the caller.
@@ -202,7 +184,7 @@ unsafe fn step<const D: u8, const R: usize, const T: usize>(
     for r in 0..R {
         // SAFETY: guaranteed by the caller.
         let w = unsafe { load_w::<D>(g.ptr[r], j) };
-        prefetch_ahead(g.ptr[r], j * dt_size(D), L * dt_size(D));
+        prefetch_ahead(g.ptr[r], j * dt_size(D), L * dt_size(D), ahead);
         for t in 0..T {
             acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
         }
@@ -222,6 +204,7 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
     x_stride: usize,
 ) -> [[f32; T]; R] {
     let (k, width) = (g.cols, g.width);
+    let ahead = prefetch_distance::<R>(k * dt_size(D));
     let mut total = [[_mm512_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -232,15 +215,15 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
             while j + 2 * L <= k1 {
                 // SAFETY: j + 32 <= K, within every row and token.
                 unsafe {
-                    step::<D, R, T>(g, x, x_stride, j, &mut acc[0]);
-                    step::<D, R, T>(g, x, x_stride, j + L, &mut acc[1]);
+                    step::<D, R, T>(g, x, x_stride, j, ahead, &mut acc[0]);
+                    step::<D, R, T>(g, x, x_stride, j + L, ahead, &mut acc[1]);
                 }
                 j += 2 * L;
             }
         }
         while j + L <= k1 {
             // SAFETY: j + 16 <= K, within every row and token.
-            unsafe { step::<D, R, T>(g, x, x_stride, j, &mut acc[0]) };
+            unsafe { step::<D, R, T>(g, x, x_stride, j, ahead, &mut acc[0]) };
             j += L;
         }
         if j < k1 {
