@@ -68,7 +68,9 @@ unsafe impl Sync for Values {}
 
 impl Values {
     /// `n` empty cells, allocating from `spare` (see [`Values::into_spare`]).
-    pub fn new(n: usize, spare: Spare) -> Values {
+    pub fn new(n: usize, mut spare: Spare) -> Values {
+        // Room for every cell's buffer, so that freeing never grows the list mid-step.
+        spare.bufs.reserve(n);
         Values {
             cells: (0..n).map(|_| UnsafeCell::new(Vec::new())).collect(),
             spare: UnsafeCell::new(spare),
@@ -148,9 +150,12 @@ impl Values {
         }
     }
 
-    /// Take node `i`'s value out (after the run).
-    pub fn take(&mut self, i: usize) -> Vec<f32> {
-        std::mem::take(self.cells[i].get_mut())
+    /// A copy of node `i`'s value (after the run). Copied, not taken: the buffer stays for the
+    /// next step, so its spare list keeps every buffer the step needs (a taken one would be
+    /// missed and would send later requests to larger buffers, one allocation cascading into
+    /// several).
+    pub fn copy_out(&mut self, i: usize) -> Vec<f32> {
+        self.cells[i].get_mut().clone()
     }
 }
 

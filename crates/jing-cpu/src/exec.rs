@@ -10,8 +10,9 @@ use jing_graph::{
 
 use crate::attention::{gqa_attention, mla_attention};
 use crate::buffers::{f32_to_id, id_to_f32, share, Spare, Values};
-use crate::kernels::{KernelTable, QuantX, DEQUANT_MIN_TOKENS};
+use crate::kernels::{KernelTable, OutMatrix, QuantX, DEQUANT_MIN_TOKENS};
 use crate::pool::{Barrier, Pool};
+use crate::scratch;
 
 /// The CPU backend: a persistent pool and the kernel table chosen for this CPU.
 pub struct CpuBackend {
@@ -19,6 +20,64 @@ pub struct CpuBackend {
     kernels: KernelTable,
     /// Node buffers of earlier steps, reused (see [`Spare`]).
     spare: Mutex<Spare>,
+    /// The schedule bookkeeping of a step, kept for the next.
+    plan: Mutex<StepPlan>,
+}
+
+/// When each node's buffer can be freed, and the work cursors: rebuilt every step into the
+/// same memory, so a step of a graph no larger than earlier ones allocates nothing for them.
+#[derive(Default)]
+struct StepPlan {
+    /// Per node, the last node that reads it (`Graph::last_uses`).
+    last: Vec<usize>,
+    /// `frees[free_at[i]..free_at[i + 1]]`: the buffers whose last reader is node `i`.
+    free_at: Vec<usize>,
+    frees: Vec<usize>,
+    /// One per node, for ops whose threads claim chunks dynamically.
+    cursors: Vec<AtomicUsize>,
+}
+
+impl StepPlan {
+    fn build(&mut self, graph: &Graph) {
+        let n = graph.nodes.len();
+        graph.last_uses_into(&mut self.last);
+        let freed = |d: usize, l: usize| l != usize::MAX && l > d;
+        // Counting sort of the freed nodes by their last reader.
+        self.free_at.clear();
+        self.free_at.resize(n + 1, 0);
+        for (d, &l) in self.last.iter().enumerate() {
+            if freed(d, l) {
+                self.free_at[l + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            self.free_at[i + 1] += self.free_at[i];
+        }
+        self.frees.clear();
+        self.frees.resize(self.free_at[n], 0);
+        // Fill each reader's run, advancing its start as a write cursor...
+        for (d, &l) in self.last.iter().enumerate() {
+            if freed(d, l) {
+                self.frees[self.free_at[l]] = d;
+                self.free_at[l] += 1;
+            }
+        }
+        // ...after which each start holds the end of its run, the start of the next.
+        for i in (1..=n).rev() {
+            self.free_at[i] = self.free_at[i - 1];
+        }
+        self.free_at[0] = 0;
+        self.cursors
+            .resize_with(n.max(self.cursors.len()), || AtomicUsize::new(0));
+        for c in &self.cursors[..n] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The buffers whose last reader is node `i`.
+    fn frees(&self, i: usize) -> &[usize] {
+        &self.frees[self.free_at[i]..self.free_at[i + 1]]
+    }
 }
 
 impl CpuBackend {
@@ -35,6 +94,7 @@ impl CpuBackend {
             pool: Pool::new(n),
             kernels,
             spare: Mutex::new(Spare::default()),
+            plan: Mutex::new(StepPlan::default()),
         }
     }
 
@@ -70,7 +130,7 @@ impl Ctx<'_> {
 
     /// Split `rows` rows of `width` floats of node `i` between the threads and call
     /// `f(row, out_row)` for this thread's rows.
-    fn rows(&self, i: usize, rows: usize, width: usize, f: impl Fn(usize, &mut [f32])) {
+    fn rows(&self, i: usize, rows: usize, width: usize, mut f: impl FnMut(usize, &mut [f32])) {
         let (r0, r1) = share(rows, self.tid, self.nth, 1);
         if r0 == r1 {
             return;
@@ -117,20 +177,15 @@ impl Backend for CpuBackend {
     ) -> Result<Outputs, ExecError> {
         graph.validate_batch(batch)?;
         let n = graph.nodes.len();
-        // frees[i]: buffers whose last reader is node i.
-        let mut frees = vec![Vec::new(); n];
-        for (d, &l) in graph.last_uses().iter().enumerate() {
-            if l != usize::MAX && l > d {
-                frees[l].push(d);
-            }
-        }
+        let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        plan.build(graph);
+        let plan = &*plan;
         let spare = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|e| e.into_inner()));
         let mut vals = Values::new(n, spare);
         let cache = RwLock::new(cache);
         let error: Mutex<Option<ExecError>> = Mutex::new(None);
         let nth = self.threads();
         let barrier = Barrier::new(nth);
-        let cursors: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
         {
             let vals = &vals;
             self.pool.run(&|tid| {
@@ -142,7 +197,7 @@ impl Backend for CpuBackend {
                     k: &self.kernels,
                     tid,
                     nth,
-                    cursors: &cursors,
+                    cursors: &plan.cursors[..n],
                 };
                 for i in 0..n {
                     if tid == 0 {
@@ -153,7 +208,7 @@ impl Backend for CpuBackend {
                         // which neither reads them nor touches cell i).
                         unsafe {
                             if i > 1 {
-                                for &d in &frees[i - 2] {
+                                for &d in plan.frees(i - 2) {
                                     vals.free(d);
                                 }
                             }
@@ -185,7 +240,7 @@ impl Backend for CpuBackend {
             .outputs
             .iter()
             .map(|(name, t)| {
-                let mut v = vals.take(t.0);
+                let mut v = vals.copy_out(t.0);
                 if graph.node(*t).ty == ValueType::I32 {
                     // Ids are kept as bit patterns inside the executor; outputs give numbers.
                     v.iter_mut().for_each(|x| *x = f32_to_id(*x) as f32);
@@ -238,30 +293,37 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             let y = unsafe { c.vals.out_matrix(i, n_out) };
             // A block-quantized weight multiplies quantized activations: each thread quantizes
             // `x` once, when it claims its first chunk, not once per chunk.
-            let mut xq: Option<QuantX> = None;
-            loop {
-                let s = c.cursors[i].fetch_add(chunk, Ordering::Relaxed);
-                if s >= n_out {
-                    break;
+            scratch::quant_x(|xq| {
+                let mut quantized = false;
+                loop {
+                    let s = c.cursors[i].fetch_add(chunk, Ordering::Relaxed);
+                    if s >= n_out {
+                        break;
+                    }
+                    let cols = s..(s + chunk).min(n_out);
+                    if w.dtype.is_quantized() && m < DEQUANT_MIN_TOKENS {
+                        if !quantized {
+                            xq.quantize(w.dtype, xv, m);
+                            quantized = true;
+                        }
+                        (c.k.matmul_q)(w, xq, cols, &y);
+                    } else {
+                        (c.k.matmul)(w, xv, m, cols, &y);
+                    }
                 }
-                let cols = s..(s + chunk).min(n_out);
-                if w.dtype.is_quantized() && m < DEQUANT_MIN_TOKENS {
-                    let xq = xq.get_or_insert_with(|| QuantX::new(w.dtype, xv, m));
-                    (c.k.matmul_q)(w, xq, cols, &y);
-                } else {
-                    (c.k.matmul)(w, xv, m, cols, &y);
-                }
-            }
+            })
         }
         Op::RmsNorm { x, w, eps } => {
-            let (xv, wv) = (c.get(*x), w.to_f32_vec());
-            c.rows(i, rows, width, |r, out| {
-                let row = &xv[r * width..(r + 1) * width];
-                let var = (c.k.dot)(row, row) / width as f32;
-                let inv = 1.0 / (var + eps).sqrt();
-                for ((o, &v), &g) in out.iter_mut().zip(row).zip(&wv) {
-                    *o = g * (v * inv);
-                }
+            let xv = c.get(*x);
+            scratch::weight_f32(w, |wv| {
+                c.rows(i, rows, width, |r, out| {
+                    let row = &xv[r * width..(r + 1) * width];
+                    let var = (c.k.dot)(row, row) / width as f32;
+                    let inv = 1.0 / (var + eps).sqrt();
+                    for ((o, &v), &g) in out.iter_mut().zip(row).zip(wv) {
+                        *o = g * (v * inv);
+                    }
+                })
             })
         }
         Op::Add { a, b } => {
@@ -269,11 +331,14 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             c.elements(i, nd.numel(), |j, o| *o = av[j] + bv[j])
         }
         Op::AddBias { x, bias } => {
-            let (xv, b) = (c.get(*x), bias.to_f32_vec());
-            c.rows(i, rows, width, |r, out| {
-                for ((o, &v), &bb) in out.iter_mut().zip(&xv[r * width..(r + 1) * width]).zip(&b) {
-                    *o = v + bb;
-                }
+            let xv = c.get(*x);
+            scratch::weight_f32(bias, |b| {
+                c.rows(i, rows, width, |r, out| {
+                    for ((o, &v), &bb) in out.iter_mut().zip(&xv[r * width..(r + 1) * width]).zip(b)
+                    {
+                        *o = v + bb;
+                    }
+                })
             })
         }
         Op::Mul { a, b } => {
@@ -344,22 +409,28 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             group_score,
         } => {
             let (sv, e) = (c.get(*scores), last_dim(g, *scores));
-            let bias = bias.as_ref().map(|b| b.to_f32_vec());
-            c.rows(i, rows, width, |r, out| {
-                let mut ids = vec![0i32; *top_k];
-                select_experts(
-                    &sv[r * e..(r + 1) * e],
-                    bias.as_deref(),
-                    *top_k,
-                    *n_group,
-                    *topk_group,
-                    *group_score,
-                    &mut ids,
-                );
-                for (o, &id) in out.iter_mut().zip(&ids) {
-                    *o = id_to_f32(id);
-                }
-            });
+            let select = |bias: Option<&[f32]>| {
+                scratch::ids(*top_k, |ids| {
+                    c.rows(i, rows, width, |r, out| {
+                        select_experts(
+                            &sv[r * e..(r + 1) * e],
+                            bias,
+                            *top_k,
+                            *n_group,
+                            *topk_group,
+                            *group_score,
+                            ids,
+                        );
+                        for (o, &id) in out.iter_mut().zip(ids.iter()) {
+                            *o = id_to_f32(id);
+                        }
+                    })
+                })
+            };
+            match bias {
+                Some(b) => scratch::bias_f32(b, |b| select(Some(b))),
+                None => select(None),
+            }
         }
         Op::GatherCols { x, ids } => {
             let (xv, iv, e) = (c.get(*x), c.get(*ids), last_dim(g, *x));
@@ -417,6 +488,25 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
         Op::Attention(a) => gqa_attention(c, i, a)?,
     }
     Ok(())
+}
+
+/// `y[:, rows] = x · W[rows]ᵀ` as the table's matmul computes it, quantizing `x` into the
+/// caller's kept `xq` for a block weight (the table's `matmul` would allocate its own).
+pub(crate) fn matmul_with(
+    c: &Ctx,
+    w: &jing_tensor::Weight,
+    x: &[f32],
+    m: usize,
+    rows: std::ops::Range<usize>,
+    y: &OutMatrix,
+    xq: &mut QuantX,
+) {
+    if w.dtype.is_quantized() && m < DEQUANT_MIN_TOKENS {
+        xq.quantize(w.dtype, x, m);
+        (c.k.matmul_q)(w, xq, rows, y);
+    } else {
+        (c.k.matmul)(w, x, m, rows, y);
+    }
 }
 
 /// Output columns per claimed chunk: about 8 chunks per thread (enough to even out a

@@ -9,5 +9,6 @@ mod exec;
 pub mod kernels;
 mod moe;
 pub mod pool;
+mod scratch;
 
 pub use exec::CpuBackend;

@@ -8,8 +8,8 @@ use jing_graph::Tensor;
 use jing_tensor::Weight;
 
 use crate::buffers::{f32_to_id, share};
-use crate::exec::Ctx;
-use crate::kernels::OutMatrix;
+use crate::exec::{matmul_with, Ctx};
+use crate::kernels::{OutMatrix, QuantX};
 
 /// Node `i = matmul_id(x, experts, ids)`: `out[t, j] = x[t] (or x[t, j]) · experts[ids[t, j]]ᵀ`.
 pub(crate) fn matmul_id(
@@ -30,7 +30,12 @@ pub(crate) fn matmul_id(
         return;
     }
     SCRATCH.with_borrow_mut(|scratch| {
-        let MoeScratch { by_expert, xs, ys } = scratch;
+        let MoeScratch {
+            by_expert,
+            xs,
+            ys,
+            xq,
+        } = scratch;
         // Slots (t·k + j) grouped by expert, in slot order.
         by_expert.iter_mut().for_each(Vec::clear);
         by_expert.resize_with(experts.len().max(by_expert.len()), Vec::new);
@@ -52,7 +57,8 @@ pub(crate) fn matmul_id(
             let m = slots.len();
             ys.clear();
             ys.resize(m * n, 0.0);
-            (c.k.matmul)(&experts[expert], xs, m, s..e, &OutMatrix::new(ys, n));
+            let y = OutMatrix::new(ys, n);
+            matmul_with(c, &experts[expert], xs, m, s..e, &y, xq);
             for (r, &slot) in slots.iter().enumerate() {
                 for col in s..e {
                     // SAFETY: column `col` of every row belongs to this thread.
@@ -74,6 +80,8 @@ struct MoeScratch {
     xs: Vec<f32>,
     /// Their outputs, `[m, N]`.
     ys: Vec<f32>,
+    /// `xs` quantized for a block-quantized expert.
+    xq: QuantX,
 }
 
 thread_local! {

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use jing_cpu::CpuBackend;
-use jing_graph::{Backend, Batch, ExecError, KvCache};
+use jing_graph::{Backend, Batch, ExecError, Graph, KvCache};
 use jing_models::{load_model_with, CausalLm, LoadQuant, LogitRows, ModelError};
 
 use crate::{Sampler, SamplingParams};
@@ -39,6 +39,11 @@ pub struct Engine {
     model: Box<dyn CausalLm>,
     backend: Box<dyn Backend>,
     pub(crate) cache: KvCache,
+    /// The last step's graph with the batch size and logit rows it was built for: a model's
+    /// graph depends on nothing else (tokens, positions and slots are read when it runs), so
+    /// consecutive decode steps of the same batch shape reuse it instead of rebuilding
+    /// hundreds of nodes every token.
+    last_graph: Option<(usize, LogitRows, Graph)>,
 }
 
 impl Engine {
@@ -80,6 +85,7 @@ impl Engine {
             model,
             backend,
             cache,
+            last_graph: None,
         }
     }
 
@@ -136,8 +142,13 @@ impl Engine {
     /// slot, continuing where that slot's cache ends), returning logits for `rows` (indices
     /// into the batch's tokens).
     pub fn run_batch(&mut self, batch: &Batch, rows: LogitRows) -> Result<StepLogits, EngineError> {
-        let graph = self.model.build_step(batch, &rows);
-        let out = self.backend.execute(&graph, batch, &mut self.cache)?;
+        let reuse = matches!(&self.last_graph, Some((n, r, _)) if *n == batch.len() && *r == rows);
+        if !reuse {
+            let graph = self.model.build_step(batch, &rows);
+            self.last_graph = Some((batch.len(), rows, graph));
+        }
+        let (_, _, graph) = self.last_graph.as_ref().expect("built above");
+        let out = self.backend.execute(graph, batch, &mut self.cache)?;
         let (shape, logits) = out.get("logits").expect("models output logits");
         let vocab = shape[1];
         let hidden = out

@@ -53,7 +53,15 @@ impl Graph {
     /// For each node, the index of the last node that reads it (or `usize::MAX` for outputs),
     /// so executors can free intermediates early.
     pub fn last_uses(&self) -> Vec<usize> {
-        let mut last = vec![0usize; self.nodes.len()];
+        let mut last = Vec::new();
+        self.last_uses_into(&mut last);
+        last
+    }
+
+    /// [`Graph::last_uses`] into `last` (reusing its memory).
+    pub fn last_uses_into(&self, last: &mut Vec<usize>) {
+        last.clear();
+        last.resize(self.nodes.len(), 0);
         for (i, n) in self.nodes.iter().enumerate() {
             for t in n.op.inputs() {
                 last[t.0] = i;
@@ -62,7 +70,6 @@ impl Graph {
         for (_, t) in &self.outputs {
             last[t.0] = usize::MAX;
         }
-        last
     }
 }
 

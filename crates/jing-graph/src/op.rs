@@ -187,10 +187,10 @@ pub enum Op {
 }
 
 impl Op {
-    /// The tensors this op reads.
-    pub fn inputs(&self) -> Vec<Tensor> {
-        match self {
-            Op::Embed { .. } | Op::Input { .. } => vec![],
+    /// The tensors this op reads (at most three; no allocation, executors walk this every step).
+    pub fn inputs(&self) -> impl Iterator<Item = Tensor> {
+        let (a, b, c) = match self {
+            Op::Embed { .. } | Op::Input { .. } => (None, None, None),
             Op::MatMul { x, .. }
             | Op::RmsNorm { x, .. }
             | Op::Scale { x, .. }
@@ -201,16 +201,17 @@ impl Op {
             | Op::Rope { x, .. }
             | Op::TakeRows { x, .. }
             | Op::NormalizeRows { x }
-            | Op::AddBias { x, .. } => vec![*x],
-            Op::MoeSelect { scores, .. } => vec![*scores],
-            Op::Add { a, b } | Op::Mul { a, b } | Op::Concat { a, b } => vec![*a, *b],
-            Op::SiluMul { gate, up } => vec![*gate, *up],
-            Op::GatherCols { x, ids } | Op::MatMulId { x, ids, .. } => vec![*x, *ids],
-            Op::WeightedSum { x, w } => vec![*x, *w],
-            Op::KvWrite { left, right, .. } => vec![*left, *right],
-            Op::MlaAttention(a) => vec![a.q_nope, a.q_pe, a.written],
-            Op::Attention(a) => vec![a.q, a.written],
-        }
+            | Op::AddBias { x, .. } => (Some(*x), None, None),
+            Op::MoeSelect { scores, .. } => (Some(*scores), None, None),
+            Op::Add { a, b } | Op::Mul { a, b } | Op::Concat { a, b } => (Some(*a), Some(*b), None),
+            Op::SiluMul { gate, up } => (Some(*gate), Some(*up), None),
+            Op::GatherCols { x, ids } | Op::MatMulId { x, ids, .. } => (Some(*x), Some(*ids), None),
+            Op::WeightedSum { x, w } => (Some(*x), Some(*w), None),
+            Op::KvWrite { left, right, .. } => (Some(*left), Some(*right), None),
+            Op::MlaAttention(a) => (Some(a.q_nope), Some(a.q_pe), Some(a.written)),
+            Op::Attention(a) => (Some(a.q), Some(a.written), None),
+        };
+        [a, b, c].into_iter().flatten()
     }
 
     /// Short name for errors and profiles.

@@ -26,6 +26,11 @@ use super::OutMatrix;
 use jing_tensor::Weight;
 use std::ops::Range;
 
+thread_local! {
+    /// `x` in the layout an [`Isa::prepare_x`] chose, per thread.
+    static PREPARED_X: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Weight rows per [`Isa::dot_rows`] call.
 pub(crate) const ROWS: usize = 4;
 /// Most tokens per [`Isa::dot_rows`] call (4 x 4 accumulators fill half of AVX-512's registers).
@@ -199,28 +204,33 @@ impl Problem<'_, '_> {
     unsafe fn run<I: Isa, const D: u8>(&self, x: &[f32]) {
         let k = self.k;
         let width = block_width(self.w).unwrap_or(k);
-        let mut buf = Vec::new();
-        let (x, factor) = match I::prepare_x::<D>(x, k, width, &mut buf) {
-            Some(factor) => (&buf[..], factor),
-            None => (x, simd_factor(D)),
-        };
-        assert_eq!(x.len(), self.m * k, "prepare_x keeps the length of x");
-        let panel = (PANEL_BYTES / (4 * k)).max(1).div_ceil(MAX_TOKENS) * MAX_TOKENS;
-        for p0 in (0..self.m).step_by(panel) {
-            let tokens = p0..self.m.min(p0 + panel);
-            let mut n = self.rows.start;
-            while n < self.rows.end {
-                if n + ROWS <= self.rows.end {
-                    // SAFETY: forwarded from the caller; rows n..n+ROWS are within `rows`.
-                    unsafe { self.row_group::<I, D, ROWS>(n, width, factor, x, tokens.clone()) };
-                    n += ROWS;
-                } else {
-                    // SAFETY: as above, one row.
-                    unsafe { self.row_group::<I, D, 1>(n, width, factor, x, tokens.clone()) };
-                    n += 1;
+        // The reordered x (FP8) in this thread's kept buffer: a matmul runs once per chunk
+        // of rows a thread claims, and decode steps must not allocate.
+        PREPARED_X.with_borrow_mut(|buf| {
+            let (x, factor) = match I::prepare_x::<D>(x, k, width, buf) {
+                Some(factor) => (&buf[..], factor),
+                None => (x, simd_factor(D)),
+            };
+            assert_eq!(x.len(), self.m * k, "prepare_x keeps the length of x");
+            let panel = (PANEL_BYTES / (4 * k)).max(1).div_ceil(MAX_TOKENS) * MAX_TOKENS;
+            for p0 in (0..self.m).step_by(panel) {
+                let tokens = p0..self.m.min(p0 + panel);
+                let mut n = self.rows.start;
+                while n < self.rows.end {
+                    if n + ROWS <= self.rows.end {
+                        // SAFETY: forwarded from the caller; rows n..n+ROWS are within `rows`.
+                        unsafe {
+                            self.row_group::<I, D, ROWS>(n, width, factor, x, tokens.clone())
+                        };
+                        n += ROWS;
+                    } else {
+                        // SAFETY: as above, one row.
+                        unsafe { self.row_group::<I, D, 1>(n, width, factor, x, tokens.clone()) };
+                        n += 1;
+                    }
                 }
             }
-        }
+        })
     }
 
     /// Rows `n..n + R` times the tokens `tokens` of `x`, written to `y`.
