@@ -56,7 +56,8 @@ pub(crate) const fn simd_factor(d: u8) -> f32 {
 /// NaN codes (`S.1111.111`) map to ±1.875 instead of NaN; they never occur in weights.
 ///
 /// The SIMD kernels do this on 16-bit lanes as `(sign_extend(code) << 7) & 0xBFFF` (the
-/// sign extension fills bits 15 and 14, and bit 14 is cleared) and convert with F16C.
+/// sign extension fills bits 15 and 14, and bit 14 is cleared) and convert with F16C (x86) or
+/// FCVTL (NEON).
 /// (The scalar form is the specification; the kernels use the vector form.)
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) const fn fp8_as_f16_bits(code: u8) -> u16 {

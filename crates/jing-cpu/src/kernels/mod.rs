@@ -1,14 +1,18 @@
 //! Kernels: the inner loops of the CPU backend.
 //!
 //! Every kernel has a plain scalar twin in `generic` (the oracle: simple enough to check by
-//! reading) and ISA-specific versions (`x86_64::avx2`, `x86_64::avx512`) tested against it. A
-//! [`KernelTable`] bundles one version of each; the backend picks the best table for the CPU
-//! once ([`KernelTable::detect`]) and calls through it. A weight carries its format
-//! ([`Weight::dtype`](jing_tensor::Weight), block scale), and the matmul dispatches on it.
+//! reading) and ISA-specific versions (`x86_64::avx2`, `x86_64::avx512`, `aarch64::neon`)
+//! tested against it. A [`KernelTable`] bundles one version of each; the backend picks the
+//! best table for the CPU once ([`KernelTable::detect`]) and calls through it. A weight
+//! carries its format ([`Weight::dtype`](jing_tensor::Weight), block scale), and the matmul
+//! dispatches on it.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-// Only the SIMD tables use the driver and parts of the layout helpers.
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+// Only the SIMD tables use the driver and parts of the layout helpers (some parts, the
+// AVX512-BF16 tile's hooks and the FP8 `x` layout, only the x86 ones).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod dequant_panel;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]

@@ -40,6 +40,10 @@ pub(crate) struct XRow<'a> {
     pub d: &'a [f32],
     pub sums: &'a [i16],
     /// `QuantX::qs_k4` of this token (empty unless the weights are `Q4_K`/`Q5_K`).
+    #[cfg_attr(
+        not(target_arch = "x86_64"),
+        allow(dead_code, reason = "read by AVX-512 only")
+    )]
     pub qs_k4: &'a [i8],
 }
 

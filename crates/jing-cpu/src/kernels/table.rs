@@ -44,7 +44,7 @@ pub type RowAxpyFn = fn(w: &Weight, r: usize, a: f32, y: &mut [f32]);
 /// One version of every kernel. Cheap to copy; build it once with [`KernelTable::detect`].
 #[derive(Clone, Copy, Debug)]
 pub struct KernelTable {
-    /// `"generic"`, `"avx2"` or `"avx512"`.
+    /// `"generic"`, `"avx2"` or `"avx512"` (x86-64), `"neon"` or `"neon-dotprod"` (aarch64).
     pub name: &'static str,
     pub matmul: MatmulFn,
     /// The matmul of GGUF block weights with pre-quantized activations (`matmul` quantizes
@@ -87,6 +87,11 @@ impl KernelTable {
         {
             tables.extend(super::x86_64::avx2::table());
             tables.extend(super::x86_64::avx512::table());
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            tables.extend(super::aarch64::neon::table());
+            tables.extend(super::aarch64::neon::table_dotprod());
         }
         tables
     }
