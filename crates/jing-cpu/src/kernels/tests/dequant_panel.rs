@@ -5,7 +5,8 @@
 //!
 //! Rows go in two uneven calls into a padded output (as two pool threads would), so row groups
 //! of 4 with short tails and chunk boundaries are covered; `m` covers whole and partial 4-token
-//! tiles.
+//! tiles. The AVX512-BF16 decoders are also checked directly, every element of every block
+//! type against the bf16 rounding of the reference dequantization.
 
 use super::matmul::run;
 use super::quant::{all_block_types, quantized};
@@ -73,6 +74,38 @@ fn one_hot_tokens_read_single_weights() {
                     // Compared as values: a zero weight may come out as +0 or -0.
                     let want = bf16_round(wv[r * k + cols[i]]);
                     assert_eq!(got[i * n + r], want, "{} {d}: token {i} row {r}", t.name);
+                }
+            }
+        }
+    }
+}
+
+/// The AVX512-BF16 decoder of the panel path gives, for every element of every block type,
+/// the bf16 bits of the reference dequantization: random blocks (every code and scale pattern)
+/// and quantizer output, over rows of several blocks.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn native_dequant_is_the_rounded_reference() {
+    use super::quant::random_blocks;
+    use crate::kernels::dequant_panel::bf16_bits;
+    use crate::kernels::x86_64::avx512::bf16_tile;
+    if !bf16_tile::available() {
+        return;
+    }
+    let mut rng = XorShift::new(93);
+    for d in all_block_types() {
+        let (n, k) = (16, 1024);
+        for w in [
+            random_blocks(&mut rng, d, n, k, false),
+            quantized(&mut rng, d, n, k),
+        ] {
+            let (mut want, mut got, mut tmp) = (vec![0.0f32; k], vec![0u16; k], vec![0.0f32; k]);
+            for r in 0..n {
+                jing_tensor::quant::dequantize_row(d, w.row_data(r), &mut want);
+                // SAFETY: `available()` above.
+                unsafe { bf16_tile::dequant(d, w.row_data(r), &mut got, &mut tmp) };
+                for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(g, bf16_bits(v), "{d}: row {r} element {i} ({v:e})");
                 }
             }
         }
