@@ -2,6 +2,8 @@
 //! AVX-512 F/BW/VL as well (Skylake-SP, Ice Lake, Zen 4 and later).
 
 #[macro_use]
+mod iq;
+#[macro_use]
 mod quant;
 
 pub(crate) mod avx2;

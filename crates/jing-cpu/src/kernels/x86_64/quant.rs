@@ -14,10 +14,11 @@
 //! saturates. All integer dot products are therefore exact and equal to the generic ones.
 //!
 //! The IQ types use their integer form (`jing_tensor::quant::iq`: signed codes `c` with
-//! `|c| <= 127`, an i16 scale per 16): per 32 codes `dot_u8_i8_scaled(|c|, q·sign(c), m)`, the
-//! codes of the grid types built in registers from 8-code groups (grid lookups), those of
-//! `IQ4_XS`/`IQ4_NL` by a byte shuffle of their 16 values. The 256-element ones take the
-//! K-quant float step (bit-identical to generic), `IQ4_NL` the 32-element one.
+//! `|c| <= 127`, an i16 scale per 16): per 32 codes `dot_u8_i8_scaled(|c|, q·sign(c), m)`;
+//! the grid types (`x86_64::iq`, `iq_kernels!`) take `|c|` from the grid and put the signs
+//! on `q`, `IQ4_XS`/`IQ4_NL` get their codes by a byte shuffle of their 16 values (`IQ4_XS`
+//! on 512-bit vectors in the VNNI module). The 256-element ones take the K-quant float step
+//! (bit-identical to generic), `IQ4_NL` the 32-element one.
 //!
 //! The float steps:
 //! - K-quants (and `Q8_K`): the integers of a 256-block are reduced to one exact i32 (a
@@ -40,7 +41,6 @@ macro_rules! quant_kernels {
         use crate::kernels::layout::check_matmul_q;
         use crate::kernels::qact::{QuantX, XRow};
         use crate::kernels::OutMatrix;
-        use jing_tensor::quant::iq;
         use jing_tensor::quant::iq_tables::KVALUES_IQ4NL;
         use jing_tensor::quant::{q2_k, q3_k};
         use jing_tensor::{DType, Weight};
@@ -748,73 +748,63 @@ macro_rules! quant_kernels {
             dot_u8_i8_scaled(acc, _mm256_abs_epi8(c), _mm256_sign_epi8(q, c), sc)
         }
 
-        /// The codebook IQ types from their integer form (`jing_tensor::quant::iq`): per 32
-        /// codes, four 8-code groups straight into a vector (no round trip through memory) and
-        /// the exact scaled dot product; the K-quant float step in block order.
+        iq_kernels!($feat);
+
+        /// The scales `s - 32` of the eight sub-blocks of an `IQ4_XS` block in i32 lanes.
         #[inline]
         #[target_feature(enable = $feat)]
-        fn dot_iq<const T: usize, I: iq::IqGroups>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
-            let mut out = [0.0f32; T];
-            for (b, blk) in w.chunks_exact(I::BYTES).enumerate() {
-                // A length the optimizer knows (bounds checks of constant offsets go).
-                let blk = &blk[..I::BYTES];
-                let mut acc = [_mm256_setzero_si256(); T];
-                for c in 0..8 {
-                    let g = |i: usize| I::group(blk, 4 * c + i) as i64;
-                    let v = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
-                    let sc = _mm256_set_m128i(
-                        _mm_set1_epi16(I::scale(blk, 2 * c + 1)),
-                        _mm_set1_epi16(I::scale(blk, 2 * c)),
-                    );
-                    for t in 0..T {
-                        let xq = ldx(&x[t].qs[256 * b + 32 * c..]);
-                        acc[t] = dot_signed_scaled(acc[t], v, xq, sc);
-                    }
-                }
-                let dc = I::dc(blk);
-                for t in 0..T {
-                    out[t] += k_term_sym(x[t].d[b], dc, hsum_i32(acc[t]));
-                }
-            }
-            out
+        fn iq4_xs_scales(blk: &[u8; 136]) -> __m256i {
+            let low = _mm256_srlv_epi32(
+                _mm256_set1_epi32(u32_at(blk, 4) as i32),
+                _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28),
+            );
+            let high = _mm256_srlv_epi32(
+                _mm256_set1_epi32(u16::from_le_bytes([blk[2], blk[3]]) as i32),
+                _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14),
+            );
+            let s = _mm256_or_si256(
+                _mm256_and_si256(low, _mm256_set1_epi32(15)),
+                _mm256_slli_epi32::<4>(_mm256_and_si256(high, _mm256_set1_epi32(3))),
+            );
+            _mm256_sub_epi32(s, _mm256_set1_epi32(32))
         }
 
-        /// A codebook IQ type's kernel: [`dot_iq`] for its `iq::IqGroups`.
-        macro_rules! iq_grid {
-            ($name:ident, $ty:ty) => {
-                #[target_feature(enable = $feat)]
-                fn $name<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
-                    dot_iq::<T, $ty>(w, x)
-                }
-            };
-        }
-
-        iq_grid!(dot_iq2_xxs, iq::Iq2Xxs);
-        iq_grid!(dot_iq2_xs, iq::Iq2Xs);
-        iq_grid!(dot_iq2_s, iq::Iq2S);
-        iq_grid!(dot_iq3_xxs, iq::Iq3Xxs);
-        iq_grid!(dot_iq3_s, iq::Iq3S);
-        iq_grid!(dot_iq1_s, iq::Iq1S);
-        iq_grid!(dot_iq1_m, iq::Iq1M);
-
-        /// `IQ4_XS`: the codes by a byte shuffle of the nibbles, the 6-bit scales `s - 32`.
+        /// `IQ4_XS` on 256-bit vectors: the codes by a byte shuffle of the nibbles, the 6-bit
+        /// scales `s - 32` of the eight sub-blocks unpacked together; even and odd sub-blocks
+        /// go to two accumulators (a shorter dependency chain).
+        #[inline]
         #[target_feature(enable = $feat)]
-        fn dot_iq4_xs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+        #[allow(dead_code, reason = "an ISA may bring its own IQ4_XS kernel")]
+        fn dot_iq4_xs_ymm<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
             let mut out = [0.0f32; T];
             let kv = iq4_table();
             for (b, blk) in w.chunks_exact(136).enumerate() {
-                let mut acc = [_mm256_setzero_si256(); T];
-                for ib in 0..8 {
-                    let c = _mm256_shuffle_epi8(kv, nibbles32(ld16(&blk[8 + 16 * ib..])));
-                    let sc = _mm256_set1_epi16(iq::iq4_xs_scale(blk, ib) as i16 - 32);
-                    for t in 0..T {
-                        let xq = ldx(&x[t].qs[256 * b + 32 * ib..]);
-                        acc[t] = dot_signed_scaled(acc[t], c, xq, sc);
+                let blk: &[u8; 136] = blk.try_into().expect("136 bytes");
+                // i32 lane `ib`: `s - 32` in both i16 halves.
+                let s = iq4_xs_scales(blk);
+                let s = _mm256_or_si256(
+                    _mm256_and_si256(s, _mm256_set1_epi32(0xffff)),
+                    _mm256_slli_epi32::<16>(s),
+                );
+                let mut sc = [0i32; 8];
+                // SAFETY: `sc` is 32 bytes; the store is unaligned.
+                unsafe { _mm256_storeu_si256(sc.as_mut_ptr().cast(), s) };
+                let mut acc = [[_mm256_setzero_si256(); T]; 2];
+                for ib in (0..8).step_by(2) {
+                    for k in 0..2 {
+                        let q = ld16(&blk[8 + 16 * (ib + k)..]);
+                        let c = _mm256_shuffle_epi8(kv, nibbles32(q));
+                        let scv = _mm256_set1_epi32(sc[ib + k]);
+                        for t in 0..T {
+                            let xq = ldx(&x[t].qs[256 * b + 32 * (ib + k)..]);
+                            acc[k][t] = dot_signed_scaled(acc[k][t], c, xq, scv);
+                        }
                     }
                 }
                 let d = f16_at(blk, 0);
                 for t in 0..T {
-                    out[t] += k_term_sym(x[t].d[b], d, hsum_i32(acc[t]));
+                    let i = hsum_i32(_mm256_add_epi32(acc[0][t], acc[1][t]));
+                    out[t] += k_term_sym(x[t].d[b], d, i);
                 }
             }
             out

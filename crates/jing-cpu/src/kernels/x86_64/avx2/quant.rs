@@ -38,6 +38,28 @@ fn dot_q5_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+fn dot_iq4_xs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_iq4_xs_ymm::<T>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q6_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_q6_k_ymm::<T>(w, x)
+}
+
+/// `x` with byte `l` negated where bit `l` of `bits` is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn neg_where(x: __m256i, bits: u32) -> __m256i {
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
+        2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+    );
+    let sel = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let b = _mm256_and_si256(
+        _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), spread),
+        sel,
+    );
+    let m = _mm256_cmpeq_epi8(b, sel);
+    _mm256_sub_epi8(_mm256_xor_si256(x, m), m)
 }

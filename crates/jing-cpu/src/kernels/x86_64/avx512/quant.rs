@@ -456,3 +456,168 @@ fn q6_block<const T: usize>(
     }
     acc
 }
+
+/// `x` with byte `l` negated where bit `l` of `bits` is set (a masked subtract from 0).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn neg_where(x: __m256i, bits: u32) -> __m256i {
+    _mm256_mask_sub_epi8(x, bits, _mm256_setzero_si256(), x)
+}
+
+/// `IQ4_SCALE[i]`, i16 indices as little-endian bytes: lanes 0-15 take scale `2i`, lanes 16-31
+/// scale `2i + 1` of a vector of the eight `IQ4_XS` scales (one per 32 codes).
+static IQ4_SCALE: [[u8; 64]; 4] = {
+    let mut t = [[0u8; 64]; 4];
+    let mut i = 0;
+    while i < 4 {
+        let mut l = 0;
+        while l < 32 {
+            t[i][2 * l] = (2 * i + l / 16) as u8;
+            l += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
+/// The constant vectors of [`iq4_xs_block`]: the 16 values in each 128-bit lane, the nibble
+/// mask, the two qword permutes and the scale picks (`IQ4_SCALE`).
+struct Iq4Consts {
+    kv: __m512i,
+    nib: __m512i,
+    perm: [__m512i; 2],
+    sidx: [__m512i; 4],
+}
+
+/// `IQ4_XS` on 512-bit vectors, four sub-blocks of 32 per step: the codes of 64 bytes of
+/// nibbles by a byte shuffle, put in element order by a qword permute (low and high nibbles of
+/// one sub-block side by side), then `|c|·(q with c's sign)` with the scales `s - 32` of each
+/// 256-bit half. Blocks go in groups of [`G`] as `Q4_K`'s do (one reduction per group, the
+/// generic float terms added in block order; for up to 2 tokens): the generic kernel's result,
+/// bit for bit.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_iq4_xs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    let mut out = [0.0f32; T];
+    let k = Iq4Consts {
+        // SAFETY: `KVALUES_IQ4NL` is 16 bytes; the load is unaligned.
+        kv: _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()) }),
+        nib: _mm512_set1_epi8(0x0f),
+        // Qwords [sub-block j: low nibbles, high nibbles] for j = 0, 1 (and 2, 3) of the four.
+        perm: [
+            _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11),
+            _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15),
+        ],
+        sidx: tables(&IQ4_SCALE),
+    };
+    if T > 2 {
+        // Four blocks of four tokens' vectors would not fit the registers: block by block.
+        for b in 0..w.len() / 136 {
+            let blk = block::<136>(w, b);
+            let sv = _mm512_castsi256_si512(_mm256_castsi128_si256(_mm256_cvtepi32_epi16(
+                iq4_xs_scales(blk),
+            )));
+            let mut acc = [[_mm512_setzero_si512(); T]; 2];
+            for h in 0..2 {
+                let q = ld64(&blk[8 + 64 * h..]);
+                let lo = _mm512_shuffle_epi8(k.kv, _mm512_and_si512(q, k.nib));
+                let hi =
+                    _mm512_shuffle_epi8(k.kv, _mm512_and_si512(_mm512_srli_epi16::<4>(q), k.nib));
+                for j in 0..2 {
+                    let c = _mm512_permutex2var_epi64(lo, k.perm[j], hi);
+                    let neg = _mm512_movepi8_mask(c);
+                    let ac = _mm512_abs_epi8(c);
+                    let sc = _mm512_permutexvar_epi16(k.sidx[2 * h + j], sv);
+                    for t in 0..T {
+                        let xq = ldx64(&x[t].qs[256 * b + 128 * h + 64 * j..]);
+                        let xs = _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq);
+                        let p = _mm512_maddubs_epi16(ac, xs);
+                        acc[j][t] = _mm512_dpwssd_epi32(acc[j][t], p, sc);
+                    }
+                }
+            }
+            let d = f16_at(blk, 0);
+            for t in 0..T {
+                let i = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0][t], acc[1][t]));
+                out[t] += k_term_sym(x[t].d[b], d, i);
+            }
+        }
+    } else {
+        by_groups!(w.len() / 136, |N, b0| iq4_xs_group::<T, N>(
+            w, x, b0, &k, &mut out
+        ));
+    }
+    out
+}
+
+/// Blocks `b0..b0 + N` of an `IQ4_XS` row into `out`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn iq4_xs_group<const T: usize, const N: usize>(
+    w: &[u8],
+    x: &[XRow<'_>; T],
+    b0: usize,
+    k: &Iq4Consts,
+    out: &mut [f32; T],
+) {
+    // Written out per block, as in `k4_group`, so that the vectors stay in registers.
+    let mut r = [[_mm512_setzero_si512(); T]; G];
+    let mut dh = [0u16; 8];
+    r[0] = iq4_xs_block(block::<136>(w, b0), x, b0, k);
+    dh[0] = u16::from_le_bytes([w[136 * b0], w[136 * b0 + 1]]);
+    if N > 1 {
+        r[1] = iq4_xs_block(block::<136>(w, b0 + 1), x, b0 + 1, k);
+        dh[1] = u16::from_le_bytes([w[136 * (b0 + 1)], w[136 * (b0 + 1) + 1]]);
+    }
+    if N > 2 {
+        r[2] = iq4_xs_block(block::<136>(w, b0 + 2), x, b0 + 2, k);
+        dh[2] = u16::from_le_bytes([w[136 * (b0 + 2)], w[136 * (b0 + 2) + 1]]);
+    }
+    if N > 3 {
+        r[3] = iq4_xs_block(block::<136>(w, b0 + 3), x, b0 + 3, k);
+        dh[3] = u16::from_le_bytes([w[136 * (b0 + 3)], w[136 * (b0 + 3) + 1]]);
+    }
+    // SAFETY: `dh` is 8 u16 (16 bytes); the load is unaligned.
+    let d = _mm_cvtph_ps(unsafe { _mm_loadu_si128(dh.as_ptr().cast()) });
+    for t in 0..T {
+        let i = _mm_cvtepi32_ps(reduce4(&[r[0][t], r[1][t], r[2][t], r[3][t]]));
+        // k_term_sym: (dx·d)·I, lane by lane.
+        let terms = _mm_mul_ps(_mm_mul_ps(dx4::<N>(&x[t], b0), d), i);
+        add_terms::<N>(&mut out[t], terms);
+    }
+}
+
+/// The exact integers of `IQ4_XS` block `b` (`blk`) for each token, in i32 lanes to be summed.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn iq4_xs_block<const T: usize>(
+    blk: &[u8; 136],
+    x: &[XRow<'_>; T],
+    b: usize,
+    k: &Iq4Consts,
+) -> [__m512i; T] {
+    let sv = _mm512_castsi256_si512(_mm256_castsi128_si256(_mm256_cvtepi32_epi16(
+        iq4_xs_scales(blk),
+    )));
+    let mut acc = [[_mm512_setzero_si512(); T]; 2];
+    for h in 0..2 {
+        let q = ld64(&blk[8 + 64 * h..]);
+        let lo = _mm512_shuffle_epi8(k.kv, _mm512_and_si512(q, k.nib));
+        let hi = _mm512_shuffle_epi8(k.kv, _mm512_and_si512(_mm512_srli_epi16::<4>(q), k.nib));
+        for j in 0..2 {
+            let c = _mm512_permutex2var_epi64(lo, k.perm[j], hi);
+            let neg = _mm512_movepi8_mask(c);
+            let ac = _mm512_abs_epi8(c);
+            let sc = _mm512_permutexvar_epi16(k.sidx[2 * h + j], sv);
+            for t in 0..T {
+                let xq = ldx64(&x[t].qs[256 * b + 128 * h + 64 * j..]);
+                let xs = _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq);
+                acc[j][t] = _mm512_dpwssd_epi32(acc[j][t], _mm512_maddubs_epi16(ac, xs), sc);
+            }
+        }
+    }
+    let mut r = [_mm512_setzero_si512(); T];
+    for t in 0..T {
+        r[t] = _mm512_add_epi32(acc[0][t], acc[1][t]);
+    }
+    r
+}
