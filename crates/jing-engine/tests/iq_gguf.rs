@@ -22,7 +22,7 @@ use jing_tensor::{quant, DType};
 use std::path::PathBuf;
 
 mod common;
-use common::{fixture, max_abs_diff};
+use common::{fixture, max_abs_diff, Scratch};
 
 const D: usize = 256;
 const FF: usize = 512;
@@ -205,34 +205,16 @@ fn check_twins(iq_path: &std::path::Path, f32_path: &std::path::Path, vocab: u32
     }
 }
 
-/// A scratch folder, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("jing-iq-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn iq_weights_give_the_logits_of_their_dequantized_values() {
-    let dir = Scratch::new("qwen2");
+    let dir = Scratch::new("iq-qwen2");
     let (iq_path, f32_path) = write_models(&dir.0);
     check_twins(&iq_path, &f32_path, VOCAB as u32);
 }
 
 #[test]
 fn deepseek_v3_with_iq4_nl_experts_gives_the_logits_of_its_dequantized_weights() {
-    let dir = Scratch::new("deepseek");
+    let dir = Scratch::new("iq-deepseek");
     let src = GgufFile::open(&fixture("deepseek-v3-tiny").join("model-f16.gguf")).unwrap();
     let mut rng = Rng(0x0bad_cafe_f00d_d00d);
     let (mut iq, mut f32s) = (GgufWriter::new(), GgufWriter::new());

@@ -21,28 +21,10 @@ use jing_graph::{Backend, Batch, KvCache, Reference};
 use jing_models::{load_model, load_model_with, CausalLm, LoadQuant, LogitRows};
 
 mod common;
-use common::{argmax, fixture, floats, ids, max_abs_diff, read_json};
+use common::{argmax, fixture, floats, ids, max_abs_diff, read_json, Scratch};
 
 const TOL: f32 = 2e-4;
 const Q8_CPU_TOL: f32 = 0.15;
-
-/// A scratch folder, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("jing-quantized-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `jing quantize FIXTURE OUT --type t [--token-embedding-type embd]`, as a library call.
 fn quantize(name: &str, t: &str, embd: Option<DType>, dir: &Scratch) -> PathBuf {
@@ -83,7 +65,7 @@ fn load(path: &Path) -> Box<dyn CausalLm> {
 
 #[test]
 fn q8_0_files_written_from_safetensors_meet_the_q8_0_goldens() {
-    let dir = Scratch::new("golden");
+    let dir = Scratch::new("quantized-golden");
     for name in ["qwen2-tiny", "llama-tiny", "deepseek-v3-tiny"] {
         let path = quantize(name, "q8_0", None, &dir);
         let golden = &read_json(&fixture(name).join("golden-gguf.json"))["model-q8_0.gguf"];
@@ -112,7 +94,7 @@ fn q8_0_files_written_from_safetensors_meet_the_q8_0_goldens() {
 
 #[test]
 fn quantizing_at_load_gives_the_logits_of_the_written_file() {
-    let dir = Scratch::new("load");
+    let dir = Scratch::new("quantized-load");
     let prompt = [0u32, 5, 7, 11, 42, 3];
     for name in [
         "qwen2-tiny",
@@ -150,7 +132,7 @@ fn quantizing_at_load_gives_the_logits_of_the_written_file() {
 
 #[test]
 fn every_target_loads_and_runs() {
-    let dir = Scratch::new("targets");
+    let dir = Scratch::new("quantized-targets");
     let prompt = [0u32, 5, 7];
     for name in ["qwen2-tiny", "deepseek-v3-tiny"] {
         for t in QuantTarget::names() {
