@@ -2,8 +2,8 @@
 # CI: the aarch64 NEON kernels, cross-built and tested under qemu-user (design.md, Tests 1).
 # Needs the GNU aarch64 cross linker, the target's libc and qemu-user (apt), and Rust's aarch64
 # standard library (rustup); `.cargo/config.toml` points cargo at the linker and at qemu as the
-# test runner. If a download fails (a flaky network), this step warns and passes; once the
-# tools are there, any failure of the checks fails it.
+# test runner. If a download fails or stalls past 10 minutes (a flaky network), this step warns
+# and passes; once the tools are there, any failure of the checks fails it.
 set -euo pipefail
 export CARGO_INCREMENTAL=0
 cd "$(dirname "$0")/.."
@@ -24,15 +24,15 @@ else
   sudo=()
   if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo=(sudo); fi
   apt_install() {
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}"
+    DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}"
   }
-  apt_install || { "${sudo[@]}" apt-get update && apt_install; } ||
+  apt_install || { timeout 600 "${sudo[@]}" apt-get update && apt_install; } ||
     skip "could not install ${packages[*]} with apt-get"
 fi
 
 echo "== Rust standard library for $target"
 if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
-  rustup target add "$target" || skip "could not add the Rust target $target with rustup"
+  timeout 600 rustup target add "$target" || skip "could not add the Rust target $target with rustup"
 fi
 
 echo "== clippy for $target (the x86 clippy never compiles the aarch64 modules)"
