@@ -9,6 +9,13 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// Before the ISA modules, which use its macro.
+#[macro_use]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code, unused_macros)
+)]
+mod quant_rows;
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 // Only the SIMD tables use the driver and parts of the layout helpers (some parts, the

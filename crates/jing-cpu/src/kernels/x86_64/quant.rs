@@ -46,10 +46,6 @@ macro_rules! quant_kernels {
         use jing_tensor::{DType, Weight};
         use std::ops::Range;
 
-        /// Most tokens one weight row is multiplied with per pass (the row's blocks are
-        /// unpacked once per pass).
-        const TILE: usize = 4;
-
         /// The quantized matmul of the table ([`MatmulQFn`](crate::kernels::MatmulQFn)).
         pub(crate) fn matmul_q(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
             check_matmul_q(w, x, &rows, y);
@@ -69,25 +65,7 @@ macro_rules! quant_kernels {
             let (data, rb) = (w.data.as_slice(), w.row_bytes());
             macro_rules! drive {
                 ($dot:ident) => {
-                    for n in rows.clone() {
-                        let wr = &data[n * rb..(n + 1) * rb];
-                        let mut t0 = 0;
-                        while t0 < x.m {
-                            let count = TILE.min(x.m - t0);
-                            let out: [f32; TILE] = match count {
-                                1 => widen($dot::<1>(wr, &[x.row(t0)])),
-                                2 => widen($dot::<2>(wr, &std::array::from_fn(|t| x.row(t0 + t)))),
-                                3 => widen($dot::<3>(wr, &std::array::from_fn(|t| x.row(t0 + t)))),
-                                _ => $dot::<4>(wr, &std::array::from_fn(|t| x.row(t0 + t))),
-                            };
-                            for (t, &v) in out[..count].iter().enumerate() {
-                                // SAFETY: the caller owns columns `rows` of `y` (MatmulQFn
-                                // contract), checked to lie within its leading dimension.
-                                unsafe { y.write(t0 + t, n, v) };
-                            }
-                            t0 += count;
-                        }
-                    }
+                    drive_rows!($dot, data, rb, rows.clone(), x, y)
                 };
             }
             match w.dtype {
@@ -113,14 +91,6 @@ macro_rules! quant_kernels {
                 DType::IQ4XS => drive!(dot_iq4_xs),
                 d => unreachable!("matmul_q with {d}"),
             }
-        }
-
-        /// `[f32; T]` padded to `TILE`.
-        #[inline(always)]
-        fn widen<const T: usize>(v: [f32; T]) -> [f32; TILE] {
-            let mut o = [0.0; TILE];
-            o[..T].copy_from_slice(&v);
-            o
         }
 
         // ---- loads and small helpers ---------------------------------------------------

@@ -1,0 +1,44 @@
+//! The row loop every ISA's quantized matmul (`matmul_q`) shares: each weight row is taken
+//! once per tile of up to [`TILE`] tokens, so its blocks are unpacked once per pass.
+
+/// Most tokens one weight row is multiplied with per pass.
+pub(crate) const TILE: usize = 4;
+
+/// `[f32; T]` padded to [`TILE`].
+#[inline(always)]
+pub(crate) fn widen<const T: usize>(v: [f32; T]) -> [f32; TILE] {
+    let mut o = [0.0; TILE];
+    o[..T].copy_from_slice(&v);
+    o
+}
+
+/// `y[t, n] = $dot::<T>(row n of $data, [x.row(t) for the tile's tokens])` for `n ∈ $rows`
+/// and every token of `$x` (a `QuantX`), `$rb` bytes per row. A macro, not a generic
+/// function, so that the dot products inline into the caller's `#[target_feature]` function.
+/// The caller owns columns `$rows` of `$y` (the `MatmulQFn` contract) and has checked them
+/// against its leading dimension.
+macro_rules! drive_rows {
+    ($dot:ident, $data:expr, $rb:expr, $rows:expr, $x:expr, $y:expr) => {{
+        use $crate::kernels::quant_rows::{widen, TILE};
+        let (data, rb, x, y) = ($data, $rb, $x, $y);
+        for n in $rows {
+            let wr = &data[n * rb..(n + 1) * rb];
+            let mut t0 = 0;
+            while t0 < x.m {
+                let count = TILE.min(x.m - t0);
+                let out: [f32; TILE] = match count {
+                    1 => widen($dot::<1>(wr, &[x.row(t0)])),
+                    2 => widen($dot::<2>(wr, &std::array::from_fn(|t| x.row(t0 + t)))),
+                    3 => widen($dot::<3>(wr, &std::array::from_fn(|t| x.row(t0 + t)))),
+                    _ => $dot::<4>(wr, &std::array::from_fn(|t| x.row(t0 + t))),
+                };
+                for (t, &v) in out[..count].iter().enumerate() {
+                    // SAFETY: the caller owns columns `$rows` of `y` (MatmulQFn contract),
+                    // checked to lie within its leading dimension.
+                    unsafe { y.write(t0 + t, n, v) };
+                }
+                t0 += count;
+            }
+        }
+    }};
+}
