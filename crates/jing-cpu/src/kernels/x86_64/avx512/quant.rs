@@ -51,9 +51,10 @@ fn dot_q5_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
 
 /// `SHUF_K4[h][k]` (`k`: 0 for the low nibbles, 1 for the high ones): for the 64 code bytes
 /// `64h..64h + 64` of a `Q4_K`/`Q5_K` block, whose low nibbles are sub-blocks `4h` (first 32)
-/// and `4h + 2` (last 32) and high nibbles `4h + 1` and `4h + 3`, picks i16 scale `j` of each
-/// 128-bit lane of a vector holding the 8 scales in every lane: sub-block `4h + k` in lanes
-/// 0-1, `4h + k + 2` in lanes 2-3.
+/// and `4h + 2` (last 32) and high nibbles `4h + 1` and `4h + 3`, makes i16 scale `j` of each
+/// 128-bit lane from a vector holding the block's 8 scale bytes in every lane (bytes `0..8`,
+/// see [`k4_scales_mins_x4`]): sub-block `4h + k` in lanes 0-1, `4h + k + 2` in lanes 2-3. An
+/// index with its top bit set makes a zero byte (the high byte of each u8 -> i16).
 static SHUF_K4: [[u8; 64]; 4] = {
     let mut t = [[0u8; 64]; 4];
     let mut g = 0;
@@ -62,10 +63,25 @@ static SHUF_K4: [[u8; 64]; 4] = {
         let mut i = 0;
         while i < 64 {
             let j = 4 * h + k + if i < 32 { 0 } else { 2 };
-            t[g][i] = (2 * j + i % 2) as u8;
+            t[g][i] = if i % 2 == 0 { j as u8 } else { 0x80 };
             i += 1;
         }
         g += 1;
+    }
+    t
+};
+
+/// Per 128-bit lane: bytes `8..16` (a block's 8 mins, see [`k4_scales_mins_x4`]) as 8 i16.
+static MINS_K4: [u8; 64] = {
+    let mut t = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        t[i] = if i % 2 == 0 {
+            (8 + (i % 16) / 2) as u8
+        } else {
+            0x80
+        };
+        i += 1;
     }
     t
 };
@@ -139,21 +155,6 @@ fn reduce4(a: &[__m512i; G]) -> __m128i {
     let u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
     let y = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64::<1>(u));
     _mm_add_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256::<1>(y))
-}
-
-/// Lane `j`: the sum of the 4 i32 lanes of `a[j]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn reduce4x(a: &[__m128i; G]) -> __m128i {
-    let t0 = _mm_add_epi32(
-        _mm_unpacklo_epi32(a[0], a[1]),
-        _mm_unpackhi_epi32(a[0], a[1]),
-    );
-    let t1 = _mm_add_epi32(
-        _mm_unpacklo_epi32(a[2], a[3]),
-        _mm_unpackhi_epi32(a[2], a[3]),
-    );
-    _mm_add_epi32(_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1))
 }
 
 /// The activation scales of blocks `b0..b0 + N`, zero-padded to `G` lanes.
@@ -234,10 +235,79 @@ fn dot_k4_zmm<const T: usize, const BB: usize, const QS: usize, const QH: usize>
 ) -> [f32; T] {
     let mut out = [0.0f32; T];
     let shuf = tables(&SHUF_K4);
+    let mins = ld64(&MINS_K4);
     by_groups!(w.len() / BB, |N, b0| k4_group::<T, N, BB, QS, QH>(
-        w, x, b0, &shuf, &mut out
+        w, x, b0, &shuf, mins, &mut out
     ));
     out
+}
+
+/// The first 16 bytes (`d`, `dmin` and the 12 packed scale bytes) of blocks `b0..b0 + N` of a
+/// row of `BB`-byte blocks, one block per 128-bit lane, zero lanes past `N`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn k4_heads<const N: usize, const BB: usize>(w: &[u8], b0: usize) -> __m512i {
+    let zero = _mm_setzero_si128();
+    let mut v = _mm512_castsi128_si512(ld16(block::<BB>(w, b0)));
+    v = _mm512_inserti32x4::<1>(
+        v,
+        if N > 1 {
+            ld16(block::<BB>(w, b0 + 1))
+        } else {
+            zero
+        },
+    );
+    v = _mm512_inserti32x4::<2>(
+        v,
+        if N > 2 {
+            ld16(block::<BB>(w, b0 + 2))
+        } else {
+            zero
+        },
+    );
+    _mm512_inserti32x4::<3>(
+        v,
+        if N > 3 {
+            ld16(block::<BB>(w, b0 + 3))
+        } else {
+            zero
+        },
+    )
+}
+
+/// The 6-bit scales and mins of four `Q4_K`/`Q5_K` blocks (`heads`, from [`k4_heads`]) as
+/// bytes: per 128-bit lane, the block's 8 scales then its 8 mins (the generic
+/// `k4_scales_mins` for four blocks at once; done per block in scalar code, this unpacking
+/// took a third of the kernel's time).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn k4_scales_mins_x4(heads: __m512i) -> __m512i {
+    // Per lane, u32 words [d|dmin, a0, a1, a2] (a: the 12 scale bytes). Wanted:
+    //   [a0 & 0x3f.., (a2 & 0x0f..) | hi2(a0), a1 & 0x3f.., (a2 >> 4 & 0x0f..) | hi2(a1)]
+    // with hi2(a) = the top 2 bits of each byte of a moved to bits 4-5 = (a >> 2) & 0x30...
+    let x = _mm512_shuffle_epi32::<0b11_10_11_01>(heads); // [a0, a2, a1, a2]
+    let y = _mm512_shuffle_epi32::<0b10_10_01_01>(heads); // [a0, a0, a1, a1]
+    let low = _mm512_and_si512(
+        _mm512_srlv_epi32(x, _mm512_set4_epi32(4, 0, 0, 0)),
+        _mm512_set4_epi32(0x0f0f_0f0f, 0x3f3f_3f3f, 0x0f0f_0f0f, 0x3f3f_3f3f),
+    );
+    let high = _mm512_and_si512(
+        _mm512_srli_epi32::<2>(y),
+        _mm512_set4_epi32(0x3030_3030, 0, 0x3030_3030, 0),
+    );
+    _mm512_or_si512(low, high)
+}
+
+/// Lane `j`: the sum of the 4 i32 of 128-bit lane `j` of `v`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn lane_sums(v: __m512i) -> __m128i {
+    let a = _mm512_add_epi32(v, _mm512_shuffle_epi32::<0b01_00_11_10>(v));
+    let a = _mm512_add_epi32(a, _mm512_shuffle_epi32::<0b10_11_00_01>(a));
+    _mm512_castsi512_si128(_mm512_permutexvar_epi32(
+        _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0),
+        a,
+    ))
 }
 
 /// Blocks `b0..b0 + N` of a `Q4_K`/`Q5_K` row: per token, `Σ_b k_term(I_b, M_b)` added to
@@ -249,38 +319,54 @@ fn k4_group<const T: usize, const N: usize, const BB: usize, const QS: usize, co
     x: &[XRow<'_>; T],
     b0: usize,
     shuf: &[__m512i; 4],
+    mins: __m512i,
     out: &mut [f32; T],
 ) {
-    // Written out per block (not a loop over j) so that every block's vectors stay in
-    // registers: as a loop the compiler kept them in memory, indexed by j.
     prefetch(w, BB * b0, BB * N);
-    let zero = ([_mm512_setzero_si512(); T], [_mm_setzero_si128(); T]);
-    let mut dm = [0u32; G];
+    let heads = k4_heads::<N, BB>(w, b0);
+    let sm = k4_scales_mins_x4(heads);
+    // Written out per block (not a loop over j) so that every block's vectors stay in
+    // registers: as a loop the compiler kept them in memory, indexed by j. Each block gets
+    // its lane of `sm` in every lane.
+    let zero = [_mm512_setzero_si512(); T];
     let mut r = [zero; G];
-    r[0] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0), x, b0, shuf);
-    dm[0] = u32_at(block::<BB>(w, b0), 0);
+    r[0] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0), x, b0, shuf, {
+        _mm512_shuffle_i32x4::<0b00_00_00_00>(sm, sm)
+    });
     if N > 1 {
-        r[1] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0 + 1), x, b0 + 1, shuf);
-        dm[1] = u32_at(block::<BB>(w, b0 + 1), 0);
+        r[1] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0 + 1), x, b0 + 1, shuf, {
+            _mm512_shuffle_i32x4::<0b01_01_01_01>(sm, sm)
+        });
     }
     if N > 2 {
-        r[2] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0 + 2), x, b0 + 2, shuf);
-        dm[2] = u32_at(block::<BB>(w, b0 + 2), 0);
+        r[2] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0 + 2), x, b0 + 2, shuf, {
+            _mm512_shuffle_i32x4::<0b10_10_10_10>(sm, sm)
+        });
     }
     if N > 3 {
-        r[3] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0 + 3), x, b0 + 3, shuf);
-        dm[3] = u32_at(block::<BB>(w, b0 + 3), 0);
+        r[3] = k4_block::<T, BB, QS, QH>(block::<BB>(w, b0 + 3), x, b0 + 3, shuf, {
+            _mm512_shuffle_i32x4::<0b11_11_11_11>(sm, sm)
+        });
     }
-    // dm: [d | dmin << 16] of each block (f16 pairs), zero past N.
-    // SAFETY: `dm` is 16 bytes; the load is unaligned.
-    let f = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(dm.as_ptr().cast()) });
+    // Per lane (block), its 8 mins as i16.
+    let mins = _mm512_shuffle_epi8(sm, mins);
+    // [d | dmin << 16] of each block (f16 pairs), zero past N.
+    let dm = _mm512_castsi512_si128(_mm512_permutexvar_epi32(
+        _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0),
+        heads,
+    ));
+    let f = _mm256_cvtph_ps(dm);
     // f = [d0, dmin0, d1, dmin1 | d2, dmin2, d3, dmin3].
     let (lo, hi) = (_mm256_castps256_ps128(f), _mm256_extractf128_ps::<1>(f));
     let d = _mm_shuffle_ps::<0b10_00_10_00>(lo, hi);
     let dmin = _mm_shuffle_ps::<0b11_01_11_01>(lo, hi);
     for t in 0..T {
-        let i = _mm_cvtepi32_ps(reduce4(&[r[0].0[t], r[1].0[t], r[2].0[t], r[3].0[t]]));
-        let m = _mm_cvtepi32_ps(reduce4x(&[r[0].1[t], r[1].1[t], r[2].1[t], r[3].1[t]]));
+        let i = _mm_cvtepi32_ps(reduce4(&[r[0][t], r[1][t], r[2][t], r[3][t]]));
+        // M = Σ_j m_j · S_j (the sums of 32 codes), per block.
+        let m = _mm_cvtepi32_ps(lane_sums(_mm512_madd_epi16(
+            mins,
+            sums32_x4::<N>(&x[t], b0),
+        )));
         let dx = dx4::<N>(&x[t], b0);
         // k_term: (dx·d)·I - (dx·dmin)·M, lane by lane.
         let terms = _mm_sub_ps(
@@ -291,8 +377,24 @@ fn k4_group<const T: usize, const N: usize, const BB: usize, const QS: usize, co
     }
 }
 
-/// One `Q4_K`/`Q5_K` block `b` (`blk`, `BB` bytes): per token, i32 lanes summing to `I` and
-/// i32 lanes summing to `M`.
+/// The 8 sums of 32 codes of blocks `b0..b0 + N` of `x`, zero past `N`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn sums32_x4<const N: usize>(x: &XRow<'_>, b0: usize) -> __m512i {
+    let s = &x.sums32[8 * b0..8 * (b0 + N)];
+    if N == G {
+        // SAFETY: `s` has 32 i16 (64 bytes); the load is unaligned.
+        unsafe { _mm512_loadu_si512(s.as_ptr().cast()) }
+    } else {
+        let mut p = [0i16; 8 * G];
+        p[..8 * N].copy_from_slice(s);
+        // SAFETY: `p` is 32 i16 (64 bytes); the load is unaligned.
+        unsafe { _mm512_loadu_si512(p.as_ptr().cast()) }
+    }
+}
+
+/// One `Q4_K`/`Q5_K` block `b` (`blk`, `BB` bytes), whose 8 scale bytes are bytes `0..8` of
+/// every 128-bit lane of `scales`: per token, i32 lanes summing to `I`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn k4_block<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
@@ -300,7 +402,8 @@ fn k4_block<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
     x: &[XRow<'_>; T],
     b: usize,
     shuf: &[__m512i; 4],
-) -> ([__m512i; T], [__m128i; T]) {
+    scales: __m512i,
+) -> [__m512i; T] {
     let nib = _mm512_set1_epi8(0x0f);
     let one = _mm512_set1_epi8(1);
     // The activations in the order of the nibbles (`QuantX::qs_k4`).
@@ -308,8 +411,6 @@ fn k4_block<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
     for t in 0..T {
         xs[t] = &x[t].qs_k4[256 * b..256 * b + 256];
     }
-    let sm = k4_scales_mins(blk);
-    let scales = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm));
     let qh = if QH > 0 {
         _mm512_broadcast_i64x4(ld32(&blk[QH..]))
     } else {
@@ -341,18 +442,7 @@ fn k4_block<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
             acc[t] = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(hi, ldx64(&xq[64..])), s_hi);
         }
     }
-    let mn = _mm256_extracti128_si256::<1>(sm);
-    let mut mins = [_mm_setzero_si128(); T];
-    for t in 0..T {
-        // M = Σ_j m_j · (S_2j + S_2j+1): the sums of 32 fit i16.
-        let s16 = ld_i16x16(&x[t].sums[16 * b..]);
-        let s32 = _mm_hadd_epi16(
-            _mm256_castsi256_si128(s16),
-            _mm256_extracti128_si256::<1>(s16),
-        );
-        mins[t] = _mm_madd_epi16(mn, s32);
-    }
-    (acc, mins)
+    acc
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
