@@ -98,8 +98,9 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
     }
     let engine = engine.with_context(|| format!("cannot load the model in {}", dir.display()))?;
     let (tokenizer, generation) = tokenizer_and_generation(&dir)?;
-    let info = engine.model().info();
     spinner.finish_and_clear();
+    read_weights_in(&engine, args.threads)?;
+    let info = engine.model().info();
     let quantized = args
         .quant
         .map(|t| format!(", quantized to {t}"))
@@ -118,4 +119,41 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
         tokenizer,
         generation,
     })
+}
+
+/// Reads the memory-mapped weights into memory now, with a progress bar, when they fit (see
+/// [`jing_formats::prefault`]); otherwise says that they will be read from disk as used.
+fn read_weights_in(engine: &Engine, threads: Option<usize>) -> Result<()> {
+    let maps = &engine.model().info().mapped;
+    let total: u64 = maps.iter().map(|m| m.len() as u64).sum();
+    if total == 0 {
+        return Ok(());
+    }
+    if let Some(avail) = jing_formats::available_memory() {
+        if total > avail {
+            eprintln!(
+                "note: the weights ({:.1} GB) are larger than the available memory ({:.1} GB): \
+                 they stay on disk and are read as they are used, which makes decode much \
+                 slower; a machine with more memory, or a smaller quantization, avoids that",
+                total as f64 / 1e9,
+                avail as f64 / 1e9
+            );
+            return Ok(());
+        }
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "reading weights into memory [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    // A few requests in flight keep a fast disk busy; more than 4 only queue.
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 4);
+    jing_formats::prefault(maps, threads, &|n| bar.inc(n))
+        .context("cannot read the weights into memory")?;
+    bar.finish_and_clear();
+    Ok(())
 }

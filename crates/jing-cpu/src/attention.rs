@@ -70,7 +70,7 @@ pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), E
                                     .copy_from_slice(&q_nope[(t * h_all + h) * dn..][..dn]);
                             }
                             let y = OutMatrix::new(q_lat, kvl);
-                            matmul_with(c, uk_t, q_h, t_all, 0..kvl, &y, xq);
+                            matmul_with(c, uk_t, q_h, t_all, 0..kvl, &y, xq, None);
                         }
                     }
                     // o_lat[t] = Σ_s softmax(scale · (q_lat·c_kv[s] + q_pe·k_pe[s])) c_kv[s]
@@ -92,7 +92,7 @@ pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), E
                     }
                     // o[t, h] = W_UV[h] o_lat[t]  [T, dv]
                     let y = OutMatrix::new(o_h, dv);
-                    matmul_with(c, &head.uv, o_lat, t_all, 0..dv, &y, xq);
+                    matmul_with(c, &head.uv, o_lat, t_all, 0..dv, &y, xq, None);
                     write_head(&out, o_h, h, dv);
                 }
                 MlaForm::Expanded => {

@@ -1,7 +1,7 @@
 //! The executor: one pool wake-up per graph; every thread walks the nodes in order, takes its
 //! share of each node, and meets the others at a barrier before the next node.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use jing_graph::{
@@ -118,6 +118,9 @@ pub(crate) struct Ctx<'a> {
     pub nth: usize,
     /// Work cursors, one per node, for ops whose threads claim chunks dynamically.
     pub cursors: &'a [AtomicUsize],
+    /// This execution's number (unique in the process): with a node id it names a value, for
+    /// activations quantized once and reused by the matmuls that share them.
+    pub run: u64,
 }
 
 impl Ctx<'_> {
@@ -188,6 +191,7 @@ impl Backend for CpuBackend {
         let barrier = Barrier::new(nth);
         {
             let vals = &vals;
+            let run = RUNS.fetch_add(1, Ordering::Relaxed);
             self.pool.run(&|tid| {
                 let ctx = Ctx {
                     graph,
@@ -198,6 +202,7 @@ impl Backend for CpuBackend {
                     tid,
                     nth,
                     cursors: &plan.cursors[..n],
+                    run,
                 };
                 for i in 0..n {
                     if tid == 0 {
@@ -253,6 +258,9 @@ impl Backend for CpuBackend {
     }
 }
 
+/// Executions so far, in every backend of the process (see [`Ctx::run`]).
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
 /// This thread's share of node `i`.
 fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
     let g = c.graph;
@@ -303,7 +311,8 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
                     let cols = s..(s + chunk).min(n_out);
                     if w.dtype.is_quantized() && m < DEQUANT_MIN_TOKENS {
                         if !quantized {
-                            xq.quantize(w.dtype, xv, m);
+                            // q, k and v (gate and up) share their x: quantized once.
+                            xq.quantize_keyed((c.run, x.0), w.dtype, xv, m);
                             quantized = true;
                         }
                         (c.k.matmul_q)(w, xq, cols, &y);
@@ -492,6 +501,13 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
 
 /// `y[:, rows] = x · W[rows]ᵀ` as the table's matmul computes it, quantizing `x` into the
 /// caller's kept `xq` for a block weight (the table's `matmul` would allocate its own).
+///
+/// `key`, when given, names `x` (see [`QuantX::quantize_keyed`]): `x` is then not read when
+/// `xq` already holds it quantized for `w`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the matmul's operands and its two buffers"
+)]
 pub(crate) fn matmul_with(
     c: &Ctx,
     w: &jing_tensor::Weight,
@@ -500,9 +516,13 @@ pub(crate) fn matmul_with(
     rows: std::ops::Range<usize>,
     y: &OutMatrix,
     xq: &mut QuantX,
+    key: Option<(u64, usize)>,
 ) {
     if w.dtype.is_quantized() && m < DEQUANT_MIN_TOKENS {
-        xq.quantize(w.dtype, x, m);
+        match key {
+            Some(key) => xq.quantize_keyed(key, w.dtype, x, m),
+            None => xq.quantize(w.dtype, x, m),
+        }
         (c.k.matmul_q)(w, xq, rows, y);
     } else {
         (c.k.matmul)(w, x, m, rows, y);

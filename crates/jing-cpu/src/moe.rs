@@ -48,17 +48,25 @@ pub(crate) fn matmul_id(
             if slots.is_empty() {
                 continue;
             }
-            // Gather the slots' input rows: [m, K].
-            xs.clear();
-            for &slot in slots {
-                let row = if shared_x { slot / k } else { slot };
-                xs.extend_from_slice(&xv[row * kin..(row + 1) * kin]);
-            }
             let m = slots.len();
             ys.clear();
             ys.resize(m * n, 0.0);
             let y = OutMatrix::new(ys, n);
-            matmul_with(c, &experts[expert], xs, m, s..e, &y, xq);
+            if shared_x && iv.len() == k {
+                // One token (decode): every expert multiplies the same row, quantized once
+                // for all of them (and for the other matmuls of this x).
+                let key = Some((c.run, x.0));
+                matmul_with(c, &experts[expert], xv, m, s..e, &y, xq, key);
+                debug_assert_eq!(m, 1);
+            } else {
+                // Gather the slots' input rows: [m, K].
+                xs.clear();
+                for &slot in slots {
+                    let row = if shared_x { slot / k } else { slot };
+                    xs.extend_from_slice(&xv[row * kin..(row + 1) * kin]);
+                }
+                matmul_with(c, &experts[expert], xs, m, s..e, &y, xq, None);
+            }
             for (r, &slot) in slots.iter().enumerate() {
                 for col in s..e {
                     // SAFETY: column `col` of every row belongs to this thread.

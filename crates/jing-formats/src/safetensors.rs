@@ -334,6 +334,11 @@ impl std::fmt::Debug for SafetensorsFile {
 }
 
 impl SafetensorsFile {
+    /// The whole file, as mapped.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
     /// Memory-map `path` and validate its header (the data is not read).
     pub fn open(path: &Path) -> Result<SafetensorsFile, FormatError> {
         let file = File::open(path).map_err(|e| FormatError::io(path, "open", e))?;

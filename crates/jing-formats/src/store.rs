@@ -108,6 +108,19 @@ impl std::fmt::Debug for TensorStore {
 }
 
 impl TensorStore {
+    /// The memory-mapped files the weights this store hands out are views of (see
+    /// [`crate::prefault`]). Empty when weights are converted as they are read (`--quant`):
+    /// those are in memory, and the conversion has read the files already.
+    pub fn maps(&self) -> Vec<Bytes> {
+        if self.load_plan.is_some() {
+            return Vec::new();
+        }
+        match &self.gguf {
+            Some(view) => view.file().maps(),
+            None => self.files.iter().map(|f| f.data().clone()).collect(),
+        }
+    }
+
     /// Open a folder (see [`TensorStore::open_dir`]) or a single `.safetensors` file.
     pub fn open(path: &Path) -> Result<TensorStore, FormatError> {
         if path.is_dir() {

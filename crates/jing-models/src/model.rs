@@ -43,6 +43,9 @@ pub struct ModelInfo {
     pub active_bytes_per_token: usize,
     /// Bytes of all loaded weights.
     pub total_bytes: usize,
+    /// The memory-mapped files the weights are views of (empty when they are in memory), for
+    /// reading them in at load ([`jing_formats::prefault`]).
+    pub mapped: Vec<jing_tensor::Bytes>,
 }
 
 /// A causal language model that builds one graph per step.

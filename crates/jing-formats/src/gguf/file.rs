@@ -398,6 +398,11 @@ impl GgufFile {
         })
     }
 
+    /// Each part's whole memory map (see [`crate::prefault`]).
+    pub fn maps(&self) -> Vec<Bytes> {
+        self.parts.iter().map(|p| p.data.clone()).collect()
+    }
+
     /// Total tensor data bytes.
     pub fn total_bytes(&self) -> u64 {
         self.tensors().map(|t| t.info.range.len() as u64).sum()

@@ -75,6 +75,7 @@ impl DeepSeek {
             mtp_layers: mtp.len(),
             active_bytes_per_token: active,
             total_bytes: ld.bytes,
+            mapped: dir.store.maps(),
         };
         Ok(DeepSeek {
             config: c,

@@ -179,6 +179,7 @@ impl Dense {
             mtp_layers: 0,
             active_bytes_per_token: active,
             total_bytes: ld.bytes,
+            mapped: dir.store.maps(),
         };
         Ok(Dense {
             config: c,
