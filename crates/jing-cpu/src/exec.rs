@@ -1,7 +1,7 @@
 //! The executor: one pool wake-up per graph; every thread walks the nodes in order, takes its
 //! share of each node, and meets the others at a barrier before the next node.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use jing_graph::{
@@ -10,6 +10,7 @@ use jing_graph::{
 
 use crate::attention::{gqa_attention, mla_attention};
 use crate::buffers::{f32_to_id, id_to_f32, share, Spare, Values};
+use crate::claim::{self, Share};
 use crate::kernels::{KernelTable, OutMatrix, QuantX, DEQUANT_MIN_TOKENS};
 use crate::pool::{Barrier, Pool};
 use crate::scratch;
@@ -33,12 +34,12 @@ struct StepPlan {
     /// `frees[free_at[i]..free_at[i + 1]]`: the buffers whose last reader is node `i`.
     free_at: Vec<usize>,
     frees: Vec<usize>,
-    /// One per node, for ops whose threads claim chunks dynamically.
-    cursors: Vec<AtomicUsize>,
+    /// `shares[i * threads + t]`: thread `t`'s remaining share of matmul node `i`.
+    shares: Vec<Share>,
 }
 
 impl StepPlan {
-    fn build(&mut self, graph: &Graph) {
+    fn build(&mut self, graph: &Graph, threads: usize) {
         let n = graph.nodes.len();
         graph.last_uses_into(&mut self.last);
         let freed = |d: usize, l: usize| l != usize::MAX && l > d;
@@ -67,10 +68,16 @@ impl StepPlan {
             self.free_at[i] = self.free_at[i - 1];
         }
         self.free_at[0] = 0;
-        self.cursors
-            .resize_with(n.max(self.cursors.len()), || AtomicUsize::new(0));
-        for c in &self.cursors[..n] {
-            c.store(0, Ordering::Relaxed);
+        self.shares
+            .resize_with((n * threads).max(self.shares.len()), Share::default);
+        for (i, nd) in graph.nodes.iter().enumerate() {
+            if let Op::MatMul { w, .. } = &nd.op {
+                claim::split(
+                    &self.shares[i * threads..(i + 1) * threads],
+                    w.rows(),
+                    ALIGN,
+                );
+            }
         }
     }
 
@@ -116,8 +123,9 @@ pub(crate) struct Ctx<'a> {
     pub k: &'a KernelTable,
     pub tid: usize,
     pub nth: usize,
-    /// Work cursors, one per node, for ops whose threads claim chunks dynamically.
-    pub cursors: &'a [AtomicUsize],
+    /// `shares[i * nth + t]`: thread `t`'s remaining share of matmul node `i` (see
+    /// [`crate::claim`]).
+    pub shares: &'a [Share],
     /// This execution's number (unique in the process): with a node id it names a value, for
     /// activations quantized once and reused by the matmuls that share them.
     pub run: u64,
@@ -181,7 +189,7 @@ impl Backend for CpuBackend {
         graph.validate_batch(batch)?;
         let n = graph.nodes.len();
         let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
-        plan.build(graph);
+        plan.build(graph, self.pool.threads());
         let plan = &*plan;
         let spare = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|e| e.into_inner()));
         let mut vals = Values::new(n, spare);
@@ -201,7 +209,7 @@ impl Backend for CpuBackend {
                     k: &self.kernels,
                     tid,
                     nth,
-                    cursors: &plan.cursors[..n],
+                    shares: &plan.shares[..n * nth],
                     run,
                 };
                 for i in 0..n {
@@ -284,8 +292,8 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             let xv = c.get(*x);
             let n_out = w.rows();
             let m = xv.len() / w.cols();
-            // Threads claim chunks of output columns from the node's cursor, so a thread the
-            // OS preempts delays one chunk, not a fixed half of the matmul.
+            // Threads take chunks of output columns from their own share, then from the others'
+            // (`claim`), so a thread the OS preempts delays one chunk, not a fixed half.
             //
             // Many tokens with a block weight (prefill): each call converts all of `x` for its
             // dequantized tiles, so fewer, larger chunks (two per thread) keep that from
@@ -303,12 +311,8 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             // `x` once, when it claims its first chunk, not once per chunk.
             scratch::quant_x(|xq| {
                 let mut quantized = false;
-                loop {
-                    let s = c.cursors[i].fetch_add(chunk, Ordering::Relaxed);
-                    if s >= n_out {
-                        break;
-                    }
-                    let cols = s..(s + chunk).min(n_out);
+                let shares = &c.shares[i * c.nth..(i + 1) * c.nth];
+                while let Some(cols) = claim::next(shares, c.tid, chunk, ALIGN) {
                     if w.dtype.is_quantized() && m < DEQUANT_MIN_TOKENS {
                         if !quantized {
                             // q, k and v (gate and up) share their x: quantized once.
@@ -532,8 +536,12 @@ pub(crate) fn matmul_with(
 /// Output columns per claimed chunk: about 8 chunks per thread (enough to even out a
 /// preempted thread), a multiple of 16 rows for the kernels, at least 16.
 fn matmul_chunk(n: usize, threads: usize, per_thread: usize) -> usize {
-    (n.div_ceil(threads * per_thread)).div_ceil(16).max(1) * 16
+    (n.div_ceil(threads * per_thread)).div_ceil(ALIGN).max(1) * ALIGN
 }
+
+/// Output columns of a matmul start at a multiple of this in every thread's chunks: 16 f32
+/// are a cache line of `y`, which two threads must not both write.
+const ALIGN: usize = 16;
 
 fn panic_message(node: &str, p: Box<dyn std::any::Any + Send>) -> String {
     let msg = p

@@ -5,6 +5,7 @@
 mod attention;
 mod attention_prefill;
 mod buffers;
+mod claim;
 mod exec;
 pub mod kernels;
 mod moe;
