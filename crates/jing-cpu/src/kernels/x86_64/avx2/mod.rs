@@ -44,7 +44,7 @@ pub(crate) fn table() -> Option<KernelTable> {
     })
 }
 
-fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
+pub(super) fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
     if w.dtype.is_quantized() {
         // SAFETY: only reachable through `table()`, which checked the CPU features; the
         // contract on `y` is the caller's (MatmulFn).
