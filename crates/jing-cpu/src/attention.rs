@@ -2,7 +2,7 @@
 //! read once per step (as stored, through the kernel table where they are matmul-shaped) and
 //! applied to every token of the batch.
 
-use jing_graph::{ExecError, GqaAttention, MlaAttention, MlaForm, UkHead};
+use jing_graph::{ExecError, GqaAttention, KvCache, MlaAttention, MlaForm, UkHead};
 
 use crate::attention_prefill::{gqa_prefill, mla_prefill, one_sequence_chunk, write_head};
 use crate::buffers::share;
@@ -41,98 +41,123 @@ pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), E
             scores,
             xq,
         } = sc;
-        // This thread's buffers for all its heads.
-        resize(wrow, kvl); //          one row of W_UK[h]
-        resize(q_h, t_all * dn); //    q_nope[:, h]        [T, dn]
-        resize(q_lat, t_all * kvl); //                     [T, kvl]
-        resize(o_lat, t_all * kvl); //                     [T, kvl]
-        resize(o_h, t_all * dv); //                        [T, dv]
-        for h in h0..h1 {
-            let head = &w.heads[h];
-            match a.form {
-                MlaForm::Absorbed | MlaForm::Auto => {
-                    // q_lat[t] = W_UK[h]ᵀ q_nope[t, h]  [T, kvl]: one pass over W_UK[h].
-                    match &head.uk {
-                        UkHead::Rows(uk) => {
-                            q_lat.fill(0.0);
-                            for d in 0..dn {
-                                uk.row_to_f32(d, wrow);
-                                for t in 0..t_all {
-                                    let qv = q_nope[(t * h_all + h) * dn + d];
-                                    (c.k.axpy)(qv, wrow, &mut q_lat[t * kvl..(t + 1) * kvl]);
-                                }
-                            }
-                        }
-                        UkHead::Transposed(uk_t) => {
-                            // As stored ([kvl, dn], any quant type): a matmul.
-                            for t in 0..t_all {
-                                q_h[t * dn..(t + 1) * dn]
-                                    .copy_from_slice(&q_nope[(t * h_all + h) * dn..][..dn]);
-                            }
-                            let y = OutMatrix::new(q_lat, kvl);
-                            matmul_with(c, uk_t, q_h, t_all, 0..kvl, &y, xq, None);
+        if matches!(a.form, MlaForm::Expanded) {
+            return expanded(c, a, &cache, h0..h1, q_nope, q_pe, &out, scores);
+        }
+        // This thread's buffers for all its heads (`nh` of them).
+        let nh = h1 - h0;
+        resize(wrow, kvl); //               one row of W_UK[h]
+        resize(q_h, t_all * dn); //         q_nope[:, h]          [T, dn]
+        resize(q_lat, nh * t_all * kvl); // per head              [nh, T, kvl]
+        resize(o_lat, nh * t_all * kvl); // per head              [nh, T, kvl]
+        resize(o_h, t_all * dv); //                               [T, dv]
+                                 // q_lat[h, t] = W_UK[h]ᵀ q_nope[t, h]: one pass over each W_UK[h].
+        for (hh, h) in (h0..h1).enumerate() {
+            let q_lat = &mut q_lat[hh * t_all * kvl..(hh + 1) * t_all * kvl];
+            match &w.heads[h].uk {
+                UkHead::Rows(uk) => {
+                    for d in 0..dn {
+                        uk.row_to_f32(d, wrow);
+                        for t in 0..t_all {
+                            let qv = q_nope[(t * h_all + h) * dn + d];
+                            (c.k.axpy)(qv, wrow, &mut q_lat[t * kvl..(t + 1) * kvl]);
                         }
                     }
-                    // o_lat[t] = Σ_s softmax(scale · (q_lat·c_kv[s] + q_pe·k_pe[s])) c_kv[s]
-                    o_lat.fill(0.0);
-                    for t in 0..t_all {
-                        let n_ctx = c.batch.positions[t] + 1;
-                        let rows = cache.rows(c.batch.slots[t], a.layer, n_ctx)?;
-                        let ql = &q_lat[t * kvl..(t + 1) * kvl];
-                        let qp = &q_pe[(t * h_all + h) * dr..][..dr];
-                        scores.clear();
-                        scores.extend(rows.chunks(width).map(|row| {
-                            ((c.k.dot)(ql, &row[..kvl]) + (c.k.dot)(qp, &row[kvl..])) * a.scale
-                        }));
-                        softmax(scores);
-                        let ol = &mut o_lat[t * kvl..(t + 1) * kvl];
-                        for (row, &p) in rows.chunks(width).zip(scores.iter()) {
-                            (c.k.axpy)(p, &row[..kvl], ol);
-                        }
-                    }
-                    // o[t, h] = W_UV[h] o_lat[t]  [T, dv]
-                    let y = OutMatrix::new(o_h, dv);
-                    matmul_with(c, &head.uv, o_lat, t_all, 0..dv, &y, xq, None);
-                    write_head(&out, o_h, h, dv);
                 }
-                MlaForm::Expanded => {
-                    // Decompress this head's keys and values for each token's context, then plain
-                    // attention. Slow (no reuse across tokens); kept as the CPU twin of the form a
-                    // backend may pick for long prefills.
-                    let (uk, uv) = (w.uk_f32(h), w.uv_f32(h)); // [dn, kvl], [dv, kvl]
-                    let w_uk: Vec<&[f32]> = uk.chunks_exact(kvl).collect();
-                    let w_uv: Vec<&[f32]> = uv.chunks_exact(kvl).collect();
+                UkHead::Transposed(uk_t) => {
+                    // As stored ([kvl, dn], any quant type): a matmul.
                     for t in 0..t_all {
-                        let n_ctx = c.batch.positions[t] + 1;
-                        let rows = cache.rows(c.batch.slots[t], a.layer, n_ctx)?;
-                        let qn = &q_nope[(t * h_all + h) * dn..][..dn];
-                        let qp = &q_pe[(t * h_all + h) * dr..][..dr];
-                        scores.clear();
-                        let mut values: Vec<f32> = Vec::with_capacity(n_ctx * dv);
-                        for r in rows.chunks(width) {
-                            let lat = &r[..kvl];
-                            let k_nope: Vec<f32> =
-                                w_uk.iter().map(|wk| (c.k.dot)(wk, lat)).collect();
-                            scores.push(
-                                ((c.k.dot)(qn, &k_nope) + (c.k.dot)(qp, &r[kvl..])) * a.scale,
-                            );
-                            values.extend(w_uv.iter().map(|wv| (c.k.dot)(wv, lat)));
-                        }
-                        softmax(scores);
-                        let mut o = vec![0.0f32; dv];
-                        for (v, &p) in values.chunks(dv).zip(scores.iter()) {
-                            (c.k.axpy)(p, v, &mut o);
-                        }
-                        for (e, v) in o.into_iter().enumerate() {
-                            // SAFETY: column h·dv + e belongs to this thread's head.
-                            unsafe { out.write(t, h * dv + e, v) };
-                        }
+                        q_h[t * dn..(t + 1) * dn]
+                            .copy_from_slice(&q_nope[(t * h_all + h) * dn..][..dn]);
                     }
+                    let y = OutMatrix::new(q_lat, kvl);
+                    matmul_with(c, uk_t, q_h, t_all, 0..kvl, &y, xq, None);
                 }
             }
         }
+        // o_lat[h, t] = Σ_s softmax_s(scale · (q_lat[h, t]·c_kv[s] + q_pe[t, h]·k_pe[s])) c_kv[s].
+        // Heads inner: each cache row is read once per pass for all of this thread's heads
+        // (from L1), not once per head; at long contexts the cache is most of the bytes.
+        for t in 0..t_all {
+            let n_ctx = c.batch.positions[t] + 1;
+            let rows = cache.rows(c.batch.slots[t], a.layer, n_ctx)?;
+            resize(scores, nh * n_ctx); //                        [nh, n_ctx]
+            for (s, row) in rows.chunks(width).enumerate() {
+                let (lat, pe) = row.split_at(kvl);
+                for hh in 0..nh {
+                    let ql = &q_lat[(hh * t_all + t) * kvl..][..kvl];
+                    let qp = &q_pe[(t * h_all + h0 + hh) * dr..][..dr];
+                    scores[hh * n_ctx + s] = ((c.k.dot)(ql, lat) + (c.k.dot)(qp, pe)) * a.scale;
+                }
+            }
+            for p in scores.chunks_mut(n_ctx) {
+                softmax(p);
+            }
+            for (s, row) in rows.chunks(width).enumerate() {
+                let lat = &row[..kvl];
+                for hh in 0..nh {
+                    let ol = &mut o_lat[(hh * t_all + t) * kvl..][..kvl];
+                    (c.k.axpy)(scores[hh * n_ctx + s], lat, ol);
+                }
+            }
+        }
+        // o[t, h] = W_UV[h] o_lat[h, t]  [T, dv]
+        for (hh, h) in (h0..h1).enumerate() {
+            let y = OutMatrix::new(o_h, dv);
+            let o_lat = &o_lat[hh * t_all * kvl..(hh + 1) * t_all * kvl];
+            matmul_with(c, &w.heads[h].uv, o_lat, t_all, 0..dv, &y, xq, None);
+            write_head(&out, o_h, h, dv);
+        }
         Ok(())
     })
+}
+
+/// The expanded form: decompress each head's keys and values for each token's context, then
+/// plain attention. Slow (no reuse across tokens); kept as the CPU twin of the form a backend
+/// may pick for long prefills.
+#[allow(clippy::too_many_arguments, reason = "the attention's operands")]
+fn expanded(
+    c: &Ctx,
+    a: &MlaAttention,
+    cache: &KvCache,
+    heads: std::ops::Range<usize>,
+    q_nope: &[f32],
+    q_pe: &[f32],
+    out: &OutMatrix,
+    scores: &mut Vec<f32>,
+) -> Result<(), ExecError> {
+    let (h_all, dn, dr, dv, kvl) = (a.n_heads, a.nope_dim, a.rope_dim, a.v_dim, a.kv_lora);
+    let width = kvl + dr;
+    let w = &a.w;
+    for h in heads {
+        let (uk, uv) = (w.uk_f32(h), w.uv_f32(h)); // [dn, kvl], [dv, kvl]
+        let w_uk: Vec<&[f32]> = uk.chunks_exact(kvl).collect();
+        let w_uv: Vec<&[f32]> = uv.chunks_exact(kvl).collect();
+        for t in 0..c.batch.len() {
+            let n_ctx = c.batch.positions[t] + 1;
+            let rows = cache.rows(c.batch.slots[t], a.layer, n_ctx)?;
+            let qn = &q_nope[(t * h_all + h) * dn..][..dn];
+            let qp = &q_pe[(t * h_all + h) * dr..][..dr];
+            scores.clear();
+            let mut values: Vec<f32> = Vec::with_capacity(n_ctx * dv);
+            for r in rows.chunks(width) {
+                let lat = &r[..kvl];
+                let k_nope: Vec<f32> = w_uk.iter().map(|wk| (c.k.dot)(wk, lat)).collect();
+                scores.push(((c.k.dot)(qn, &k_nope) + (c.k.dot)(qp, &r[kvl..])) * a.scale);
+                values.extend(w_uv.iter().map(|wv| (c.k.dot)(wv, lat)));
+            }
+            softmax(scores);
+            let mut o = vec![0.0f32; dv];
+            for (v, &p) in values.chunks(dv).zip(scores.iter()) {
+                (c.k.axpy)(p, v, &mut o);
+            }
+            for (e, v) in o.into_iter().enumerate() {
+                // SAFETY: column h·dv + e belongs to this thread's head.
+                unsafe { out.write(t, h * dv + e, v) };
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One pool thread's buffers for decode attention (MLA and GQA), kept across nodes and steps.
