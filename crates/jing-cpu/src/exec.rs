@@ -13,6 +13,7 @@ use crate::buffers::{f32_to_id, id_to_f32, share, Spare, Values};
 use crate::claim::{self, Share};
 use crate::kernels::{KernelTable, OutMatrix, QuantX, DEQUANT_MIN_TOKENS};
 use crate::pool::{Barrier, Pool};
+use crate::profile::{self, Profile};
 use crate::scratch;
 
 /// The CPU backend: a persistent pool and the kernel table chosen for this CPU.
@@ -23,6 +24,16 @@ pub struct CpuBackend {
     spare: Mutex<Spare>,
     /// The schedule bookkeeping of a step, kept for the next.
     plan: Mutex<StepPlan>,
+    /// Time per op, when `JING_PROFILE` is set (see [`crate::profile`]).
+    profile: Option<Mutex<Profile>>,
+}
+
+impl Drop for CpuBackend {
+    fn drop(&mut self) {
+        if let Some(p) = &self.profile {
+            eprint!("{}", p.lock().unwrap_or_else(|e| e.into_inner()).report());
+        }
+    }
 }
 
 /// When each node's buffer can be freed, and the work cursors: rebuilt every step into the
@@ -36,6 +47,8 @@ struct StepPlan {
     frees: Vec<usize>,
     /// `shares[i * threads + t]`: thread `t`'s remaining share of matmul node `i`.
     shares: Vec<Share>,
+    /// With `JING_PROFILE`: when node `i` started, in nanoseconds into the run.
+    starts: Vec<AtomicU64>,
 }
 
 impl StepPlan {
@@ -79,6 +92,10 @@ impl StepPlan {
                 );
             }
         }
+        if profile::enabled() {
+            self.starts
+                .resize_with(n.max(self.starts.len()), AtomicU64::default);
+        }
     }
 
     /// The buffers whose last reader is node `i`.
@@ -102,6 +119,7 @@ impl CpuBackend {
             kernels,
             spare: Mutex::new(Spare::default()),
             plan: Mutex::new(StepPlan::default()),
+            profile: profile::enabled().then(|| Mutex::new(Profile::default())),
         }
     }
 
@@ -200,6 +218,7 @@ impl Backend for CpuBackend {
         {
             let vals = &vals;
             let run = RUNS.fetch_add(1, Ordering::Relaxed);
+            let t0 = std::time::Instant::now();
             self.pool.run(&|tid| {
                 let ctx = Ctx {
                     graph,
@@ -229,6 +248,9 @@ impl Backend for CpuBackend {
                         }
                     }
                     barrier.wait();
+                    if tid == 0 && self.profile.is_some() {
+                        plan.starts[i].store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    }
                     // A bug in a kernel must not hang the other threads at the next barrier
                     // (or take the process down): it becomes this step's error.
                     let r =
@@ -244,6 +266,16 @@ impl Backend for CpuBackend {
                     }
                 }
             });
+            if let Some(p) = &self.profile {
+                let starts: Vec<f64> = plan.starts[..n]
+                    .iter()
+                    .map(|t| t.load(Ordering::Relaxed) as f64 * 1e-9)
+                    .collect();
+                let end = t0.elapsed().as_secs_f64();
+                p.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(graph, &starts, end);
+            }
         }
         if let Some(e) = error.into_inner().unwrap_or_else(|e| e.into_inner()) {
             *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = vals.into_spare();

@@ -10,6 +10,7 @@ mod exec;
 pub mod kernels;
 mod moe;
 pub mod pool;
+mod profile;
 mod scratch;
 
 pub use exec::CpuBackend;

@@ -1,0 +1,112 @@
+//! `JING_PROFILE=1`: where a backend's time went, by op (matmuls by weight type), printed to
+//! stderr when the backend is dropped. A node's time runs from the barrier that starts it to
+//! the one that starts the next, so it includes the wait for the slowest thread; matmuls also
+//! show the rate at which they read their weights.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use jing_graph::{Graph, Op};
+
+/// Whether `JING_PROFILE` is set (to anything but `0` or empty), read once.
+pub(crate) fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("JING_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0"))
+}
+
+/// Per op kind: nodes run, seconds, weight bytes read.
+#[derive(Default)]
+pub(crate) struct Profile {
+    rows: BTreeMap<String, (u64, f64, f64)>,
+    steps: u64,
+}
+
+impl Profile {
+    /// Adds a run of `graph` whose node `i` started `starts[i]` seconds into the run, which
+    /// ended at `end` seconds.
+    pub(crate) fn add(&mut self, graph: &Graph, starts: &[f64], end: f64) {
+        self.steps += 1;
+        for (i, nd) in graph.nodes.iter().enumerate() {
+            let next = starts.get(i + 1).copied().unwrap_or(end);
+            let secs = (next - starts[i]).max(0.0);
+            let (key, bytes) = match &nd.op {
+                Op::MatMul { w, .. } => (format!("matmul {}", w.dtype), w.stored_bytes() as f64),
+                Op::MatMulId { experts, ids, .. } => {
+                    // Every selected slot's expert, at most every expert: exact for one token.
+                    let slots = graph.node(*ids).numel().min(experts.len());
+                    let per = experts.first().map_or(0, |e| e.stored_bytes());
+                    (
+                        format!(
+                            "matmul_id {}",
+                            experts.first().map_or("?".into(), |e| e.dtype.to_string())
+                        ),
+                        (slots * per) as f64,
+                    )
+                }
+                op => (op.name().to_string(), 0.0),
+            };
+            let row = self.rows.entry(key).or_default();
+            row.0 += 1;
+            row.1 += secs;
+            row.2 += bytes;
+        }
+    }
+
+    /// The table, slowest op first.
+    pub(crate) fn report(&self) -> String {
+        let total: f64 = self.rows.values().map(|r| r.1).sum();
+        let mut rows: Vec<_> = self.rows.iter().collect();
+        rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+        let mut out = format!(
+            "JING_PROFILE: {} graph runs, {:.3} s in nodes\n{:<22} {:>9} {:>10} {:>7} {:>10}\n",
+            self.steps, total, "op", "nodes", "ms", "share", "weights"
+        );
+        for (key, &(n, secs, bytes)) in rows {
+            let rate = if bytes > 0.0 && secs > 0.0 {
+                format!("{:.1} GB/s", bytes / secs / 1e9)
+            } else {
+                String::new()
+            };
+            out += &format!(
+                "{key:<22} {n:>9} {:>10.1} {:>6.1}% {rate:>10}\n",
+                secs * 1e3,
+                100.0 * secs / total.max(f64::MIN_POSITIVE)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jing_graph::GraphBuilder;
+    use jing_tensor::{Bytes, DType, Weight};
+    use std::sync::Arc;
+
+    #[test]
+    fn times_and_bytes_are_summed_per_op_kind() {
+        let w = Arc::new(
+            Weight::new("w", DType::F32, vec![4, 8], Bytes::from_f32(&[0.5; 32])).unwrap(),
+        );
+        let mut g = GraphBuilder::new(1);
+        let x = g.input("x", 8);
+        let y = g.matmul(x, &w);
+        g.output("y", y);
+        let graph = g.finish();
+        let starts: Vec<f64> = (0..graph.nodes.len()).map(|i| 0.010 * i as f64).collect();
+        let end = 0.010 * graph.nodes.len() as f64;
+        let mut p = Profile::default();
+        p.add(&graph, &starts, end);
+        p.add(&graph, &starts, end);
+        let (n, secs, bytes) = p.rows["matmul f32"];
+        assert_eq!(n, 2);
+        assert!((secs - 0.020).abs() < 1e-9, "{secs}");
+        assert_eq!(bytes, 2.0 * 128.0);
+        let report = p.report();
+        assert!(
+            report.contains("matmul f32") && report.contains("2 graph runs"),
+            "{report}"
+        );
+    }
+}
