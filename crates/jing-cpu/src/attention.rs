@@ -202,25 +202,33 @@ pub(crate) fn gqa_attention(c: &Ctx, i: usize, a: &GqaAttention) -> Result<(), E
     }
     ATTN_SCRATCH.with_borrow_mut(|sc| {
         let (scores, o) = (&mut sc.scores, &mut sc.o_h);
-        resize(o, d);
+        let nh = h1 - h0;
         for t in 0..c.batch.len() {
             let n_ctx = c.batch.positions[t] + 1;
             let rows = cache.rows(c.batch.slots[t], a.layer, n_ctx)?;
-            for h in h0..h1 {
-                let g = h / group;
-                let (k_off, v_off) = (g * d, kv * d + g * d);
-                let qh = &q[(t * h_all + h) * d..][..d];
-                scores.clear();
-                scores.extend(
-                    rows.chunks(width)
-                        .map(|row| (c.k.dot)(qh, &row[k_off..k_off + d]) * a.scale),
-                );
-                softmax(scores);
-                o.fill(0.0);
-                for (row, &p) in rows.chunks(width).zip(scores.iter()) {
-                    (c.k.axpy)(p, &row[v_off..v_off + d], o);
+            // Heads inner: each cache row is read once per pass for all of this thread's
+            // heads (a KV head's group shares its keys and values), not once per head.
+            resize(scores, nh * n_ctx); //                        [nh, n_ctx]
+            for (s, row) in rows.chunks(width).enumerate() {
+                for (hh, h) in (h0..h1).enumerate() {
+                    let k_off = h / group * d;
+                    let qh = &q[(t * h_all + h) * d..][..d];
+                    scores[hh * n_ctx + s] = (c.k.dot)(qh, &row[k_off..k_off + d]) * a.scale;
                 }
-                for (e, &v) in o.iter().enumerate() {
+            }
+            for p in scores.chunks_mut(n_ctx) {
+                softmax(p);
+            }
+            resize(o, nh * d); //                                 [nh, d]
+            for (s, row) in rows.chunks(width).enumerate() {
+                for (hh, h) in (h0..h1).enumerate() {
+                    let v_off = kv * d + h / group * d;
+                    let p = scores[hh * n_ctx + s];
+                    (c.k.axpy)(p, &row[v_off..v_off + d], &mut o[hh * d..(hh + 1) * d]);
+                }
+            }
+            for (hh, h) in (h0..h1).enumerate() {
+                for (e, &v) in o[hh * d..(hh + 1) * d].iter().enumerate() {
                     // SAFETY: column h·d + e belongs to this thread's head.
                     unsafe { out.write(t, h * d + e, v) };
                 }
