@@ -11,6 +11,7 @@ use jing_graph::{
 use crate::attention::{gqa_attention, mla_attention};
 use crate::buffers::{f32_to_id, id_to_f32, share, Spare, Values};
 use crate::claim::{self, Share};
+use crate::kernels::activation;
 use crate::kernels::{KernelTable, OutMatrix, QuantX, DEQUANT_MIN_TOKENS};
 use crate::pool::{Barrier, Pool};
 use crate::profile::{self, Profile};
@@ -175,6 +176,19 @@ impl Ctx<'_> {
     }
 
     /// Split the elements of node `i` and call `f(index, out)` for this thread's elements.
+    /// This thread's range of the `n` elements of node `i` and its output slice, for `f`.
+    fn element_range(
+        &self,
+        i: usize,
+        n: usize,
+        f: impl FnOnce(std::ops::Range<usize>, &mut [f32]),
+    ) {
+        let (s, e) = share(n, self.tid, self.nth, 64);
+        // SAFETY: disjoint element ranges per thread.
+        let out = unsafe { self.vals.out_range(i, s, e) };
+        f(s..e, out);
+    }
+
     fn elements(&self, i: usize, n: usize, f: impl Fn(usize, &mut f32)) {
         let (s, e) = share(n, self.tid, self.nth, 64);
         // SAFETY: disjoint element ranges per thread.
@@ -396,14 +410,13 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
         }
         Op::SiluMul { gate, up } => {
             let (gv, uv) = (c.get(*gate), c.get(*up));
-            c.elements(i, nd.numel(), |j, o| {
-                let g = gv[j];
-                *o = g / (1.0 + (-g).exp()) * uv[j]
+            c.element_range(i, nd.numel(), |r, out| {
+                activation::silu_mul(&gv[r.clone()], &uv[r], out)
             })
         }
         Op::Sigmoid { x } => {
             let xv = c.get(*x);
-            c.elements(i, nd.numel(), |j, o| *o = 1.0 / (1.0 + (-xv[j]).exp()))
+            c.element_range(i, nd.numel(), |r, out| activation::sigmoid(&xv[r], out))
         }
         Op::Softmax { x } => {
             let xv = c.get(*x);

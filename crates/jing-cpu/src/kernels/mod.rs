@@ -18,6 +18,7 @@
 mod quant_rows;
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+pub(crate) mod activation;
 // Only the SIMD tables use the driver and parts of the layout helpers (some parts, the
 // AVX512-BF16 tile's hooks and the FP8 `x` layout, only the x86 ones).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
