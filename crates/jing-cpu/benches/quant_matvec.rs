@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
 //! cargo bench -p jing-cpu --bench quant_matvec -- q4_K q8_0 iq2_xxs
+//! JING_TABLE=avx2 cargo bench -p jing-cpu --bench quant_matvec -- q4_K  # another table
 //! ```
 //!
 //! The matvecs run through the CPU backend (its compute pool and graph executor, as a model
@@ -83,9 +84,10 @@ fn matvec_graph(ws: &[Arc<Weight>]) -> Graph {
     g.finish()
 }
 
-/// GB/s of weight bytes for `x · Wᵀ` over all of `ws` (one graph) on `threads`.
-fn matvec_gbs(ws: &[Arc<Weight>], threads: usize) -> f64 {
-    let backend = CpuBackend::new(Some(threads));
+/// GB/s of weight bytes for `x · Wᵀ` over all of `ws` (one graph) on `threads`, with the
+/// kernels of `table`.
+fn matvec_gbs(ws: &[Arc<Weight>], threads: usize, table: KernelTable) -> f64 {
+    let backend = CpuBackend::with_kernels(Some(threads), table);
     let graph = matvec_graph(ws);
     let mut batch = Batch::sequence(0, 0, &[0]);
     batch.inputs = vec![("x".to_string(), values(7, ws[0].cols()))];
@@ -127,7 +129,12 @@ fn main() {
         .chain(DType::IQUANTS)
         .filter(|d| filters.is_empty() || filters.iter().any(|f| f == d.name()))
         .collect();
-    let best = KernelTable::detect();
+    // The CPU's best table, or the one `JING_TABLE` names (e.g. `avx2` on an AVX-512 CPU).
+    let best = match std::env::var("JING_TABLE") {
+        Ok(name) => KernelTable::by_name(&name)
+            .unwrap_or_else(|| panic!("JING_TABLE={name}: no such table on this CPU")),
+        Err(_) => KernelTable::detect(),
+    };
     println!("kernel table: {}", best.name);
     let (r1, r2) = (read_gbs(1), read_gbs(2));
     println!("plain read loop: {r1:.1} GB/s (1 thread), {r2:.1} GB/s (2 threads)");
@@ -146,10 +153,10 @@ fn main() {
                 }
             })
             .collect();
-        let (e1, e2) = (matvec_gbs(&copies, 1), matvec_gbs(&copies, 2));
+        let (e1, e2) = (matvec_gbs(&copies, 1, best), matvec_gbs(&copies, 2, best));
         drop(copies);
         let head = [weight(d, 102_400, 2048, 2)];
-        let (h1, h2) = (matvec_gbs(&head, 1), matvec_gbs(&head, 2));
+        let (h1, h2) = (matvec_gbs(&head, 1, best), matvec_gbs(&head, 2, best));
         drop(head);
         // The kernel alone on a weight that stays in L2 (its in-core limit): the fastest of
         // many short runs, which a busy machine disturbs least.

@@ -47,13 +47,13 @@ pub(crate) struct XRow<'a> {
     /// `QuantX::qs_k4` of this token (empty unless the weights are `Q4_K`/`Q5_K`).
     #[cfg_attr(
         not(target_arch = "x86_64"),
-        allow(dead_code, reason = "read by AVX-512 only")
+        allow(dead_code, reason = "read by the x86 kernels only")
     )]
     pub qs_k4: &'a [i8],
     /// `QuantX::sums32` of this token (empty unless the weights are `Q4_K`/`Q5_K`).
     #[cfg_attr(
         not(target_arch = "x86_64"),
-        allow(dead_code, reason = "read by AVX-512 only")
+        allow(dead_code, reason = "read by the x86 kernels only")
     )]
     pub sums32: &'a [i16],
 }

@@ -1,7 +1,8 @@
 //! The GGUF block-type matmul kernels, written once for 256-bit vectors and stamped out per ISA
 //! by [`quant_kernels!`]: the AVX2 table and the AVX-512 VNNI table differ only in the three
 //! integer dot-product primitives the invoking module defines (with its target features), and
-//! in `Q4_K`/`Q5_K`, which the VNNI module runs on 512-bit vectors (`avx512::quant`):
+//! in the kernels each module brings itself: `Q4_K`/`Q5_K` (AVX2 in `avx2::quant`, VNNI on
+//! 512-bit vectors in `avx512::quant`), and the VNNI module's 512-bit `Q6_K` and `IQ4_XS`:
 //!
 //! - `dot_u8_i8(acc, u, x)`: `acc + Σ_4 u·x` per i32 lane (`u` unsigned bytes, `x` signed;
 //!   AVX2: `vpmaddubsw` + `vpmaddwd`, VNNI: `vpdpbusd`);
@@ -22,8 +23,9 @@
 //!
 //! The float steps:
 //! - K-quants (and `Q8_K`): the integers of a 256-block are reduced to one exact i32 (a
-//!   horizontal sum), then the generic float step (`k_term`) runs in block order, so these
-//!   results are bit-identical to the generic kernel's.
+//!   horizontal sum; `Q4_K`/`Q5_K` reduce several blocks' or tokens' together), then the generic
+//!   float step (`k_term`) runs in block order, so these results are bit-identical to the
+//!   generic kernel's.
 //! - 32-element types: eight blocks at a time, their eight exact i32 sums (a transposing
 //!   horizontal add) times `d·dx` go into an f32 vector with fused multiply-adds, and the lanes
 //!   are summed at the end of the row. The terms are the generic ones; only their rounding
@@ -33,8 +35,8 @@
 
 /// Stamps out the quantized matmul for one ISA (see the module docs). The invoking module
 /// provides `dot_u8_i8`, `dot_u8_i8_scaled` and `dot_i8_i8` compiled with the features `$feat`,
-/// and the `Q4_K`/`Q5_K`/`Q6_K` kernels `dot_q4_k`, `dot_q5_k`, `dot_q6_k` (from the 256-bit
-/// `dot_k4` and `dot_q6_k_ymm` here, or its own).
+/// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q6_k` and `dot_iq4_xs` (from the
+/// 256-bit `dot_q6_k_ymm` and `dot_iq4_xs_ymm` here, or its own).
 macro_rules! quant_kernels {
     ($feat:literal) => {
         use crate::kernels::generic::quant::{f32_at, k_term, k_term_sym, u32_at};
@@ -145,15 +147,6 @@ macro_rules! quant_kernels {
         #[target_feature(enable = $feat)]
         fn hsum_i32(v: __m256i) -> i32 {
             let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-            _mm_cvtsi128_si32(s)
-        }
-
-        /// Sum of the 4 i32 lanes.
-        #[inline]
-        #[target_feature(enable = $feat)]
-        fn hsum_i32x4(s: __m128i) -> i32 {
             let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
             let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
             _mm_cvtsi128_si32(s)
@@ -556,92 +549,6 @@ macro_rules! quant_kernels {
                 }
             }
             out
-        }
-
-        /// `Q4_K` and `Q5_K`: `BB` bytes per block, `QS` the offset of the low nibbles, `QH`
-        /// the offset of the fifth bits (0: none).
-        #[inline]
-        #[target_feature(enable = $feat)]
-        #[allow(dead_code, reason = "an ISA may bring its own Q4_K/Q5_K kernels")]
-        fn dot_k4<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
-            w: &[u8],
-            x: &[XRow<'_>; T],
-        ) -> [f32; T] {
-            let mut out = [0.0f32; T];
-            let nib = _mm256_set1_epi8(0x0f);
-            for (b, blk) in w.chunks_exact(BB).enumerate() {
-                let sm = k4_scales_mins(blk);
-                let scales = _mm256_permute2x128_si256::<0x00>(sm, sm);
-                let qh = if QH > 0 {
-                    ld32(&blk[QH..])
-                } else {
-                    _mm256_setzero_si256()
-                };
-                let mut acc = [_mm256_setzero_si256(); T];
-                for p in 0..4 {
-                    let q = ld32(&blk[QS + 32 * p..]);
-                    let mut lo = _mm256_and_si256(q, nib);
-                    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), nib);
-                    if QH > 0 {
-                        // Bit j of qh[l] is the fifth bit of element 32j + l.
-                        let one = _mm256_set1_epi8(1);
-                        let h0 = _mm256_and_si256(
-                            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * p as i32)),
-                            one,
-                        );
-                        let h1 = _mm256_and_si256(
-                            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * p as i32 + 1)),
-                            one,
-                        );
-                        lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(h0));
-                        hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(h1));
-                    }
-                    let (s_lo, s_hi) = (pick16(scales, 2 * p), pick16(scales, 2 * p + 1));
-                    for t in 0..T {
-                        let xq = &x[t].qs[256 * b + 64 * p..256 * b + 64 * p + 64];
-                        acc[t] = dot_u8_i8_scaled(acc[t], lo, ldx(xq), s_lo);
-                        acc[t] = dot_u8_i8_scaled(acc[t], hi, ldx(&xq[32..]), s_hi);
-                    }
-                }
-                for t in 0..T {
-                    out[t] += k4_term(blk, sm, &x[t], b, hsum_i32(acc[t]));
-                }
-            }
-            out
-        }
-
-        /// The 6-bit scales and mins of a `Q4_K`/`Q5_K` block (layout:
-        /// `jing_tensor::quant::unpack_scales_mins_k4`) as i16 `[sc0..sc8 | m0..m8]`.
-        #[inline]
-        #[target_feature(enable = $feat)]
-        fn k4_scales_mins(blk: &[u8]) -> __m256i {
-            let a = [u32_at(blk, 4), u32_at(blk, 8), u32_at(blk, 12)];
-            let (k6, k4, k2) = (0x3f3f_3f3f_u32, 0x0f0f_0f0f_u32, 0x0303_0303_u32);
-            let sc_lo = a[0] & k6;
-            let mn_lo = a[1] & k6;
-            let sc_hi = (a[2] & k4) | (((a[0] >> 6) & k2) << 4);
-            let mn_hi = ((a[2] >> 4) & k4) | (((a[1] >> 6) & k2) << 4);
-            _mm256_cvtepu8_epi16(_mm_set_epi32(
-                mn_hi as i32,
-                mn_lo as i32,
-                sc_hi as i32,
-                sc_lo as i32,
-            ))
-        }
-
-        /// The float term of `Q4_K`/`Q5_K` block `b` for one token, given its exact
-        /// `I = Σ_j sc_j Σ u·q` (`sm` from [`k4_scales_mins`]).
-        #[inline]
-        #[target_feature(enable = $feat)]
-        fn k4_term(blk: &[u8], sm: __m256i, x: &XRow<'_>, b: usize, i: i32) -> f32 {
-            // M = Σ_j m_j · (S_2j + S_2j+1): the sums of 32 fit i16.
-            let s16 = ld_i16x16(&x.sums[16 * b..]);
-            let s32 = _mm_hadd_epi16(
-                _mm256_castsi256_si128(s16),
-                _mm256_extracti128_si256::<1>(s16),
-            );
-            let m = hsum_i32x4(_mm_madd_epi16(_mm256_extracti128_si256::<1>(sm), s32));
-            k_term(x.d[b], f16_at(blk, 0), i, f16_at(blk, 2), m)
         }
 
         /// `Q6_K` on 256-bit vectors.
