@@ -1225,6 +1225,8 @@ fn mla_attention_absorbed_and_expanded() {
     let later = [(2, 6)];
     let long: Vec<(usize, usize)> = (0..33).map(|p| (1, p)).collect();
     let next_chunk: Vec<(usize, usize)> = (33..103).map(|p| (1, p)).collect();
+    // Decode over 104 latent rows next to a short sequence.
+    let long_decode = [(1, 103), (0, 4)];
     for fmt in ALL_FMTS {
         let kv_b = weight(&mut rng, "kv_b", fmt, &[m.h * (m.dn + m.dv), m.kvl]);
         let mut layouts = vec![(
@@ -1245,6 +1247,7 @@ fn mla_attention_absorbed_and_expanded() {
                     &later[..],
                     &long[..],
                     &next_chunk[..],
+                    &long_decode[..],
                 ]
                 .iter()
                 .map(|at| mla_step(&mut rng, m, w, form, at))
@@ -1299,10 +1302,19 @@ fn gqa_attention_per_token_and_prefill_chunks() {
     let decode = [(2, 3), (0, 2)];
     let long: Vec<(usize, usize)> = (0..33).map(|p| (1, p)).collect();
     let next_chunk: Vec<(usize, usize)> = (33..103).map(|p| (1, p)).collect();
-    let steps: Vec<Step> = [&prefill[..], &decode[..], &long[..], &next_chunk[..]]
-        .iter()
-        .map(|at| gqa_step(&mut rng, at))
-        .collect();
+    // Decode over 104 cache rows (several tiles of the per-token loop, the last partial)
+    // next to a short sequence.
+    let long_decode = [(1, 103), (0, 3)];
+    let steps: Vec<Step> = [
+        &prefill[..],
+        &decode[..],
+        &long[..],
+        &next_chunk[..],
+        &long_decode[..],
+    ]
+    .iter()
+    .map(|at| gqa_step(&mut rng, at))
+    .collect();
     conform(
         "gqa",
         &steps,
