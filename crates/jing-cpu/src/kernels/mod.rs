@@ -30,6 +30,7 @@ mod generic;
 mod layout;
 mod out;
 mod qact;
+mod stream;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -39,4 +40,5 @@ mod x86_64;
 pub use generic::row_axpy;
 pub use out::OutMatrix;
 pub use qact::QuantX;
+pub use stream::stream_read;
 pub use table::{AxpyFn, DotFn, KernelTable, MatmulFn, MatmulQFn, RowAxpyFn, DEQUANT_MIN_TOKENS};

@@ -8,4 +8,4 @@ mod quant;
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
-mod prefetch;
+pub(crate) mod prefetch;

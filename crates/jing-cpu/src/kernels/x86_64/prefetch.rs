@@ -44,3 +44,10 @@ pub(super) fn prefetch_ahead(row: *const u8, at: usize, len: usize, ahead: usize
         }
     }
 }
+
+/// Prefetch the line holding `p` (any address: a prefetch never faults).
+#[inline(always)]
+pub(crate) fn prefetch_line(p: *const u8) {
+    // SAFETY: a prefetch is a hint, never a memory access: any address is allowed.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+}
