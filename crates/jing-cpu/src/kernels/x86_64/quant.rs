@@ -2,7 +2,8 @@
 //! by [`quant_kernels!`]: the AVX2 table and the AVX-512 VNNI table differ only in the three
 //! integer dot-product primitives the invoking module defines (with its target features), and
 //! in the kernels each module brings itself: `Q4_K`/`Q5_K` (AVX2 in `avx2::quant`, VNNI on
-//! 512-bit vectors in `avx512::quant`), and the VNNI module's 512-bit `Q6_K` and `IQ4_XS`:
+//! 512-bit vectors in `avx512::quant`), and the VNNI module's 512-bit `Q6_K`, `IQ4_XS` and
+//! `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` (the AVX2 module takes the 256-bit ones here):
 //!
 //! - `dot_u8_i8(acc, u, x)`: `acc + Σ_4 u·x` per i32 lane (`u` unsigned bytes, `x` signed;
 //!   AVX2: `vpmaddubsw` + `vpmaddwd`, VNNI: `vpdpbusd`);
@@ -35,8 +36,9 @@
 
 /// Stamps out the quantized matmul for one ISA (see the module docs). The invoking module
 /// provides `dot_u8_i8`, `dot_u8_i8_scaled` and `dot_i8_i8` compiled with the features `$feat`,
-/// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q6_k` and `dot_iq4_xs` (from the
-/// 256-bit `dot_q6_k_ymm` and `dot_iq4_xs_ymm` here, or its own).
+/// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q6_k`, `dot_iq4_xs`, `dot_q4_0`,
+/// `dot_q4_1`, `dot_q5_0` and `dot_q5_1` (from the 256-bit `dot_q6_k_ymm`, `dot_iq4_xs_ymm`,
+/// `dot_q4_0_ymm`, .. here, or its own).
 macro_rules! quant_kernels {
     ($feat:literal) => {
         use crate::kernels::generic::quant::{f32_at, k_term, k_term_sym, u32_at};
@@ -260,9 +262,14 @@ macro_rules! quant_kernels {
         /// The skeleton of the 32-element types: groups of 8 blocks unpacked by `$unpack`
         /// (`(block bytes) -> u8 or i8 codes`), dotted with `$dot`, corrected by `$fix`
         /// (`(isum, S) -> isum`), with the block min's f16 at `$min_at` (if any); the
-        /// leftover blocks as one zero-padded group.
+        /// leftover blocks as one zero-padded group. `#[$m]`: an attribute of the kernel (a
+        /// doc line, or an `allow` for the ones an ISA module may replace).
         macro_rules! dot32 {
-            ($name:ident, $bb:expr, $dot:ident, $unpack:expr, $fix:expr, $min_at:expr) => {
+            (
+                        #[$m:meta] $name:ident, $bb:expr, $dot:ident, $unpack:expr, $fix:expr,
+                        $min_at:expr
+                    ) => {
+                #[$m]
                 #[target_feature(enable = $feat)]
                 fn $name<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
                     const BB: usize = $bb;
@@ -411,12 +418,55 @@ macro_rules! quant_kernels {
             _mm256_sub_epi32(i, _mm256_slli_epi32::<4>(s))
         }
 
-        dot32!(dot_q4_0, 18, dot_u8_i8, unpack_q4_0, fix8, None::<usize>);
-        dot32!(dot_q4_1, 20, dot_u8_i8, unpack_q4_1, no_fix, Some(2usize));
-        dot32!(dot_q5_0, 22, dot_u8_i8, unpack_q5_0, fix16, None::<usize>);
-        dot32!(dot_q5_1, 24, dot_u8_i8, unpack_q5_1, no_fix, Some(2usize));
-        dot32!(dot_q8_0, 34, dot_i8_i8, unpack_q8_0, no_fix, None::<usize>);
+        // The Q4/Q5 types on 256-bit vectors (the AVX2 table's; the VNNI module brings 512-bit
+        // ones).
         dot32!(
+            #[allow(dead_code, reason = "an ISA may bring its own Q4_0 kernel")]
+            dot_q4_0_ymm,
+            18,
+            dot_u8_i8,
+            unpack_q4_0,
+            fix8,
+            None::<usize>
+        );
+        dot32!(
+            #[allow(dead_code, reason = "an ISA may bring its own Q4_1 kernel")]
+            dot_q4_1_ymm,
+            20,
+            dot_u8_i8,
+            unpack_q4_1,
+            no_fix,
+            Some(2usize)
+        );
+        dot32!(
+            #[allow(dead_code, reason = "an ISA may bring its own Q5_0 kernel")]
+            dot_q5_0_ymm,
+            22,
+            dot_u8_i8,
+            unpack_q5_0,
+            fix16,
+            None::<usize>
+        );
+        dot32!(
+            #[allow(dead_code, reason = "an ISA may bring its own Q5_1 kernel")]
+            dot_q5_1_ymm,
+            24,
+            dot_u8_i8,
+            unpack_q5_1,
+            no_fix,
+            Some(2usize)
+        );
+        dot32!(
+            #[doc = "`Q8_0`."]
+            dot_q8_0,
+            34,
+            dot_i8_i8,
+            unpack_q8_0,
+            no_fix,
+            None::<usize>
+        );
+        dot32!(
+            #[doc = "`IQ4_NL`."]
             dot_iq4_nl,
             18,
             dot_i8_i8,

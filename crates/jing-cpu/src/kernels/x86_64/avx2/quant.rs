@@ -29,6 +29,26 @@ fn dot_i8_i8(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
 quant_kernels!("avx2,fma,f16c");
 
 #[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q4_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_q4_0_ymm::<T>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q4_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_q4_1_ymm::<T>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q5_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_q5_0_ymm::<T>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q5_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_q5_1_ymm::<T>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_k4::<T, 144, 16, 0>(w, x)
 }

@@ -9,6 +9,9 @@
 //! they are added to the row's sum one by one in block order. So the result is still the
 //! generic kernel's bit for bit, while the per-block horizontal sums and scalar float steps
 //! (which made these kernels compute-bound below DRAM speed) are gone.
+//!
+//! `Q4_0`, `Q4_1`, `Q5_0` and `Q5_1` ([`dot32_zmm`]) also run on 512-bit vectors here, four
+//! blocks per vector, with the float steps (and so the results) of the 256-bit kernel.
 
 use std::arch::x86_64::*;
 
@@ -710,4 +713,396 @@ fn iq4_xs_block<const T: usize>(
         r[t] = _mm512_add_epi32(acc[0][t], acc[1][t]);
     }
     r
+}
+
+// ---- 32-element Q4/Q5 types on 512-bit vectors ------------------------------------------------
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_q4_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot32_zmm::<T, 18, 2, 0, 0, 3>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_q4_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot32_zmm::<T, 20, 4, 0, 2, 0>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_q5_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot32_zmm::<T, 22, 6, 2, 0, 4>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_q5_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot32_zmm::<T, 24, 8, 4, 2, 0>(w, x)
+}
+
+/// The `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` kernel (blocks of `BB` bytes: f16 `d` at 0, the f16 min at
+/// `MIN` if nonzero, the fifth bits at `QH` if nonzero, 16 nibble bytes at `QS`; codes offset
+/// by `2^SH` if `SH` is nonzero) with the float steps of the 256-bit one (`dot32!`): groups
+/// of 8 blocks whose 8 exact integer sums go into an f32 vector with the same fused
+/// multiply-adds, lane `j` for block `8g + j`, the last `nb % 8` blocks as one group padded
+/// with zero terms, the lanes summed at the end. So the results equal that kernel's bit for
+/// bit. Only the integer part differs (it made the 256-bit kernel compute-bound, at about half
+/// the speed of `Q8_0`): four blocks per 512-bit vector, one block per 128-bit lane (low
+/// nibbles in one vector, high ones in another, against the activations rearranged to match),
+/// the scales and fifth bits of a group gathered by two word permutes, and the fifth bits
+/// added under byte masks. A short row (`attn_k_b`: 4 blocks) takes masked loads, no copies.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot32_zmm<
+    const T: usize,
+    const BB: usize,
+    const QS: usize,
+    const QH: usize,
+    const MIN: usize,
+    const SH: u32,
+>(
+    w: &[u8],
+    x: &[XRow<'_>; T],
+) -> [f32; T] {
+    let nb = w.len() / BB;
+    let groups = nb / 8;
+    let mut acc = [_mm256_setzero_ps(); T];
+    // The group size is a constant in every call: the loops unroll and the vectors stay in
+    // registers (with a run-time count they went through memory, at half the speed).
+    macro_rules! group {
+        ($n:literal) => {
+            group32::<T, BB, QS, QH, MIN, SH, $n>(w, x, 8 * groups, &mut acc)
+        };
+    }
+    for g in 0..groups {
+        group32::<T, BB, QS, QH, MIN, SH, 8>(w, x, 8 * g, &mut acc);
+    }
+    match nb - 8 * groups {
+        1 => group!(1),
+        2 => group!(2),
+        3 => group!(3),
+        4 => group!(4),
+        5 => group!(5),
+        6 => group!(6),
+        7 => group!(7),
+        _ => {}
+    }
+    let mut out = [0.0f32; T];
+    for t in 0..T {
+        out[t] = hsum_ps(acc[t]);
+    }
+    out
+}
+
+/// Where [`group_words`] finds the words of a group of 8 `BB`-byte blocks (f16 `d` at 0, the
+/// min at `MIN`, the fifth bits at `QH`; 0: none): for result word `i` (`0..8`: `d` of block
+/// `i`; `8..16`: the min of block `i - 8`; `16..32`: the fifth-bit words, block `(i - 16) / 2`),
+/// `.0[i]` its word in the group's first 128 bytes, `.1[i]` its word in the 64 bytes at
+/// `8·BB - 64` (the group's last), `.2` bit `i` set where it is in the second.
+const fn heads_index(bb: usize, qh: usize, min: usize) -> ([u16; 32], [u16; 32], u32) {
+    let (mut a, mut c, mut k) = ([0u16; 32], [0u16; 32], 0u32);
+    let c_word = (8 * bb - 64) / 2;
+    let mut i = 0;
+    while i < 32 {
+        let byte = if i < 8 {
+            bb * i
+        } else if i < 16 {
+            if min == 0 {
+                usize::MAX
+            } else {
+                bb * (i - 8) + min
+            }
+        } else if qh == 0 {
+            usize::MAX
+        } else {
+            bb * ((i - 16) / 2) + qh + 2 * (i % 2)
+        };
+        if byte != usize::MAX {
+            let word = byte / 2;
+            if word < 64 {
+                a[i] = word as u16;
+            } else {
+                c[i] = (word - c_word) as u16;
+                k |= 1 << i;
+            }
+        }
+        i += 1;
+    }
+    (a, c, k)
+}
+
+/// Where [`group_codes`] finds the packed bytes (16 at `qs` of each `BB`-byte block) of a group
+/// of 8 blocks: word `i` of block `4h + i / 8` is word `.h[i]` of the group's words `0..64`
+/// (`h = 0`), or of words `32..64` then `4·BB - 32..4·BB` (`h = 1`: its second 64 bytes and
+/// last 64 bytes, which together hold blocks 4-7 for `BB <= 24`).
+const fn codes_index(bb: usize, qs: usize) -> [[u16; 32]; 2] {
+    let mut t = [[0u16; 32]; 2];
+    let mut i = 0;
+    while i < 32 {
+        let w0 = (bb * (i / 8) + qs) / 2 + i % 8;
+        t[0][i] = w0 as u16;
+        let w1 = (bb * (4 + i / 8) + qs) / 2 + i % 8;
+        t[1][i] = if w1 < 64 {
+            w1 - 32
+        } else {
+            32 + w1 - (4 * bb - 32)
+        } as u16;
+        i += 1;
+    }
+    t
+}
+
+/// The [`heads_index`] and [`codes_index`] of a block layout.
+struct Heads<const BB: usize, const QS: usize, const QH: usize, const MIN: usize>;
+
+impl<const BB: usize, const QS: usize, const QH: usize, const MIN: usize> Heads<BB, QS, QH, MIN> {
+    const INDEX: ([u16; 32], [u16; 32], u32) = heads_index(BB, QH, MIN);
+    const CODES: [[u16; 32]; 2] = codes_index(BB, QS);
+}
+
+/// Bits `off..off + 64` of the mask of the first `len` bytes.
+#[inline(always)]
+const fn byte_mask(off: usize, len: usize) -> u64 {
+    if len <= off {
+        0
+    } else if len - off >= 64 {
+        !0
+    } else {
+        (1u64 << (len - off)) - 1
+    }
+}
+
+/// The `len` bytes from `at` of `w` (`len <= 64`), zero above `len`; no load at all for 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn ld_upto64(w: &[u8], at: usize, mask: u64) -> __m512i {
+    if mask == 0 {
+        return _mm512_setzero_si512();
+    }
+    let b = &w[at..at + (64 - mask.leading_zeros() as usize)];
+    // SAFETY: the mask selects the bytes of `b` (its set bits are the low `b.len()`); the
+    // masked-off bytes are not read.
+    unsafe { _mm512_maskz_loadu_epi8(mask, b.as_ptr().cast()) }
+}
+
+/// The `N` blocks of `wg` (`N·BB` bytes, zero-padded to 8): the word lanes of
+/// [`heads_index`] (`d` in words 0-7, the mins in 8-15, the fifth-bit words in dwords 8-15),
+/// and the group's bytes `0..64`, `64..128` and `8·BB - 64..8·BB` (for [`group_codes`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn group_words<
+    const BB: usize,
+    const QS: usize,
+    const QH: usize,
+    const MIN: usize,
+    const N: usize,
+>(
+    wg: &[u8],
+) -> (__m512i, [__m512i; 3]) {
+    let (ia, ic, k) = Heads::<BB, QS, QH, MIN>::INDEX;
+    let len = N * BB;
+    let a = ld_upto64(wg, 0, byte_mask(0, len));
+    let b = ld_upto64(wg, 64, byte_mask(64, len));
+    // The last 64 bytes of a whole group (zero for the missing blocks of a partial group).
+    let c_at = 8 * BB - 64;
+    let c = ld_upto64(wg, c_at, byte_mask(c_at, len));
+    // SAFETY: (both) `ia`, `ic` are 32 u16 (64 bytes); the loads are unaligned.
+    let (ia, ic) = unsafe {
+        (
+            _mm512_loadu_si512(ia.as_ptr().cast()),
+            _mm512_loadu_si512(ic.as_ptr().cast()),
+        )
+    };
+    let h = _mm512_permutex2var_epi16(a, ia, b);
+    let h = if k == 0 {
+        h
+    } else {
+        _mm512_mask_permutexvar_epi16(h, k, ic, c)
+    };
+    (h, [a, b, c])
+}
+
+/// The packed bytes of blocks `4h..4h + 4` of a group, one block per 128-bit lane, from the
+/// bytes [`group_words`] loaded.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn group_codes<const BB: usize, const QS: usize, const QH: usize, const MIN: usize>(
+    bytes: &[__m512i; 3],
+    h: usize,
+) -> __m512i {
+    let idx = &Heads::<BB, QS, QH, MIN>::CODES[h];
+    // SAFETY: `idx` is 32 u16 (64 bytes); the load is unaligned.
+    let idx = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
+    if h == 0 {
+        _mm512_permutex2var_epi16(bytes[0], idx, bytes[1])
+    } else {
+        _mm512_permutex2var_epi16(bytes[1], idx, bytes[2])
+    }
+}
+
+/// `SPREAD[h]` (per 128-bit lane): byte `l` is byte `2h + l / 8` of the lane's first dword (the
+/// fifth bits of the block's low (`h = 0`) or high (`h = 1`) nibbles) for the bit test with
+/// `0x8040_2010_0804_0201` bytes.
+static SPREAD: [[u8; 64]; 2] = {
+    let mut t = [[0u8; 64]; 2];
+    let mut h = 0;
+    while h < 2 {
+        let mut i = 0;
+        while i < 64 {
+            t[h][i] = (2 * h + (i % 16) / 8) as u8;
+            i += 1;
+        }
+        h += 1;
+    }
+    t
+};
+
+/// Blocks `b0..b0 + N` (`1 <= N <= 8`) of a row as one group of [`dot32_zmm`]: the terms
+/// added to `acc`, lanes `N..8` with zero terms.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn group32<
+    const T: usize,
+    const BB: usize,
+    const QS: usize,
+    const QH: usize,
+    const MIN: usize,
+    const SH: u32,
+    const N: usize,
+>(
+    w: &[u8],
+    x: &[XRow<'_>; T],
+    b0: usize,
+    acc: &mut [__m256; T],
+) {
+    let wg = &w[BB * b0..BB * (b0 + N)];
+    prefetch(w, BB * b0, 8 * BB);
+    // The word permutes need even offsets, and 8 blocks within the three 64-byte chunks.
+    const {
+        assert!(
+            BB >= 16
+                && BB <= 24
+                && BB.is_multiple_of(2)
+                && QS.is_multiple_of(2)
+                && QH.is_multiple_of(2)
+                && MIN.is_multiple_of(2)
+        )
+    };
+    let (heads, bytes) = group_words::<BB, QS, QH, MIN, N>(wg);
+    let nib = _mm512_set1_epi8(0x0f);
+    let spread = [ld64(&SPREAD[0]), ld64(&SPREAD[1])];
+    let bits = _mm512_set1_epi64(0x8040_2010_0804_0201u64 as i64);
+    // `p[t][c]`: blocks `4c..4c + 4` of the group, block `4c + j` in 128-bit lane `j`.
+    let mut p = [[_mm512_setzero_si512(); 2]; T];
+    for c in 0..N.div_ceil(4) {
+        // The packed bytes of the (up to) four blocks, one per lane (zero for missing ones).
+        // One token: by word permutes of the bytes already loaded (fewer instructions than 4
+        // loads and 3 inserts: 34 against 27 GB/s in L2 for `Q5_0`); a tile of tokens: by
+        // those loads and inserts (the permutes made it a third slower there, for no reason
+        // found yet).
+        let z = if T == 1 {
+            group_codes::<BB, QS, QH, MIN>(&bytes, c)
+        } else {
+            let mut q = [_mm_setzero_si128(); 4];
+            for (j, q) in q.iter_mut().enumerate() {
+                if 4 * c + j < N {
+                    *q = ld16(&wg[BB * (4 * c + j) + QS..]);
+                }
+            }
+            _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_set_m128i(q[1], q[0])),
+                _mm256_set_m128i(q[3], q[2]),
+            )
+        };
+        let mut lo = _mm512_and_si512(z, nib);
+        let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(z), nib);
+        if QH != 0 {
+            // Lane `j`: block `4c + j`'s fifth-bit word; byte `l` of the low (high) nibbles
+            // gets `0x10` where its bit `l` (`16 + l`) is set.
+            let c4 = 4 * c as i32;
+            let idx = _mm512_setr_epi32(
+                8 + c4,
+                8 + c4,
+                8 + c4,
+                8 + c4,
+                9 + c4,
+                9 + c4,
+                9 + c4,
+                9 + c4,
+                10 + c4,
+                10 + c4,
+                10 + c4,
+                10 + c4,
+                11 + c4,
+                11 + c4,
+                11 + c4,
+                11 + c4,
+            );
+            let h = _mm512_permutexvar_epi32(idx, heads);
+            let sixteen = _mm512_set1_epi8(0x10);
+            let m_lo = _mm512_test_epi8_mask(_mm512_shuffle_epi8(h, spread[0]), bits);
+            let m_hi = _mm512_test_epi8_mask(_mm512_shuffle_epi8(h, spread[1]), bits);
+            lo = _mm512_mask_add_epi8(lo, m_lo, lo, sixteen);
+            hi = _mm512_mask_add_epi8(hi, m_hi, hi, sixteen);
+        }
+        // The activations of those blocks, 64 bytes at a time (zero past the group's blocks):
+        // `[b0 lo, b0 hi, b1 lo, b1 hi]`, `[b2 lo, ..]`, rearranged to the codes of the low
+        // nibbles `[b0 lo, b1 lo, b2 lo, b3 lo]` and of the high ones.
+        let n = N - 4 * c;
+        for t in 0..T {
+            let xq = &x[t].qs[32 * (b0 + 4 * c)..];
+            let x01 = if n >= 2 {
+                ldx64(xq)
+            } else {
+                _mm512_zextsi256_si512(ldx(xq))
+            };
+            let x23 = match n {
+                1 => _mm512_setzero_si512(),
+                2 => _mm512_setzero_si512(),
+                3 => _mm512_zextsi256_si512(ldx(&xq[64..])),
+                _ => ldx64(&xq[64..]),
+            };
+            let x_lo = _mm512_shuffle_i64x2::<0b10_00_10_00>(x01, x23);
+            let x_hi = _mm512_shuffle_i64x2::<0b11_01_11_01>(x01, x23);
+            let a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x_lo);
+            p[t][c] = _mm512_dpbusd_epi32(a, hi, x_hi);
+        }
+    }
+    let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(heads));
+    let mw = _mm256_cvtph_ps(_mm512_extracti32x4_epi32::<1>(heads));
+    let m = (1u32 << N) - 1;
+    for t in 0..T {
+        let d = &x[t].d[b0..b0 + N];
+        let sums = &x[t].sums[2 * b0..2 * (b0 + N)];
+        // SAFETY: the masks select the `N` f32 of `d` and the `2N` i16 of `sums`; the
+        // masked-off elements are not read.
+        let (dx, s) = unsafe {
+            (
+                _mm256_maskz_loadu_ps(m as u8, d.as_ptr()),
+                _mm256_maskz_loadu_epi16(((1u32 << (2 * N)) - 1) as u16, sums.as_ptr()),
+            )
+        };
+        let s = _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+        let mut isum = reduce8_lanes(&p[t]);
+        if SH != 0 {
+            // `Σ (u - 2^SH)·x = Σ u·x - 2^SH·S`.
+            isum = _mm256_sub_epi32(isum, _mm256_sll_epi32(s, _mm_cvtsi32_si128(SH as i32)));
+        }
+        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[t]);
+        if MIN != 0 {
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(mw, dx), _mm256_cvtepi32_ps(s), acc[t]);
+        }
+    }
+}
+
+/// Lane `j`: the sum of the 4 i32 of 128-bit lane `j % 4` of `p[j / 4]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn reduce8_lanes(p: &[__m512i; 2]) -> __m256i {
+    // Per 128-bit lane: [a0 + a2, b0 + b2, a1 + a3, b1 + b3] of p[0], p[1].
+    let t = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(p[0], p[1]),
+        _mm512_unpackhi_epi32(p[0], p[1]),
+    );
+    // Per 128-bit lane `j`: [A, B, A, B], the lane's sums of p[0] and p[1].
+    let u = _mm512_add_epi32(t, _mm512_shuffle_epi32::<0b01_00_11_10>(t));
+    let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, u))
 }
