@@ -446,9 +446,18 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
         Op::Rope { x, freqs } => {
             let xv = c.get(*x);
             let heads = nd.shape[1];
-            c.rows(i, rows, width, |r, out| {
-                out.copy_from_slice(&xv[r * width..(r + 1) * width]);
-                freqs.apply(out, c.batch.positions[r / heads]);
+            // The angles once per token, not once per head: sin/cos were most of the op.
+            scratch::rope_angles(freqs.dim() / 2, |cos, sin| {
+                let mut at = None;
+                c.rows(i, rows, width, |r, out| {
+                    let pos = c.batch.positions[r / heads];
+                    if at != Some(pos) {
+                        freqs.angles(pos, cos, sin);
+                        at = Some(pos);
+                    }
+                    out.copy_from_slice(&xv[r * width..(r + 1) * width]);
+                    freqs.rotate(out, cos, sin);
+                })
             })
         }
         Op::TakeRows { x, rows: take } => {

@@ -22,6 +22,8 @@ thread_local! {
     static IDS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     /// The activations of the current matmul, quantized for its block weight.
     static QUANT_X: RefCell<QuantX> = RefCell::new(QuantX::default());
+    /// A rope node's cos and sin for one position.
+    static ROPE: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// `w` (1-D, or any weight read whole) as f32 for the duration of `f`.
@@ -61,5 +63,14 @@ pub(crate) fn ids<R>(n: usize, f: impl FnOnce(&mut [i32]) -> R) -> R {
         buf.clear();
         buf.resize(n, 0);
         f(buf)
+    })
+}
+
+/// This thread's rope angle buffers (`cos`, `sin`), `n` each, for the duration of `f`.
+pub(crate) fn rope_angles<R>(n: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    ROPE.with_borrow_mut(|(cos, sin)| {
+        cos.resize(n, 0.0);
+        sin.resize(n, 0.0);
+        f(cos, sin)
     })
 }

@@ -28,11 +28,26 @@ impl RopeFreqs {
     /// angles in f32 exactly as the reference implementations do.
     pub fn apply(&self, x: &mut [f32], pos: usize) {
         let half = self.inv_freq.len();
-        debug_assert_eq!(x.len(), 2 * half);
-        for (j, &f) in self.inv_freq.iter().enumerate() {
+        let (mut cos, mut sin) = (vec![0.0; half], vec![0.0; half]);
+        self.angles(pos, &mut cos, &mut sin);
+        self.rotate(x, &cos, &sin);
+    }
+
+    /// The scaled cos and sin of each pair's angle at `pos` (`dim() / 2` each): what
+    /// [`RopeFreqs::rotate`] applies. Every head of a token shares them.
+    pub fn angles(&self, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
+        for ((&f, c), s) in self.inv_freq.iter().zip(cos.iter_mut()).zip(sin.iter_mut()) {
             let angle = pos as f32 * f;
-            let (sin, cos) = angle.sin_cos();
-            let (cos, sin) = (cos * self.attention_factor, sin * self.attention_factor);
+            let (sn, cs) = angle.sin_cos();
+            (*c, *s) = (cs * self.attention_factor, sn * self.attention_factor);
+        }
+    }
+
+    /// Rotate `x` (`dim()` wide) by the angles from [`RopeFreqs::angles`].
+    pub fn rotate(&self, x: &mut [f32], cos: &[f32], sin: &[f32]) {
+        let half = self.inv_freq.len();
+        debug_assert_eq!(x.len(), 2 * half);
+        for (j, (&cos, &sin)) in cos.iter().zip(sin).enumerate().take(half) {
             let (a, b) = match self.style {
                 RopeStyle::Interleaved => (2 * j, 2 * j + 1),
                 RopeStyle::Neox => (j, j + half),
