@@ -2,6 +2,7 @@
 //! `vpmaddubsw` (u8 x i8 pairs to i16) then `vpmaddwd` (i16 pairs to i32), and the `Q4_K`/`Q5_K`
 //! kernels (see below).
 
+use crate::kernels::x86_64::block;
 use std::arch::x86_64::*;
 
 /// `acc + Σ_4 u·x` per i32 lane (`u·x` pair sums must not saturate i16: `u <= 128`).
@@ -143,13 +144,6 @@ static K4_MINS: [u8; 32] = {
 fn table32(t: &[u8; 32]) -> __m256i {
     // SAFETY: `t` is 32 bytes; the load is unaligned.
     unsafe { _mm256_loadu_si256(t.as_ptr().cast()) }
-}
-
-/// Block `b` of a row of `BB`-byte blocks.
-#[inline(always)]
-fn block<const BB: usize>(w: &[u8], b: usize) -> &[u8; BB] {
-    // The fixed length lets the compiler drop the bounds checks of the constant offsets.
-    w[BB * b..BB * (b + 1)].try_into().expect("BB bytes")
 }
 
 /// `Q4_K`/`Q5_K` (`BB` bytes per block, low nibbles at `QS`, fifth bits at `QH`, 0: none):

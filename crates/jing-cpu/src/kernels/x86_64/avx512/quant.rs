@@ -13,6 +13,7 @@
 //! `Q4_0`, `Q4_1`, `Q5_0` and `Q5_1` ([`dot32_zmm`]) also run on 512-bit vectors here, four
 //! blocks per vector, with the float steps (and so the results) of the 256-bit kernel.
 
+use crate::kernels::x86_64::block;
 use std::arch::x86_64::*;
 
 /// `acc + Σ_4 u·x` per i32 lane.
@@ -132,13 +133,6 @@ fn tables(t: &[[u8; 64]; 4]) -> [__m512i; 4] {
     // No `array::from_fn` in these kernels: its closure is not inlined into a function with
     // other target features, and the call spills every vector.
     [ld64(&t[0]), ld64(&t[1]), ld64(&t[2]), ld64(&t[3])]
-}
-
-/// Block `b` of a row of `BB`-byte blocks.
-#[inline(always)]
-fn block<const BB: usize>(w: &[u8], b: usize) -> &[u8; BB] {
-    // The fixed length lets the compiler drop the bounds checks of the constant offsets.
-    w[BB * b..BB * (b + 1)].try_into().expect("BB bytes")
 }
 
 /// Lane `j`: the sum of the 16 i32 lanes of `a[j]` (exact: the callers' sums fit i32).
@@ -487,11 +481,25 @@ fn q6_group<const T: usize, const N: usize>(
         acc[3] = q6_block::<T>(block::<210>(w, b0 + 3), x, b0 + 3, idx);
         dh[3] = u16::from_le_bytes([w[210 * b0 + 838], w[210 * b0 + 839]]);
     }
+    add_sym_terms::<T, N>(&acc, &dh, x, b0, out);
+}
+
+/// The end of a group of a type with one f16 scale per block and no min (`Q6_K`, `IQ4_XS`):
+/// per token, `k_term_sym(I_b) = (dx·d)·I` of blocks `b0..b0 + N` added to `out` in block
+/// order, from each block's i32 lanes `acc[b][t]` and its scale bits `dh[b]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn add_sym_terms<const T: usize, const N: usize>(
+    acc: &[[__m512i; T]; G],
+    dh: &[u16; 8],
+    x: &[XRow<'_>; T],
+    b0: usize,
+    out: &mut [f32; T],
+) {
     // SAFETY: `dh` is 8 u16 (16 bytes); the load is unaligned.
     let d = _mm_cvtph_ps(unsafe { _mm_loadu_si128(dh.as_ptr().cast()) });
     for t in 0..T {
         let i = _mm_cvtepi32_ps(reduce4(&[acc[0][t], acc[1][t], acc[2][t], acc[3][t]]));
-        // k_term_sym: (dx·d)·I, lane by lane.
         let terms = _mm_mul_ps(_mm_mul_ps(dx4::<N>(&x[t], b0), d), i);
         add_terms::<N>(&mut out[t], terms);
     }
@@ -669,14 +677,7 @@ fn iq4_xs_group<const T: usize, const N: usize>(
         r[3] = iq4_xs_block(block::<136>(w, b0 + 3), x, b0 + 3, k);
         dh[3] = u16::from_le_bytes([w[136 * (b0 + 3)], w[136 * (b0 + 3) + 1]]);
     }
-    // SAFETY: `dh` is 8 u16 (16 bytes); the load is unaligned.
-    let d = _mm_cvtph_ps(unsafe { _mm_loadu_si128(dh.as_ptr().cast()) });
-    for t in 0..T {
-        let i = _mm_cvtepi32_ps(reduce4(&[r[0][t], r[1][t], r[2][t], r[3][t]]));
-        // k_term_sym: (dx·d)·I, lane by lane.
-        let terms = _mm_mul_ps(_mm_mul_ps(dx4::<N>(&x[t], b0), d), i);
-        add_terms::<N>(&mut out[t], terms);
-    }
+    add_sym_terms::<T, N>(&r, &dh, x, b0, out);
 }
 
 /// The exact integers of `IQ4_XS` block `b` (`blk`) for each token, in i32 lanes to be summed.
