@@ -233,6 +233,50 @@ fn simd_integer_dot_products_are_exact() {
     }
 }
 
+/// The x86 tables compute the 32-element types with the same float steps (eight blocks' terms
+/// into f32 lanes with fused multiply-adds, the lanes summed at the end) and exact integers,
+/// whatever the vector width of their integer part: so the AVX-512 kernels must give the AVX2
+/// ones' results bit for bit, on any weights and activations.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_tables_agree_bit_for_bit_on_32_element_types() {
+    let Some(avx2) = KernelTable::by_name("avx2") else {
+        return;
+    };
+    let mut rng = XorShift::new(74);
+    for d in [
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q8_0,
+        DType::IQ4NL,
+    ] {
+        for &nb in block_counts(d) {
+            let k = nb * d.block_size();
+            let w = random_blocks(&mut rng, d, 13, k, false);
+            for m in MS {
+                let x = QuantX::new(d, &rng.f32s(m * k), m);
+                let want = run(avx2.matmul_q, &w, &x);
+                for t in KernelTable::available()
+                    .iter()
+                    .filter(|t| t.name != "generic")
+                {
+                    let got = run(t.matmul_q, &w, &x);
+                    for (idx, (g, a)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            a.to_bits(),
+                            "{} {d} K={k} m={m}: y[{idx}] = {g:e}, avx2 {a:e}",
+                            t.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `row_axpy` of a block weight (every table; the SIMD ones hand block types to the generic
 /// kernel) equals `y + a · row_to_f32(r)` up to one rounding per element.
 #[test]

@@ -2,8 +2,8 @@
 //! by [`quant_kernels!`]: the AVX2 table and the AVX-512 VNNI table differ only in the three
 //! integer dot-product primitives the invoking module defines (with its target features), and
 //! in the kernels each module brings itself: `Q4_K`/`Q5_K` (AVX2 in `avx2::quant`, VNNI on
-//! 512-bit vectors in `avx512::quant`), and the VNNI module's 512-bit `Q6_K`, `IQ4_XS` and
-//! `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` (the AVX2 module takes the 256-bit ones here):
+//! 512-bit vectors in `avx512::quant`), and the VNNI module's 512-bit `Q6_K`, `IQ4_XS`,
+//! `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` and `Q8_0` (the AVX2 module takes the 256-bit ones here):
 //!
 //! - `dot_u8_i8(acc, u, x)`: `acc + Σ_4 u·x` per i32 lane (`u` unsigned bytes, `x` signed;
 //!   AVX2: `vpmaddubsw` + `vpmaddwd`, VNNI: `vpdpbusd`);
@@ -37,8 +37,8 @@
 /// Stamps out the quantized matmul for one ISA (see the module docs). The invoking module
 /// provides `dot_u8_i8`, `dot_u8_i8_scaled` and `dot_i8_i8` compiled with the features `$feat`,
 /// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q6_k`, `dot_iq4_xs`, `dot_q4_0`,
-/// `dot_q4_1`, `dot_q5_0` and `dot_q5_1` (from the 256-bit `dot_q6_k_ymm`, `dot_iq4_xs_ymm`,
-/// `dot_q4_0_ymm`, .. here, or its own).
+/// `dot_q4_1`, `dot_q5_0`, `dot_q5_1` and `dot_q8_0` (from the 256-bit `dot_q6_k_ymm`,
+/// `dot_iq4_xs_ymm`, `dot_q4_0_ymm`, .. here, or its own).
 macro_rules! quant_kernels {
     ($feat:literal) => {
         use crate::kernels::generic::quant::{f32_at, k_term, k_term_sym, u32_at};
@@ -457,8 +457,8 @@ macro_rules! quant_kernels {
             Some(2usize)
         );
         dot32!(
-            #[doc = "`Q8_0`."]
-            dot_q8_0,
+            #[allow(dead_code, reason = "an ISA may bring its own Q8_0 kernel")]
+            dot_q8_0_ymm,
             34,
             dot_i8_i8,
             unpack_q8_0,

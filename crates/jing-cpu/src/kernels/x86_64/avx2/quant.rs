@@ -50,6 +50,11 @@ fn dot_q5_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q8_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_q8_0_ymm::<T>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_k4::<T, 144, 16, 0>(w, x)
 }

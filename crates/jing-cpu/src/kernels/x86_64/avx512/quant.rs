@@ -1107,3 +1107,162 @@ fn reduce8_lanes(p: &[__m512i; 2]) -> __m256i {
     let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
     _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, u))
 }
+
+// ---- Q8_0 on 512-bit vectors ------------------------------------------------------------------
+
+/// Bytes per `Q8_0` block: f16 `d`, then 32 i8 codes.
+const Q8_BB: usize = 34;
+
+/// `Q8_0` with the float steps of the 256-bit kernel (`dot32!`, and so its results bit for bit):
+/// groups of 8 blocks whose 8 exact integer sums go into an f32 vector with the same fused
+/// multiply-adds, the last `nb % 8` blocks as one group with zero terms in the missing lanes.
+/// The integer part, which bounded that kernel (three instructions per block for the signed
+/// product, a horizontal add per 8 blocks, the scales gathered one by one), works on two
+/// blocks per 512-bit vector: the codes offset to unsigned (`w + 128`, one xor) go straight
+/// into `vpdpbusd` against the activations as stored, and `128·S` (`S` the activation codes'
+/// sum per block, which the quantizer keeps) is taken off the block sums.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_q8_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    let nb = w.len() / Q8_BB;
+    let groups = nb / 8;
+    let mut acc = [_mm256_setzero_ps(); T];
+    // The group size is a constant in every call (see `dot32_zmm`).
+    for g in 0..groups {
+        group_q8::<T, 8>(w, x, 8 * g, &mut acc);
+    }
+    let b0 = 8 * groups;
+    match nb - b0 {
+        1 => group_q8::<T, 1>(w, x, b0, &mut acc),
+        2 => group_q8::<T, 2>(w, x, b0, &mut acc),
+        3 => group_q8::<T, 3>(w, x, b0, &mut acc),
+        4 => group_q8::<T, 4>(w, x, b0, &mut acc),
+        5 => group_q8::<T, 5>(w, x, b0, &mut acc),
+        6 => group_q8::<T, 6>(w, x, b0, &mut acc),
+        7 => group_q8::<T, 7>(w, x, b0, &mut acc),
+        _ => {}
+    }
+    let mut out = [0.0f32; T];
+    for t in 0..T {
+        out[t] = hsum_ps(acc[t]);
+    }
+    out
+}
+
+/// `IDX_Q8[h]`: word `j` (`j < 4`) is the word of block `4h + j`'s f16 scale (byte `34·(4h + j)`
+/// of the group) within the two 64-byte chunks at `128h` (word 0 of the group's 8·34 bytes:
+/// `0, 17, 34, 51`, then `68 - 64, ..` for blocks 4-7); the other words are unused.
+static IDX_Q8: [[u16; 32]; 2] = {
+    let mut t = [[0u16; 32]; 2];
+    let mut h = 0;
+    while h < 2 {
+        let mut j = 0;
+        while j < 4 {
+            t[h][4 * h + j] = (17 * (4 * h + j) - 64 * h) as u16;
+            j += 1;
+        }
+        h += 1;
+    }
+    t
+};
+
+/// Blocks `b0..b0 + N` (`1 <= N <= 8`) of a `Q8_0` row as one group of [`dot_q8_0`]: the terms
+/// added to `acc`, lanes `N..8` with zero terms.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn group_q8<const T: usize, const N: usize>(
+    w: &[u8],
+    x: &[XRow<'_>; T],
+    b0: usize,
+    acc: &mut [__m256; T],
+) {
+    let wg = &w[Q8_BB * b0..Q8_BB * (b0 + N)];
+    prefetch(w, Q8_BB * b0, 8 * Q8_BB);
+    let len = N * Q8_BB;
+    // The 8 f16 scales in words 0-7 (zero for missing blocks: the masked loads stop at `len`).
+    let dh = {
+        // SAFETY: (both) `IDX_Q8[h]` is 32 u16 (64 bytes); the loads are unaligned.
+        let (i0, i1) = unsafe {
+            (
+                _mm512_loadu_si512(IDX_Q8[0].as_ptr().cast()),
+                _mm512_loadu_si512(IDX_Q8[1].as_ptr().cast()),
+            )
+        };
+        let (a, b) = (
+            ld_upto64(wg, 0, byte_mask(0, len)),
+            ld_upto64(wg, 64, byte_mask(64, len)),
+        );
+        let lo = _mm512_maskz_permutex2var_epi16(0x0f, a, i0, b);
+        if N > 4 {
+            let (c, d) = (
+                ld_upto64(wg, 128, byte_mask(128, len)),
+                ld_upto64(wg, 192, byte_mask(192, len)),
+            );
+            _mm512_or_si512(lo, _mm512_maskz_permutex2var_epi16(0xf0, c, i1, d))
+        } else {
+            lo
+        }
+    };
+    let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(dh));
+    let offset = _mm512_set1_epi8(0x80u8 as i8);
+    // `p[t][c]`: blocks `2c` and `2c + 1` of the group, one per 256-bit half (zero for a
+    // missing block: its activations are zero).
+    let mut p = [[_mm512_setzero_si512(); 4]; T];
+    for c in 0..N.div_ceil(2) {
+        let lo = _mm512_castsi256_si512(ld32(&wg[Q8_BB * 2 * c + 2..]));
+        let z = if 2 * c + 1 < N {
+            _mm512_inserti64x4::<1>(lo, ld32(&wg[Q8_BB * (2 * c + 1) + 2..]))
+        } else {
+            lo
+        };
+        // `w + 128` as unsigned bytes.
+        let u = _mm512_xor_si512(z, offset);
+        for t in 0..T {
+            let xq = &x[t].qs[32 * (b0 + 2 * c)..];
+            let xv = if 2 * c + 1 < N {
+                ldx64(xq)
+            } else {
+                _mm512_zextsi256_si512(ldx(xq))
+            };
+            p[t][c] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv);
+        }
+    }
+    let m = (1u32 << N) - 1;
+    for t in 0..T {
+        let d = &x[t].d[b0..b0 + N];
+        let sums = &x[t].sums[2 * b0..2 * (b0 + N)];
+        // SAFETY: the masks select the `N` f32 of `d` and the `2N` i16 of `sums`; the
+        // masked-off elements are not read.
+        let (dx, s) = unsafe {
+            (
+                _mm256_maskz_loadu_ps(m as u8, d.as_ptr()),
+                _mm256_maskz_loadu_epi16(((1u32 << (2 * N)) - 1) as u16, sums.as_ptr()),
+            )
+        };
+        let s = _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+        // `Σ w·x = Σ (w + 128)·x - 128·S`.
+        let isum = _mm256_sub_epi32(reduce_pairs8(&p[t]), _mm256_slli_epi32::<7>(s));
+        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[t]);
+    }
+}
+
+/// Lane `j`: the sum of the 8 i32 of 256-bit half `j % 2` of `p[j / 2]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn reduce_pairs8(p: &[__m512i; 4]) -> __m256i {
+    // Per 128-bit lane: [a0 + a2, b0 + b2, a1 + a3, b1 + b3] of p[0], p[1] (and p[2], p[3]).
+    let t0 = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(p[0], p[1]),
+        _mm512_unpackhi_epi32(p[0], p[1]),
+    );
+    let t1 = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(p[2], p[3]),
+        _mm512_unpackhi_epi32(p[2], p[3]),
+    );
+    // Per 128-bit lane `l`: that lane's sums of p[0], p[1], p[2], p[3].
+    let u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+    // Lanes 0 and 2: the sums of the 256-bit halves (lanes 0 + 1, 2 + 3).
+    let v = _mm512_add_epi32(u, _mm512_shuffle_i64x2::<0b10_11_00_01>(u, u));
+    // Block order: half 0 of p[0], half 1 of p[0], half 0 of p[1], ...
+    let idx = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, v))
+}
