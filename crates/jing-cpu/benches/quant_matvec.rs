@@ -1,7 +1,8 @@
 //! Speed of the GGUF block-type matmul (no assertions): GB/s of weight bytes for the decode
 //! matvecs of a DeepSeek-V2-Lite-shaped model (an expert's `[1408, 2048]` gate/up projection
-//! and the `[102400, 2048]` output head), on 1 and 2 threads, next to a plain read loop; and
-//! the prefill rate of `[1408, 2048]` at 128 tokens.
+//! and the `[102400, 2048]` output head), on 1 and 2 threads, next to a plain read loop; the
+//! prefill rate of `[1408, 2048]` at 128 tokens; and, for the 32-element types, the rate on
+//! rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`).
 //!
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
@@ -139,8 +140,13 @@ fn main() {
     let (r1, r2) = (read_gbs(1), read_gbs(2));
     println!("plain read loop: {r1:.1} GB/s (1 thread), {r2:.1} GB/s (2 threads)");
     println!(
-        "{:<7} {:>22} {:>22} {:>14} {:>18}",
-        "type", "[1408,2048] 1t / 2t", "[102400,2048] 1t / 2t", "in L2, 1t", "prefill m=128, 1t"
+        "{:<7} {:>22} {:>22} {:>14} {:>18} {:>18}",
+        "type",
+        "[1408,2048] 1t / 2t",
+        "[102400,2048] 1t / 2t",
+        "in L2, 1t",
+        "prefill m=128, 1t",
+        "[512,128] L2, 1t"
     );
     for d in types {
         let one = weight(d, 1408, 2048, 1);
@@ -170,6 +176,21 @@ fn main() {
             fastest = fastest.min(t0.elapsed().as_secs_f64());
         }
         let l2 = small.stored_bytes() as f64 / fastest / 1e9;
+        // Short rows, in L2: one head's `attn_k_b` (`[512, 128]`, 4 blocks of 32 per row), which
+        // MLA decode multiplies once per head and layer; per-row costs dominate here. Only for
+        // the 32-element types (a row must hold whole blocks).
+        let short = (d.block_size() <= 128).then(|| {
+            let w = weight(d, 512, 128, 5);
+            let x = QuantX::new(d, &values(6, 128), 1);
+            let mut y = vec![0.0f32; 512];
+            let mut fastest = f64::INFINITY;
+            for _ in 0..2000 {
+                let t0 = Instant::now();
+                (best.matmul_q)(&w, &x, 0..512, &OutMatrix::new(&mut y, 512));
+                fastest = fastest.min(t0.elapsed().as_secs_f64());
+            }
+            w.stored_bytes() as f64 / fastest / 1e9
+        });
         // Prefill: 128 tokens, one thread, weights from cache.
         let m = 128;
         let x = QuantX::new(d, &values(3, m * 2048), m);
@@ -178,15 +199,17 @@ fn main() {
             (best.matmul_q)(&one, &x, 0..1408, &OutMatrix::new(&mut y, 1408));
         });
         let gops = 2.0 * (m * 1408 * 2048) as f64 / secs / 1e9;
+        let short = short.map_or("-".to_string(), |v| format!("{v:.1} GB/s"));
         println!(
-            "{:<7} {:>9.1} / {:>5.1} GB/s {:>9.1} / {:>5.1} GB/s {:>9.1} GB/s {:>12.0} GOP/s",
+            "{:<7} {:>9.1} / {:>5.1} GB/s {:>9.1} / {:>5.1} GB/s {:>9.1} GB/s {:>12.0} GOP/s {:>18}",
             d.name(),
             e1,
             e2,
             h1,
             h2,
             l2,
-            gops
+            gops,
+            short
         );
     }
 }

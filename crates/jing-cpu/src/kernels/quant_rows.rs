@@ -21,23 +21,35 @@ macro_rules! drive_rows {
     ($dot:ident, $data:expr, $rb:expr, $rows:expr, $x:expr, $y:expr) => {{
         use $crate::kernels::quant_rows::{widen, TILE};
         let (data, rb, x, y) = ($data, $rb, $x, $y);
-        for n in $rows {
-            let wr = &data[n * rb..(n + 1) * rb];
-            let mut t0 = 0;
-            while t0 < x.m {
-                let count = TILE.min(x.m - t0);
-                let out: [f32; TILE] = match count {
-                    1 => widen($dot::<1>(wr, &[x.row(t0)])),
-                    2 => widen($dot::<2>(wr, &std::array::from_fn(|t| x.row(t0 + t)))),
-                    3 => widen($dot::<3>(wr, &std::array::from_fn(|t| x.row(t0 + t)))),
-                    _ => $dot::<4>(wr, &std::array::from_fn(|t| x.row(t0 + t))),
-                };
-                for (t, &v) in out[..count].iter().enumerate() {
-                    // SAFETY: the caller owns columns `$rows` of `y` (MatmulQFn contract),
-                    // checked to lie within its leading dimension.
-                    unsafe { y.write(t0 + t, n, v) };
+        if x.m == 1 {
+            // Decode: the token's row views made once (per row they cost as much as the dot
+            // product of a short row: `attn_k_b` rows have 4 blocks).
+            let xr = [x.row(0)];
+            for n in $rows {
+                let out = $dot::<1>(&data[n * rb..(n + 1) * rb], &xr);
+                // SAFETY: the caller owns columns `$rows` of `y` (MatmulQFn contract), checked
+                // to lie within its leading dimension.
+                unsafe { y.write(0, n, out[0]) };
+            }
+        } else {
+            for n in $rows {
+                let wr = &data[n * rb..(n + 1) * rb];
+                let mut t0 = 0;
+                while t0 < x.m {
+                    let count = TILE.min(x.m - t0);
+                    let out: [f32; TILE] = match count {
+                        1 => widen($dot::<1>(wr, &[x.row(t0)])),
+                        2 => widen($dot::<2>(wr, &std::array::from_fn(|t| x.row(t0 + t)))),
+                        3 => widen($dot::<3>(wr, &std::array::from_fn(|t| x.row(t0 + t)))),
+                        _ => $dot::<4>(wr, &std::array::from_fn(|t| x.row(t0 + t))),
+                    };
+                    for (t, &v) in out[..count].iter().enumerate() {
+                        // SAFETY: the caller owns columns `$rows` of `y` (MatmulQFn contract),
+                        // checked to lie within its leading dimension.
+                        unsafe { y.write(t0 + t, n, v) };
+                    }
+                    t0 += count;
                 }
-                t0 += count;
             }
         }
     }};

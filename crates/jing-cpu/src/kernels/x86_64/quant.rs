@@ -36,6 +36,7 @@
 
 /// Stamps out the quantized matmul for one ISA (see the module docs). The invoking module
 /// provides `dot_u8_i8`, `dot_u8_i8_scaled` and `dot_i8_i8` compiled with the features `$feat`,
+/// `short_rows` (a faster path for one token over very short rows, or `false` to decline),
 /// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q6_k`, `dot_iq4_xs`, `dot_q4_0`,
 /// `dot_q4_1`, `dot_q5_0`, `dot_q5_1` and `dot_q8_0` (from the 256-bit `dot_q6_k_ymm`,
 /// `dot_iq4_xs_ymm`, `dot_q4_0_ymm`, .. here, or its own).
@@ -67,6 +68,9 @@ macro_rules! quant_kernels {
             // The row slices from the data once (`row_data` per row costs a call into the
             // byte owner).
             let (data, rb) = (w.data.as_slice(), w.row_bytes());
+            if x.m == 1 && short_rows(w.dtype, data, rb, rows.clone(), x, y) {
+                return;
+            }
             macro_rules! drive {
                 ($dot:ident) => {
                     drive_rows!($dot, data, rb, rows.clone(), x, y)

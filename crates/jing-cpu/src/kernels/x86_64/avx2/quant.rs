@@ -49,6 +49,19 @@ fn dot_q5_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_q5_1_ymm::<T>(w, x)
 }
 
+/// No special path for short rows here (see the VNNI module's).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn short_rows(
+    _d: DType,
+    _data: &[u8],
+    _rb: usize,
+    _rows: Range<usize>,
+    _x: &QuantX,
+    _y: &OutMatrix,
+) -> bool {
+    false
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q8_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_q8_0_ymm::<T>(w, x)
