@@ -55,7 +55,14 @@ pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), E
         for (hh, h) in (h0..h1).enumerate() {
             let q_lat = &mut q_lat[hh * t_all * kvl..(hh + 1) * t_all * kvl];
             match &w.heads[h].uk {
+                UkHead::Rows(uk) if t_all == 1 => {
+                    // One token: each row dequantized straight into the sum (no f32 copy).
+                    for d in 0..dn {
+                        (c.k.row_axpy)(uk, d, q_nope[h * dn + d], q_lat);
+                    }
+                }
                 UkHead::Rows(uk) => {
+                    // Several tokens: each row dequantized once for all of them.
                     for d in 0..dn {
                         uk.row_to_f32(d, wrow);
                         for t in 0..t_all {
