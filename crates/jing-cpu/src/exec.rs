@@ -85,13 +85,14 @@ impl StepPlan {
         self.shares
             .resize_with((n * threads).max(self.shares.len()), Share::default);
         for (i, nd) in graph.nodes.iter().enumerate() {
-            if let Op::MatMul { w, .. } = &nd.op {
-                claim::split(
-                    &self.shares[i * threads..(i + 1) * threads],
-                    w.rows(),
-                    ALIGN,
-                );
-            }
+            let cols = match &nd.op {
+                Op::MatMul { w, .. } => w.rows(),
+                // One token's expert matmul: the columns of all its slots, slot after slot
+                // (see `moe::matmul_id`).
+                Op::MatMulId { .. } if nd.shape[0] == 1 => nd.shape[1] * nd.shape[2],
+                _ => continue,
+            };
+            claim::split(&self.shares[i * threads..(i + 1) * threads], cols, ALIGN);
         }
         if profile::enabled() {
             self.starts
@@ -589,13 +590,13 @@ pub(crate) fn matmul_with(
 
 /// Output columns per claimed chunk: about 8 chunks per thread (enough to even out a
 /// preempted thread), a multiple of 16 rows for the kernels, at least 16.
-fn matmul_chunk(n: usize, threads: usize, per_thread: usize) -> usize {
+pub(crate) fn matmul_chunk(n: usize, threads: usize, per_thread: usize) -> usize {
     (n.div_ceil(threads * per_thread)).div_ceil(ALIGN).max(1) * ALIGN
 }
 
 /// Output columns of a matmul start at a multiple of this in every thread's chunks: 16 f32
 /// are a cache line of `y`, which two threads must not both write.
-const ALIGN: usize = 16;
+pub(crate) const ALIGN: usize = 16;
 
 fn panic_message(node: &str, p: Box<dyn std::any::Any + Send>) -> String {
     let msg = p

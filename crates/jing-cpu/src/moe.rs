@@ -8,7 +8,8 @@ use jing_graph::Tensor;
 use jing_tensor::Weight;
 
 use crate::buffers::{f32_to_id, share};
-use crate::exec::{matmul_with, Ctx};
+use crate::claim;
+use crate::exec::{matmul_chunk, matmul_with, Ctx, ALIGN};
 use crate::kernels::{OutMatrix, QuantX};
 
 /// Node `i = matmul_id(x, experts, ids)`: `out[t, j] = x[t] (or x[t, j]) · experts[ids[t, j]]ᵀ`.
@@ -25,6 +26,10 @@ pub(crate) fn matmul_id(
     let (k, n) = (shape[1], shape[2]);
     let kin = experts[0].cols();
     let shared_x = g.node(x).shape.len() == 2;
+    if shared_x && iv.len() == k {
+        one_token(c, i, xv, experts, iv, n, x.0);
+        return;
+    }
     let (s, e) = share(n, c.tid, c.nth, 16);
     if s == e {
         return;
@@ -52,26 +57,65 @@ pub(crate) fn matmul_id(
             ys.clear();
             ys.resize(m * n, 0.0);
             let y = OutMatrix::new(ys, n);
-            if shared_x && iv.len() == k {
-                // One token (decode): every expert multiplies the same row, quantized once
-                // for all of them (and for the other matmuls of this x).
-                let key = Some((c.run, x.0));
-                matmul_with(c, &experts[expert], xv, m, s..e, &y, xq, key);
-                debug_assert_eq!(m, 1);
-            } else {
-                // Gather the slots' input rows: [m, K].
-                xs.clear();
-                for &slot in slots {
-                    let row = if shared_x { slot / k } else { slot };
-                    xs.extend_from_slice(&xv[row * kin..(row + 1) * kin]);
-                }
-                matmul_with(c, &experts[expert], xs, m, s..e, &y, xq, None);
+            // Gather the slots' input rows: [m, K].
+            xs.clear();
+            for &slot in slots {
+                let row = if shared_x { slot / k } else { slot };
+                xs.extend_from_slice(&xv[row * kin..(row + 1) * kin]);
             }
+            matmul_with(c, &experts[expert], xs, m, s..e, &y, xq, None);
             for (r, &slot) in slots.iter().enumerate() {
                 for col in s..e {
                     // SAFETY: column `col` of every row belongs to this thread.
                     unsafe { out.write(slot, col, ys[r * n + col]) };
                 }
+            }
+        }
+    });
+}
+
+/// [`matmul_id`] for one token (decode) with one `x` for every slot: the `k` slots' output
+/// columns, slot after slot (`k·n`), are claimed like a matmul's (see [`crate::claim`]), so each
+/// thread streams whole experts (its contiguous share: half the slots' on two threads, not half
+/// of every expert) and takes chunks from the back of a slower thread's share. `x` is quantized
+/// once for every expert (and for the other matmuls of this `x`). Each slot's outputs go
+/// straight into its row of the node's value.
+fn one_token(
+    c: &Ctx,
+    i: usize,
+    xv: &[f32],
+    experts: &[Arc<Weight>],
+    iv: &[f32],
+    n: usize,
+    x_node: usize,
+) {
+    let k = iv.len();
+    let chunk = matmul_chunk(k * n, c.nth, 8);
+    let shares = &c.shares[i * c.nth..(i + 1) * c.nth];
+    // SAFETY: every column of `0..k·n` is claimed by exactly one thread, which alone writes
+    // it: column `slot·n + col` is element `(slot, col)`.
+    let out = unsafe { c.vals.out_matrix(i, n) };
+    SCRATCH.with_borrow_mut(|scratch| {
+        let key = Some((c.run, x_node));
+        while let Some(cols) = claim::next(shares, c.tid, chunk, ALIGN) {
+            // The chunk's pieces within each slot.
+            let mut at = cols.start;
+            while at < cols.end {
+                let slot = at / n;
+                let end = cols.end.min((slot + 1) * n);
+                let expert = &experts[f32_to_id(iv[slot])];
+                let y = out.from_row(slot);
+                matmul_with(
+                    c,
+                    expert,
+                    xv,
+                    1,
+                    at - slot * n..end - slot * n,
+                    &y,
+                    &mut scratch.xq,
+                    key,
+                );
+                at = end;
             }
         }
     });

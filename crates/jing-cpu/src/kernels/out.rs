@@ -46,6 +46,19 @@ impl<'a> OutMatrix<'a> {
         self.ld
     }
 
+    /// The same matrix from row `r` on: its element `(i, n)` is this one's `(r + i, n)`.
+    pub fn from_row(&self, r: usize) -> OutMatrix<'a> {
+        let skip = r * self.ld;
+        assert!(skip <= self.len, "row {r} past the end of the matrix");
+        OutMatrix {
+            // `skip <= len`: within the buffer or one past its end.
+            ptr: self.ptr.wrapping_add(skip),
+            len: self.len - skip,
+            ld: self.ld,
+            _life: PhantomData,
+        }
+    }
+
     /// Store `v` at `(i, n)`.
     ///
     /// # Safety
