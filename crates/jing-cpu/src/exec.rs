@@ -12,7 +12,7 @@ use crate::attention::{gqa_attention, mla_attention};
 use crate::buffers::{f32_to_id, id_to_f32, share, Spare, Values};
 use crate::claim::{self, Share};
 use crate::kernels::activation;
-use crate::kernels::{KernelTable, OutMatrix, QuantX, DEQUANT_MIN_TOKENS};
+use crate::kernels::{KernelTable, OutMatrix, QuantX, XKey, DEQUANT_MIN_TOKENS};
 use crate::pool::{Barrier, Pool};
 use crate::profile::{self, Profile};
 use crate::scratch;
@@ -363,7 +363,7 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
                     if w.dtype.is_quantized() && m < DEQUANT_MIN_TOKENS {
                         if !quantized {
                             // q, k and v (gate and up) share their x: quantized once.
-                            xq.quantize_keyed((c.run, x.0), w.dtype, xv, m);
+                            xq.quantize_keyed((c.run, x.0, 0), w.dtype, xv, m);
                             quantized = true;
                         }
                         (c.k.matmul_q)(w, xq, cols, &y);
@@ -575,7 +575,7 @@ pub(crate) fn matmul_with(
     rows: std::ops::Range<usize>,
     y: &OutMatrix,
     xq: &mut QuantX,
-    key: Option<(u64, usize)>,
+    key: Option<XKey>,
 ) {
     if w.dtype.is_quantized() && m < DEQUANT_MIN_TOKENS {
         match key {

@@ -26,8 +26,8 @@ pub(crate) fn matmul_id(
     let (k, n) = (shape[1], shape[2]);
     let kin = experts[0].cols();
     let shared_x = g.node(x).shape.len() == 2;
-    if shared_x && iv.len() == k {
-        one_token(c, i, xv, experts, iv, n, x.0);
+    if iv.len() == k {
+        one_token(c, i, xv, shared_x, experts, iv, n, x.0);
         return;
     }
     let (s, e) = share(n, c.tid, c.nth, 16);
@@ -74,29 +74,31 @@ pub(crate) fn matmul_id(
     });
 }
 
-/// [`matmul_id`] for one token (decode) with one `x` for every slot: the `k` slots' output
-/// columns, slot after slot (`k·n`), are claimed like a matmul's (see [`crate::claim`]), so each
-/// thread streams whole experts (its contiguous share: half the slots' on two threads, not half
-/// of every expert) and takes chunks from the back of a slower thread's share. `x` is quantized
-/// once for every expert (and for the other matmuls of this `x`). Each slot's outputs go
-/// straight into its row of the node's value.
+/// [`matmul_id`] for one token (decode): the `k` slots' output columns, slot after slot
+/// (`k·n`), are claimed like a matmul's (see [`crate::claim`]), so each thread streams whole
+/// experts (its contiguous share: half the slots' on two threads, not half of every expert)
+/// and takes chunks from the back of a slower thread's share. Each slot's outputs go straight
+/// into its row of the node's value. The input is one `x` for every slot (`shared_x`: gate and
+/// up, quantized once for all of them and the other matmuls of this `x`) or a row per slot
+/// (down: each quantized once per thread that works on its slot).
+#[allow(clippy::too_many_arguments, reason = "the node's operands")]
 fn one_token(
     c: &Ctx,
     i: usize,
     xv: &[f32],
+    shared_x: bool,
     experts: &[Arc<Weight>],
     iv: &[f32],
     n: usize,
     x_node: usize,
 ) {
-    let k = iv.len();
+    let (k, kin) = (iv.len(), experts[0].cols());
     let chunk = matmul_chunk(k * n, c.nth, 8);
     let shares = &c.shares[i * c.nth..(i + 1) * c.nth];
     // SAFETY: every column of `0..k·n` is claimed by exactly one thread, which alone writes
     // it: column `slot·n + col` is element `(slot, col)`.
     let out = unsafe { c.vals.out_matrix(i, n) };
     SCRATCH.with_borrow_mut(|scratch| {
-        let key = Some((c.run, x_node));
         while let Some(cols) = claim::next(shares, c.tid, chunk, ALIGN) {
             // The chunk's pieces within each slot.
             let mut at = cols.start;
@@ -104,17 +106,14 @@ fn one_token(
                 let slot = at / n;
                 let end = cols.end.min((slot + 1) * n);
                 let expert = &experts[f32_to_id(iv[slot])];
+                let (x, key) = if shared_x {
+                    (xv, (c.run, x_node, 0))
+                } else {
+                    (&xv[slot * kin..(slot + 1) * kin], (c.run, x_node, slot))
+                };
                 let y = out.from_row(slot);
-                matmul_with(
-                    c,
-                    expert,
-                    xv,
-                    1,
-                    at - slot * n..end - slot * n,
-                    &y,
-                    &mut scratch.xq,
-                    key,
-                );
+                let cols = at - slot * n..end - slot * n;
+                matmul_with(c, expert, x, 1, cols, &y, &mut scratch.xq, Some(key));
                 at = end;
             }
         }

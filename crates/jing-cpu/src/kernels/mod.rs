@@ -40,5 +40,6 @@ mod x86_64;
 pub use generic::row_axpy;
 pub use out::OutMatrix;
 pub use qact::QuantX;
+pub(crate) use qact::XKey;
 pub use stream::stream_read;
 pub use table::{AxpyFn, DotFn, KernelTable, MatmulFn, MatmulQFn, RowAxpyFn, DEQUANT_MIN_TOKENS};

@@ -35,8 +35,12 @@ pub struct QuantX {
     /// sub-blocks those types give a min).
     pub(crate) sums32: Vec<i16>,
     /// What `x` these codes are of, when the caller named it (see [`QuantX::quantize_keyed`]).
-    key: Option<(u64, usize)>,
+    key: Option<XKey>,
 }
+
+/// Names an activation matrix for [`QuantX::quantize_keyed`]: `(run, node, row)`, the rows from
+/// `row` on of node `node`'s value in graph run `run` (`Ctx::run`).
+pub(crate) type XKey = (u64, usize, usize);
 
 /// One token row of a [`QuantX`].
 #[derive(Clone, Copy, Debug)]
@@ -74,7 +78,7 @@ impl QuantX {
     /// [`QuantX::quantize`], skipped when this buffer already holds the `x` that `key` names
     /// quantized for weights of `dtype` (the same activation blocks, and the `Q4_K` order if
     /// `dtype` needs it). The caller keeps keys unique: one key, one `x`.
-    pub(crate) fn quantize_keyed(&mut self, key: (u64, usize), dtype: DType, x: &[f32], m: usize) {
+    pub(crate) fn quantize_keyed(&mut self, key: XKey, dtype: DType, x: &[f32], m: usize) {
         let k4 = matches!(dtype, DType::Q4K | DType::Q5K);
         let held = self.key == Some(key)
             && self.m == m
