@@ -7,7 +7,7 @@ use jing_tensor::{DType, Weight};
 
 const DTYPES: [DType; 4] = [DType::F32, DType::BF16, DType::F16, DType::F8E4M3];
 const MS: [usize; 7] = [1, 2, 3, 4, 5, 7, 33];
-const KS: [usize; 7] = [1, 16, 127, 128, 200, 300, 1024 + 7];
+const KS: [usize; 8] = [1, 16, 33, 127, 128, 200, 300, 1024 + 7];
 const NS: [usize; 3] = [1, 5, 130];
 const FP8_BLOCK: [usize; 2] = [128, 128];
 
@@ -108,6 +108,11 @@ fn other_block_shapes() {
         (DType::F8E4M3, [3, 40]),
         // A block scale on another dtype is applied the same way.
         (DType::BF16, [128, 128]),
+        // BF16 blocks that do not divide into 32-column groups (AVX-512 pairs: one or two
+        // whole groups, then 16 columns in order), and narrower than a group.
+        (DType::BF16, [16, 48]),
+        (DType::BF16, [64, 80]),
+        (DType::BF16, [16, 16]),
     ];
     for (dtype, block) in cases {
         for &k in &[100, 1024 + 7] {

@@ -9,8 +9,11 @@ use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
 const PREFETCH: usize = 2048;
 
 /// Groups of rows at most this long prefetch the next group instead (see
-/// [`prefetch_distance`]).
-const NEXT_GROUP_MAX: usize = 16 * 1024;
+/// [`prefetch_distance`]). 32 KiB takes in BF16 and F16 rows of 4096 (8 KiB): `[4096, 4096]`
+/// BF16 from DRAM on one Zen 5 thread, AVX2, went from 23-25 GB/s (in-row 2 KiB) to 27-31
+/// (two groups on, 64 KiB ahead), F16 AVX2 from 26-27 to 33; AVX-512 stayed at 26-28 either
+/// way, FP8 (under 16 KiB already) unchanged.
+const NEXT_GROUP_MAX: usize = 32 * 1024;
 
 /// How far ahead of the bytes being read a group of `R` consecutive rows prefetches:
 /// [`PREFETCH`] bytes further along the same row, or, when the group is short (`R ·
@@ -20,7 +23,10 @@ const NEXT_GROUP_MAX: usize = 16 * 1024;
 /// uncovered. Measured on one Zen 5 thread, `[22528, 2048]` matvec from DRAM, GB/s (in-row
 /// 2 KiB / next group / two groups on): FP8 AVX-512 18.5 / 34.8 / 41.6 (Q8_0: 32), FP8 AVX2
 /// 16.8 / 22.8 / 23.0 (its decode is the limit there), BF16 AVX2 22.0 / 37.4 / 39.3, BF16
-/// AVX-512 26.0 / 27.3 / 27.9; three groups on was worse.
+/// AVX-512 26.0 / 27.3 / 27.9; three groups on was worse. (The AVX-512 BF16 pair kernel of
+/// `layout::bf16_prepare_x`, 75-85 GB/s from L2, streams `[8192, 2048]` from DRAM at 24-27:
+/// in-row 1, 2, 4 or 8 KiB, one, two or three groups on, 256-bit loads and 64-byte aligned
+/// rows all gave 23-28.)
 #[inline(always)]
 pub(super) fn prefetch_distance<const R: usize>(row_bytes: usize) -> usize {
     if R * row_bytes <= NEXT_GROUP_MAX {
