@@ -13,17 +13,24 @@ pub(crate) fn widen<const T: usize>(v: [f32; T]) -> [f32; TILE] {
 }
 
 /// `y[t, n] = $dot::<T>(row n of $data, [x.row(t) for the tile's tokens])` for `n ∈ $rows`
-/// and every token of `$x` (a `QuantX`), `$rb` bytes per row. A macro, not a generic
+/// and every token of `$x` (a `QuantX`), `$rb` bytes per row; `$one_token` (default true) takes
+/// one token through its own loop. A macro, not a generic
 /// function, so that the dot products inline into the caller's `#[target_feature]` function.
 /// The caller owns columns `$rows` of `$y` (the `MatmulQFn` contract) and has checked them
 /// against its leading dimension.
 macro_rules! drive_rows {
-    ($dot:ident, $data:expr, $rb:expr, $rows:expr, $x:expr, $y:expr) => {{
+    ($dot:ident, $data:expr, $rb:expr, $rows:expr, $x:expr, $y:expr) => {
+        drive_rows!($dot, $data, $rb, $rows, $x, $y, true)
+    };
+    ($dot:ident, $data:expr, $rb:expr, $rows:expr, $x:expr, $y:expr, $one_token:expr) => {{
         use $crate::kernels::quant_rows::{widen, TILE};
         let (data, rb, x, y) = ($data, $rb, $x, $y);
-        if x.m == 1 {
+        if $one_token && x.m == 1 {
             // Decode: the token's row views made once (per row they cost as much as the dot
-            // product of a short row: `attn_k_b` rows have 4 blocks).
+            // product of a short row: `attn_k_b` rows have 4 blocks). One Zen 5 thread,
+            // `[1408, 2048]` from DRAM: Q8_0 30.5 -> 33.7 GB/s, Q4_K 30.5 -> 35, Q5_0 22 ->
+            // 24.6; but the AVX-512 `Q6_K` kernel streamed 35.7 -> 30.5 in this loop (not
+            // explained: not its inlining), so that table keeps it on the tiled loop below.
             let xr = [x.row(0)];
             for n in $rows {
                 let out = $dot::<1>(&data[n * rb..(n + 1) * rb], &xr);

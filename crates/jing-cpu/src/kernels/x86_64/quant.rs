@@ -37,6 +37,7 @@
 /// Stamps out the quantized matmul for one ISA (see the module docs). The invoking module
 /// provides `dot_u8_i8`, `dot_u8_i8_scaled` and `dot_i8_i8` compiled with the features `$feat`,
 /// `short_rows` (a faster path for one token over very short rows, or `false` to decline),
+/// `Q6K_ONE_TOKEN` (whether `Q6_K` takes `drive_rows!`'s one-token loop),
 /// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q6_k`, `dot_iq4_xs`, `dot_q4_0`,
 /// `dot_q4_1`, `dot_q5_0`, `dot_q5_1` and `dot_q8_0` (from the 256-bit `dot_q6_k_ymm`,
 /// `dot_iq4_xs_ymm`, `dot_q4_0_ymm`, .. here, or its own).
@@ -86,7 +87,7 @@ macro_rules! quant_kernels {
                 DType::Q3K => drive!(dot_q3_k),
                 DType::Q4K => drive!(dot_q4_k),
                 DType::Q5K => drive!(dot_q5_k),
-                DType::Q6K => drive!(dot_q6_k),
+                DType::Q6K => drive_rows!(dot_q6_k, data, rb, rows.clone(), x, y, Q6K_ONE_TOKEN),
                 DType::Q8K => drive!(dot_q8_k),
                 DType::IQ2XXS => drive!(dot_iq2_xxs),
                 DType::IQ2XS => drive!(dot_iq2_xs),

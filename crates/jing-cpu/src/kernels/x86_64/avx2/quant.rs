@@ -49,6 +49,9 @@ fn dot_q5_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_q5_1_ymm::<T>(w, x)
 }
 
+/// `Q6_K` takes one token through the row loop's decode path (see `drive_rows!`).
+const Q6K_ONE_TOKEN: bool = true;
+
 /// No special path for short rows here (see the VNNI module's).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn short_rows(

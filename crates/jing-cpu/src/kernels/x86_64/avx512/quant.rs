@@ -43,6 +43,10 @@ quant_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
 /// Blocks per group (see the module docs).
 const G: usize = 4;
 
+/// Whether `Q6_K` takes one token through the row loop's own decode path (see `drive_rows!`:
+/// this kernel streams slower from DRAM there).
+const Q6K_ONE_TOKEN: bool = false;
+
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn dot_q4_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_k4_zmm::<T, 144, 16, 0>(w, x)
