@@ -14,10 +14,10 @@ pub(crate) fn widen<const T: usize>(v: [f32; T]) -> [f32; TILE] {
 
 /// `y[t, n] = $dot::<T>(row n of $data, [x.row(t) for the tile's tokens])` for `n ∈ $rows`
 /// and every token of `$x` (a `QuantX`), `$rb` bytes per row; `$one_token` (default true) takes
-/// one token through its own loop. A macro, not a generic
-/// function, so that the dot products inline into the caller's `#[target_feature]` function.
-/// The caller owns columns `$rows` of `$y` (the `MatmulQFn` contract) and has checked them
-/// against its leading dimension.
+/// a single token through its own loop. A macro, not a generic function, so that the dot
+/// products inline into the caller's `#[target_feature]` function. The caller owns columns
+/// `$rows` of `$y` (the `MatmulQFn` contract) and has checked them against its leading
+/// dimension.
 macro_rules! drive_rows {
     ($dot:ident, $data:expr, $rb:expr, $rows:expr, $x:expr, $y:expr) => {
         drive_rows!($dot, $data, $rb, $rows, $x, $y, true)
