@@ -84,40 +84,7 @@ pub(crate) fn fp8_prepare_x(
     lanes: usize,
     buf: &mut Vec<f32>,
 ) -> f32 {
-    by_position::<4>(x, k, width, lanes, FP8_X_SCALE, buf);
-    FP8_X_SCALE
-}
-
-/// The BF16 matmul layout of `x` (`[m, K]`) for vectors of `lanes` f32: within each scale
-/// block every whole group of `2 · lanes` columns from the block's start reordered as
-/// `[2 positions][lanes]` (`dst[p · lanes + i] = src[2i + p]`); a block's remaining columns
-/// stay in order. The kernel loads `2 · lanes` bf16 per row as i32 lanes of 2 each and takes
-/// the even ones with a shift and the odd ones with a mask (a bf16 is the top half of an f32),
-/// so its vector `p` holds the weights `2i + p`. The values are unchanged: the factor for the
-/// block scales is 1.
-pub(crate) fn bf16_prepare_x(
-    x: &[f32],
-    k: usize,
-    width: usize,
-    lanes: usize,
-    buf: &mut Vec<f32>,
-) -> f32 {
-    by_position::<2>(x, k, width, lanes, 1.0, buf);
-    1.0
-}
-
-/// `x` (`[m, K]`) times `scale` into `buf`, each scale block's whole groups of `P · lanes`
-/// columns reordered as `[P positions][lanes]` (`dst[p · lanes + i] = src[P·i + p]`), the
-/// block's remaining columns in order.
-fn by_position<const P: usize>(
-    x: &[f32],
-    k: usize,
-    width: usize,
-    lanes: usize,
-    scale: f32,
-    buf: &mut Vec<f32>,
-) {
-    let group = P * lanes;
+    let group = 4 * lanes;
     buf.clear();
     buf.resize(x.len(), 0.0);
     for (src, dst) in x.chunks_exact(k).zip(buf.chunks_exact_mut(k)) {
@@ -128,15 +95,16 @@ fn by_position<const P: usize>(
             for (s, d) in sg.chunks_exact(group).zip(dg.chunks_exact_mut(group)) {
                 for (p, dp) in d.chunks_exact_mut(lanes).enumerate() {
                     for (i, v) in dp.iter_mut().enumerate() {
-                        *v = s[P * i + p] * scale;
+                        *v = s[4 * i + p] * FP8_X_SCALE;
                     }
                 }
             }
             for (s, d) in st.iter().zip(dt) {
-                *d = s * scale;
+                *d = s * FP8_X_SCALE;
             }
         }
     }
+    FP8_X_SCALE
 }
 
 /// Scale lookup for one weight row: `get(cb)` is the multiplier of column block `cb` (times a

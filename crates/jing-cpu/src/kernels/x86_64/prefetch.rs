@@ -23,10 +23,12 @@ const NEXT_GROUP_MAX: usize = 32 * 1024;
 /// uncovered. Measured on one Zen 5 thread, `[22528, 2048]` matvec from DRAM, GB/s (in-row
 /// 2 KiB / next group / two groups on): FP8 AVX-512 18.5 / 34.8 / 41.6 (Q8_0: 32), FP8 AVX2
 /// 16.8 / 22.8 / 23.0 (its decode is the limit there), BF16 AVX2 22.0 / 37.4 / 39.3, BF16
-/// AVX-512 26.0 / 27.3 / 27.9; three groups on was worse. (The AVX-512 BF16 pair kernel of
-/// `layout::bf16_prepare_x`, 75-85 GB/s from L2, streams `[8192, 2048]` from DRAM at 24-27:
+/// AVX-512 26.0 / 27.3 / 27.9; three groups on was worse. (An AVX-512 BF16 kernel without
+/// widening, even and odd weights split by shift and mask against `x` reordered once per call,
+/// ran 75-85 GB/s from L2 but streamed `[8192, 2048]` from DRAM at 24-27 whatever the prefetch:
 /// in-row 1, 2, 4 or 8 KiB, one, two or three groups on, 256-bit loads and 64-byte aligned
-/// rows all gave 23-28.)
+/// rows all gave 23-28. It was dropped: it helped only m >= 2, and its summation order made
+/// bf16 weights give other bits than the same values stored as f32.)
 #[inline(always)]
 pub(super) fn prefetch_distance<const R: usize>(row_bytes: usize) -> usize {
     if R * row_bytes <= NEXT_GROUP_MAX {

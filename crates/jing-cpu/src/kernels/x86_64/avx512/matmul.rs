@@ -5,7 +5,7 @@ use super::super::prefetch::{prefetch_ahead, prefetch_distance};
 use super::load::*;
 use super::{tail_mask, L};
 use crate::kernels::driver::RowGroup;
-use crate::kernels::layout::{dt, dt_size};
+use crate::kernels::layout::dt_size;
 use std::arch::x86_64::*;
 
 /// The FP8 kernel reads 64 codes per row per step (see `layout::fp8_prepare_x`).
@@ -191,113 +191,6 @@ unsafe fn step<const D: u8, const R: usize, const T: usize>(
     }
 }
 
-/// Each row's even (`lanes << 16`) and odd (`lanes & 0xFFFF0000`) bf16 of its 32 loaded
-/// weights times the token vectors of the two positions (`xv[0]`, `xv[1]`), into `acc[0]` and
-/// `acc[odd]`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn bf16_pair<const R: usize, const T: usize>(
-    lanes: &[__m512i; R],
-    xv: &[[__m512; T]; 2],
-    odd: usize,
-    acc: &mut [[[__m512; T]; R]; 2],
-) {
-    let hi = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
-    for r in 0..R {
-        let w = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(lanes[r]));
-        for t in 0..T {
-            acc[0][r][t] = _mm512_fmadd_ps(w, xv[0][t], acc[0][r][t]);
-        }
-    }
-    for r in 0..R {
-        let w = _mm512_castsi512_ps(_mm512_and_si512(lanes[r], hi));
-        for t in 0..T {
-            acc[odd][r][t] = _mm512_fmadd_ps(w, xv[1][t], acc[odd][r][t]);
-        }
-    }
-}
-
-/// `Isa::dot_rows` for BF16 and exactly `T` tokens, `x` in the layout of
-/// `layout::bf16_prepare_x`: 32 bf16 (one 64-byte line) per row per step, split into even and
-/// odd weights by a shift and a mask, so no cross-lane widening (`bf16x16`'s `vpmovzxwd` and
-/// its port-5 shuffle). A block's columns past its last whole group of 32 take the widening
-/// path of [`dot_rows`]. With one token, two accumulator sets (even and odd weights) give 2·R
-/// independent FMA chains; with more, the R·T chains are enough.
-///
-/// # Safety
-/// As `Isa::dot_rows` with `tokens = T`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(super) unsafe fn dot_rows_bf16<const R: usize, const T: usize>(
-    g: &RowGroup<'_, R>,
-    x: *const f32,
-    x_stride: usize,
-) -> [[f32; T]; R] {
-    let odd = if T == 1 { 1 } else { 0 }; // the accumulator set of odd weights
-    let (k, width) = (g.cols, g.width);
-    let ahead = prefetch_distance::<R>(2 * k); // two bytes per weight
-    let mut total = [[_mm512_setzero_ps(); T]; R];
-    let (mut k0, mut cb) = (0, 0);
-    while k0 < k {
-        let k1 = k.min(k0 + width);
-        let mut acc = [[[_mm512_setzero_ps(); T]; R]; 2];
-        let mut j = k0;
-        while j + 2 * L <= k1 {
-            let mut lanes = [_mm512_setzero_si512(); R];
-            for r in 0..R {
-                // SAFETY: j + 32 <= K, within every row (64 bytes at byte 2j).
-                lanes[r] = unsafe { _mm512_loadu_si512(g.ptr[r].add(2 * j).cast()) };
-                prefetch_ahead(g.ptr[r], 2 * j, 4 * L, ahead);
-            }
-            // SAFETY: j + 32 <= K, within every token of `x`.
-            let xv = unsafe { [load_x(x, x_stride, j), load_x(x, x_stride, j + L)] };
-            bf16_pair(&lanes, &xv, odd, &mut acc);
-            j += 2 * L;
-        }
-        // SAFETY: columns j..k1 <= K exist in every row and token.
-        unsafe { tail::<{ dt::BF16 }, R, T>(g, x, x_stride, j, k1, ahead, &mut acc) };
-        scale_into(g, cb, &acc, &mut total);
-        k0 = k1;
-        cb += 1;
-    }
-    reduce(&total)
-}
-
-/// Columns `j..k1` (fewer than 32 when called by [`dot_rows_bf16`]) of `dot_rows`, in
-/// 16-column steps into `acc[0]` and a masked last step into `acc[1]`.
-///
-/// # Safety
-/// Columns `j..k1` exist in every row of `g` and every token of `x`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn tail<const D: u8, const R: usize, const T: usize>(
-    g: &RowGroup<'_, R>,
-    x: *const f32,
-    x_stride: usize,
-    mut j: usize,
-    k1: usize,
-    ahead: usize,
-    acc: &mut [[[__m512; T]; R]; 2],
-) {
-    while j + L <= k1 {
-        // SAFETY: j + 16 <= k1, within every row and token (caller).
-        unsafe { step::<D, R, T>(g, x, x_stride, j, ahead, &mut acc[0]) };
-        j += L;
-    }
-    if j < k1 {
-        let n = k1 - j;
-        // SAFETY: columns j..k1 exist in every token (caller); the masked loads read only
-        // those.
-        let xv = unsafe { load_x_tail::<T>(x, x_stride, j, n) };
-        for r in 0..R {
-            // SAFETY: as above, in every row.
-            let w = unsafe { load_w_tail::<D>(g.ptr[r], j, n) };
-            for t in 0..T {
-                acc[1][r][t] = _mm512_fmadd_ps(w, xv[t], acc[1][r][t]);
-            }
-        }
-    }
-}
-
 /// `Isa::dot_rows` for BF16, F16 and F32 and exactly `T` tokens. With one token, two
 /// accumulator sets (even and odd 16-column steps) give 2·R independent FMA chains; with more,
 /// the R·T chains are enough.
@@ -328,8 +221,24 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
                 j += 2 * L;
             }
         }
-        // SAFETY: columns j..k1 <= K exist in every row and token.
-        unsafe { tail::<D, R, T>(g, x, x_stride, j, k1, ahead, &mut acc) };
+        while j + L <= k1 {
+            // SAFETY: j + 16 <= K, within every row and token.
+            unsafe { step::<D, R, T>(g, x, x_stride, j, ahead, &mut acc[0]) };
+            j += L;
+        }
+        if j < k1 {
+            let n = k1 - j;
+            // SAFETY: columns j..k1 <= K exist in every token; the masked loads read only
+            // those.
+            let xv = unsafe { load_x_tail::<T>(x, x_stride, j, n) };
+            for r in 0..R {
+                // SAFETY: as above, in every row.
+                let w = unsafe { load_w_tail::<D>(g.ptr[r], j, n) };
+                for t in 0..T {
+                    acc[1][r][t] = _mm512_fmadd_ps(w, xv[t], acc[1][r][t]);
+                }
+            }
+        }
         scale_into(g, cb, &acc, &mut total);
         k0 = k1;
         cb += 1;

@@ -19,10 +19,10 @@ mod vector;
 
 use super::super::dequant_panel::Bf16Native;
 use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
-use super::super::layout::{bf16_prepare_x, dt, fp8_prepare_x, RowScale};
+use super::super::layout::{dt, fp8_prepare_x, RowScale};
 use super::super::{KernelTable, OutMatrix};
 use jing_tensor::Weight;
-use matmul::{dot_rows, dot_rows_bf16, dot_rows_fp8};
+use matmul::{dot_rows, dot_rows_fp8};
 use std::arch::x86_64::*;
 use std::ops::Range;
 use vector::{axpy_imp, dot_imp, row_axpy_imp};
@@ -68,27 +68,24 @@ fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
             convert: bf16_tile::convert,
             dequant: bf16_tile::dequant,
         });
-        return unsafe { driver::matmul_quantized::<Avx512<false>>(w, x, m, rows, y, q, native) };
+        return unsafe { driver::matmul_quantized::<Avx512>(w, x, m, rows, y, q, native) };
     }
     if w.dtype == jing_tensor::DType::BF16 && m == 1 {
-        // A bf16 matvec streams faster from DRAM through the 256-bit widening kernel. One Zen 5
-        // thread, `[8192, 2048]` from DRAM: 31-32 GB/s there against 24-27 here, although
-        // this one (the shift-and-mask pair kernel) runs 75-85 GB/s from L2 against 35; see
-        // `prefetch::prefetch_distance` for what did not help. (An AVX2 pair kernel streamed
-        // 34 GB/s in that test but no faster than the widening one in decode of the 4-layer
-        // V2-Lite FP8 checkpoint, whose bf16 lm_head is most of its bytes: 33-35 GB/s of bf16
-        // weights on one thread, 38-40 on two, either way.)
+        // A bf16 matvec streams faster from DRAM through the 256-bit kernel: one thread
+        // measured 34-39 GB/s there against 25-28 through the 512-bit widening (and
+        // DeepSeek's FP8 checkpoints keep a bf16 lm_head, 0.42 of the 0.75 GB per token of
+        // the 4-layer V2-Lite shape: decode went from 64 to 73 tokens/s on two threads).
         // The AVX2 features are part of this table's.
         return super::avx2::matmul(w, x, m, rows, y);
     }
     // SAFETY: only reachable through `table()`, which checked the CPU features; the contract on
     // `y` is the caller's (MatmulFn).
-    unsafe { driver::matmul::<Avx512<true>>(w, x, m, rows, y) }
+    unsafe { driver::matmul::<Avx512>(w, x, m, rows, y) }
 }
 
 fn row_axpy(w: &Weight, r: usize, a: f32, y: &mut [f32]) {
     // SAFETY: only reachable through `table()`, which checked the CPU features.
-    unsafe { driver::row_axpy::<Avx512<true>>(w, r, a, y) }
+    unsafe { driver::row_axpy::<Avx512>(w, r, a, y) }
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -115,13 +112,12 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     unsafe { axpy_imp(a, x, y) }
 }
 
-/// `Isa::dot_rows` for exactly `T` tokens: the FP8 kernel and, with `PAIRS`, the BF16 one
-/// (which read `x` in the layout of `prepare_x`), or the generic-dtype one, padded to
-/// `MAX_TOKENS` columns.
+/// `Isa::dot_rows` for exactly `T` tokens: the FP8 kernel (which reads `x` in the layout of
+/// `prepare_x`) or the generic-dtype one, padded to `MAX_TOKENS` columns.
 ///
 /// # Safety
 /// As `Isa::dot_rows` with `tokens = T`.
-unsafe fn dot_rows_t<const PAIRS: bool, const D: u8, const R: usize, const T: usize>(
+unsafe fn dot_rows_t<const D: u8, const R: usize, const T: usize>(
     g: &RowGroup<'_, R>,
     x: *const f32,
     x_stride: usize,
@@ -130,8 +126,6 @@ unsafe fn dot_rows_t<const PAIRS: bool, const D: u8, const R: usize, const T: us
     let out = unsafe {
         if D == dt::F8 {
             dot_rows_fp8::<R, T>(g, x, x_stride)
-        } else if PAIRS && D == dt::BF16 {
-            dot_rows_bf16::<R, T>(g, x, x_stride)
         } else {
             dot_rows::<D, R, T>(g, x, x_stride)
         }
@@ -143,12 +137,10 @@ unsafe fn dot_rows_t<const PAIRS: bool, const D: u8, const R: usize, const T: us
     wide
 }
 
-/// Marker for the driver. With `PAIRS`, BF16 reads `x` in the layout of
-/// `layout::bf16_prepare_x` (the float matmul); without, as it is (the dequantized-panel
-/// prefill, which hands `dot_rows` bf16-rounded `x` without calling `prepare_x`).
-struct Avx512<const PAIRS: bool>;
+/// Marker for the driver.
+struct Avx512;
 
-impl<const PAIRS: bool> Isa for Avx512<PAIRS> {
+impl Isa for Avx512 {
     unsafe fn dot_rows<const D: u8, const R: usize>(
         g: &RowGroup<'_, R>,
         x: *const f32,
@@ -158,10 +150,10 @@ impl<const PAIRS: bool> Isa for Avx512<PAIRS> {
         // SAFETY: forwarded (trait contract: 1 <= tokens <= 4).
         unsafe {
             match tokens {
-                1 => dot_rows_t::<PAIRS, D, R, 1>(g, x, x_stride),
-                2 => dot_rows_t::<PAIRS, D, R, 2>(g, x, x_stride),
-                3 => dot_rows_t::<PAIRS, D, R, 3>(g, x, x_stride),
-                _ => dot_rows_t::<PAIRS, D, R, 4>(g, x, x_stride),
+                1 => dot_rows_t::<D, R, 1>(g, x, x_stride),
+                2 => dot_rows_t::<D, R, 2>(g, x, x_stride),
+                3 => dot_rows_t::<D, R, 3>(g, x, x_stride),
+                _ => dot_rows_t::<D, R, 4>(g, x, x_stride),
             }
         }
     }
@@ -172,11 +164,7 @@ impl<const PAIRS: bool> Isa for Avx512<PAIRS> {
         width: usize,
         buf: &mut Vec<f32>,
     ) -> Option<f32> {
-        match D {
-            dt::F8 => Some(fp8_prepare_x(x, k, width, L, buf)),
-            dt::BF16 if PAIRS => Some(bf16_prepare_x(x, k, width, L, buf)),
-            _ => None,
-        }
+        (D == dt::F8).then(|| fp8_prepare_x(x, k, width, L, buf))
     }
 
     unsafe fn row_axpy<const D: u8>(
