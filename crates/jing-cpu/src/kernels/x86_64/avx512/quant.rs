@@ -143,6 +143,15 @@ fn tables(t: &[[u8; 64]; 4]) -> [__m512i; 4] {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn reduce4(a: &[__m512i; G]) -> __m128i {
+    let u = lane_sums4(a);
+    let y = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64::<1>(u));
+    _mm_add_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256::<1>(y))
+}
+
+/// Per 128-bit lane `l`, i32 `j`: the sum of the 4 i32 of lane `l` of `a[j]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn lane_sums4(a: &[__m512i; 4]) -> __m512i {
     // Per 128-bit lane: [a0 + a2, b0 + b2, a1 + a3, b1 + b3] of a[0], a[1] (and a[2], a[3]).
     let t0 = _mm512_add_epi32(
         _mm512_unpacklo_epi32(a[0], a[1]),
@@ -152,10 +161,7 @@ fn reduce4(a: &[__m512i; G]) -> __m128i {
         _mm512_unpacklo_epi32(a[2], a[3]),
         _mm512_unpackhi_epi32(a[2], a[3]),
     );
-    // Per 128-bit lane: that lane's sum of a[0], a[1], a[2], a[3].
-    let u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
-    let y = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64::<1>(u));
-    _mm_add_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256::<1>(y))
+    _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1))
 }
 
 /// The activation scales of blocks `b0..b0 + N`, zero-padded to `G` lanes.
@@ -1249,17 +1255,8 @@ fn group_q8<const T: usize, const N: usize>(
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn reduce_pairs8(p: &[__m512i; 4]) -> __m256i {
-    // Per 128-bit lane: [a0 + a2, b0 + b2, a1 + a3, b1 + b3] of p[0], p[1] (and p[2], p[3]).
-    let t0 = _mm512_add_epi32(
-        _mm512_unpacklo_epi32(p[0], p[1]),
-        _mm512_unpackhi_epi32(p[0], p[1]),
-    );
-    let t1 = _mm512_add_epi32(
-        _mm512_unpacklo_epi32(p[2], p[3]),
-        _mm512_unpackhi_epi32(p[2], p[3]),
-    );
     // Per 128-bit lane `l`: that lane's sums of p[0], p[1], p[2], p[3].
-    let u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+    let u = lane_sums4(p);
     // Lanes 0 and 2: the sums of the 256-bit halves (lanes 0 + 1, 2 + 3).
     let v = _mm512_add_epi32(u, _mm512_shuffle_i64x2::<0b10_11_00_01>(u, u));
     // Block order: half 0 of p[0], half 1 of p[0], half 0 of p[1], ...
