@@ -120,6 +120,22 @@ fn read_gbs(threads: usize) -> f64 {
     (buf.len() * 8) as f64 / secs / 1e9
 }
 
+/// GB/s of `w`'s bytes for one token (activations from seed `seed`) on one thread, the
+/// weight staying in cache: the fastest of many short runs, which a busy machine disturbs
+/// least.
+fn in_cache_gbs(w: &Weight, seed: u64, best: KernelTable) -> f64 {
+    let (n, k) = (w.rows(), w.cols());
+    let x = QuantX::new(w.dtype, &values(seed, k), 1);
+    let mut y = vec![0.0f32; n];
+    let mut fastest = f64::INFINITY;
+    for _ in 0..2000 {
+        let t0 = Instant::now();
+        (best.matmul_q)(w, &x, 0..n, &OutMatrix::new(&mut y, n));
+        fastest = fastest.min(t0.elapsed().as_secs_f64());
+    }
+    w.stored_bytes() as f64 / fastest / 1e9
+}
+
 fn main() {
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -166,31 +182,11 @@ fn main() {
         drop(head);
         // The kernel alone on a weight that stays in L2 (its in-core limit): the fastest of
         // many short runs, which a busy machine disturbs least.
-        let small = one.slice_rows(0, 128);
-        let x1 = QuantX::new(d, &values(4, 2048), 1);
-        let mut y1 = vec![0.0f32; 128];
-        let mut fastest = f64::INFINITY;
-        for _ in 0..2000 {
-            let t0 = Instant::now();
-            (best.matmul_q)(&small, &x1, 0..128, &OutMatrix::new(&mut y1, 128));
-            fastest = fastest.min(t0.elapsed().as_secs_f64());
-        }
-        let l2 = small.stored_bytes() as f64 / fastest / 1e9;
+        let l2 = in_cache_gbs(&one.slice_rows(0, 128), 4, best);
         // Short rows, in L2: one head's `attn_k_b` (`[512, 128]`, 4 blocks of 32 per row), which
         // MLA decode multiplies once per head and layer; per-row costs dominate here. Only for
         // the 32-element types (a row must hold whole blocks).
-        let short = (d.block_size() <= 128).then(|| {
-            let w = weight(d, 512, 128, 5);
-            let x = QuantX::new(d, &values(6, 128), 1);
-            let mut y = vec![0.0f32; 512];
-            let mut fastest = f64::INFINITY;
-            for _ in 0..2000 {
-                let t0 = Instant::now();
-                (best.matmul_q)(&w, &x, 0..512, &OutMatrix::new(&mut y, 512));
-                fastest = fastest.min(t0.elapsed().as_secs_f64());
-            }
-            w.stored_bytes() as f64 / fastest / 1e9
-        });
+        let short = (d.block_size() <= 128).then(|| in_cache_gbs(&weight(d, 512, 128, 5), 6, best));
         // Prefill: 128 tokens, one thread, weights from cache.
         let m = 128;
         let x = QuantX::new(d, &values(3, m * 2048), m);
