@@ -24,7 +24,7 @@ import sys
 
 def jing_bench(jing, path, p, n, a):
     cmd = [jing, "bench", "--model", path, "-p", str(p), "-n", str(n), "-t", str(a.t),
-           "--reps", str(a.reps), "--json"]
+           "--reps", str(a.reps), "--json"] + (["--no-mmap"] if a.no_mmap else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
@@ -41,6 +41,8 @@ def run_llama(bench, path, a):
     lib = os.path.dirname(os.path.abspath(bench))
     env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
     cmd = [bench, "-m", path, "-p", str(a.p), "-n", str(a.n), "-t", str(a.t), "-r", str(a.reps), "-o", "json"]
+    if a.no_mmap:
+        cmd += ["-mmp", "0"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     rows = json.loads(out)
     pp = next(r["avg_ts"] for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0)
@@ -58,6 +60,9 @@ def main():
     ap.add_argument("-t", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--reps", type=int, default=3, help="repetitions inside each engine's command")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per file")
+    ap.add_argument("--no-mmap", action="store_true",
+                    help="both engines copy the weights into their own memory (jing --no-mmap, "
+                         "llama-bench -mmp 0) instead of mapping the file")
     ap.add_argument("--json", help="also write all raw results here")
     a = ap.parse_args()
 
@@ -85,8 +90,10 @@ def main():
         }
         results.append(row)
 
+    loading = "weights copied into memory (--no-mmap / -mmp 0)" if a.no_mmap else "weights memory-mapped"
     print(f"\n{a.t} threads, pp{a.p} / tg{a.n}, medians of {a.rounds} alternating rounds "
-          f"(each the mean/median of {a.reps} repetitions); llama.cpp build {results[0]['build']}\n")
+          f"(each the mean/median of {a.reps} repetitions); {loading}; "
+          f"llama.cpp build {results[0]['build']}\n")
     print("| file | weights GB | active GB/token | read BW GB/s | pp jing | pp llama.cpp | pp ratio "
           "| tg jing | tg llama.cpp | tg ratio | jing tg % of roofline |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

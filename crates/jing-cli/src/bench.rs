@@ -160,6 +160,7 @@ pub fn bench(model: &ModelArgs, o: &BenchOptions) -> Result<ExitCode> {
             "prompt_tokens": o.prompt_tokens,
             "gen_tokens": o.gen_tokens,
             "reps": o.reps,
+            "no_mmap": model.no_mmap,
             "prefill_tok_s": pp,
             "prefill_tok_s_all": prefill,
             "decode_tok_s": tg,

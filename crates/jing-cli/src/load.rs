@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use jing_engine::Engine;
 use jing_models::LoadQuant;
 use jing_tokenizer::Tokenizer;
@@ -99,7 +99,7 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
     let engine = engine.with_context(|| format!("cannot load the model in {}", dir.display()))?;
     let (tokenizer, generation) = tokenizer_and_generation(&dir)?;
     spinner.finish_and_clear();
-    read_weights_in(&engine, args.threads);
+    read_weights_in(&engine, args.threads, args.no_mmap)?;
     let info = engine.model().info();
     let quantized = args
         .quant
@@ -122,41 +122,88 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
 }
 
 /// Reads the memory-mapped weights into memory now, with a progress bar, when they fit (see
-/// [`jing_formats::prefault`]); otherwise says that they will be read from disk as used.
-fn read_weights_in(engine: &Engine, threads: Option<usize>) {
+/// [`jing_formats::prefault`]); otherwise says that they will be read from disk as used. With
+/// `no_mmap`, moves them into huge pages of this process's memory, and fails if they do not fit.
+fn read_weights_in(engine: &Engine, threads: Option<usize>, no_mmap: bool) -> Result<()> {
     let maps = &engine.model().info().mapped;
     let total: u64 = maps.iter().map(|m| m.len() as u64).sum();
     if total == 0 {
-        return;
+        if no_mmap {
+            eprintln!("note: --no-mmap has nothing to do: the weights are already in memory");
+        }
+        return Ok(());
     }
+    let gb = |b: u64| b as f64 / 1e9;
     if let Some(avail) = jing_formats::available_memory() {
         if total > avail {
+            if no_mmap {
+                anyhow::bail!(
+                    "--no-mmap needs the weights ({:.1} GB) in memory, but only {:.1} GB is \
+                     available: run without --no-mmap (the file is then read as it is used)",
+                    gb(total),
+                    gb(avail)
+                );
+            }
             eprintln!(
                 "note: the weights ({:.1} GB) are larger than the available memory ({:.1} GB): \
                  they stay on disk and are read as they are used, which makes decode much \
                  slower; a machine with more memory, or a smaller quantization, avoids that",
-                total as f64 / 1e9,
-                avail as f64 / 1e9
+                gb(total),
+                gb(avail)
             );
-            return;
+            return Ok(());
         }
     }
+    let (residency, verb) = if no_mmap {
+        (jing_formats::Residency::HugePages, "copying weights into huge pages")
+    } else {
+        (jing_formats::Residency::Mapped, "reading weights into memory")
+    };
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template(
-            "reading weights into memory [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
+        ProgressStyle::with_template(&format!(
+            "{verb} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
+        ))
         .expect("valid template"),
     );
     // A few requests in flight keep a fast disk busy; more than 4 only queue.
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, 4);
-    // Reading ahead only saves time later: if the system refuses, the weights are still
-    // read as they are used.
-    let read = jing_formats::prefault(maps, threads, &|n| bar.inc(n));
+    let read = jing_formats::prefault(maps, threads, residency, &|n| bar.inc(n));
     bar.finish_and_clear();
-    if let Err(e) = read {
-        eprintln!("note: could not read the weights into memory ahead of use ({e}); continuing");
+    match read {
+        Ok(moved) if no_mmap => {
+            // What the kernel gave: huge pages need free 2 MiB stretches, and THP may be off.
+            let huge = jing_tensor::huge_pages::anon_huge_page_bytes().unwrap_or(0);
+            eprintln!(
+                "--no-mmap: {} of {} of weights copied into this process's memory, {} of it in \
+                 2 MiB pages",
+                HumanBytes(moved),
+                HumanBytes(total),
+                HumanBytes(huge.min(moved))
+            );
+            if huge < moved / 2 {
+                eprintln!(
+                    "note: the kernel gave few huge pages (see \
+                     /sys/kernel/mm/transparent_hugepage/enabled: it must be [always] or \
+                     [madvise]); without them --no-mmap gains little"
+                );
+            }
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        // Part of the weights may be unmapped now: the model cannot be used.
+        Err(e) if no_mmap => Err(anyhow::anyhow!(
+            "could not copy the weights into memory ({e}): run without --no-mmap"
+        )),
+        // Reading ahead only saves time later: if the system refuses, the weights are still
+        // read as they are used.
+        Err(e) => {
+            eprintln!(
+                "note: could not read the weights into memory ahead of use ({e}); continuing"
+            );
+            Ok(())
+        }
     }
 }

@@ -40,6 +40,13 @@ pub struct ModelArgs {
     /// types of `jing quantize --type`). Embeddings, norms and routers stay as stored.
     #[arg(long, value_parser = jing_formats::quantize::QuantTarget::parse)]
     pub quant: Option<jing_formats::quantize::QuantTarget>,
+    /// Copy the weights out of the file mapping into this process's memory, in 2 MiB pages
+    /// (Linux transparent huge pages), as llama.cpp's --no-mmap copies them out. Decode of a
+    /// big mixture-of-experts file gets faster (far fewer TLB misses when the page cache holds
+    /// the file in 4 KiB pages), but the memory is no longer shared with the page cache or
+    /// with other processes, and the weights must fit in the available memory.
+    #[arg(long)]
+    pub no_mmap: bool,
 }
 
 /// The prompt, as text or as token ids.

@@ -245,3 +245,26 @@ fn inspect_fixtures() {
         );
     }
 }
+
+/// `--no-mmap` moves the weights into this process's memory and changes no logit (the demo
+/// model's 4 MB hold at least one whole 2 MiB page; the move itself is tested bit for bit in
+/// jing-tensor and jing-formats).
+#[test]
+fn no_mmap_gives_the_same_logits() {
+    let logits = |extra: &[&str]| {
+        let mut args = vec!["logits", "--prompt-ids", "3,5,7,11"];
+        args.extend_from_slice(extra);
+        let r = jing(&args);
+        r.assert_ok();
+        (r.json()["last_logits"].clone(), r.stderr.clone())
+    };
+    let (mapped, _) = logits(&[]);
+    let (copied, stderr) = logits(&["--no-mmap"]);
+    assert_eq!(mapped, copied);
+    if cfg!(target_os = "linux") {
+        assert!(
+            stderr.contains("--no-mmap:") && stderr.contains("copied into this process's memory"),
+            "stderr says what --no-mmap did:\n{stderr}"
+        );
+    }
+}

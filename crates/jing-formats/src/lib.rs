@@ -30,7 +30,7 @@ pub use inspect::{
     human_bytes, inspect, Fp8Summary, GgmlTypeCount, GgufSummary, InspectReport, KEY_CONFIG_FIELDS,
 };
 pub use model_dir::{fp8_block_size, ModelDir, CONFIG_FILE, GENERATION_CONFIG_FILE};
-pub use prefault::{available_memory, prefault};
+pub use prefault::{available_memory, prefault, Residency};
 pub use store::{
     scale_names, AbsentShard, DTypeCount, MissingScale, TensorInfo, TensorStore, DEFAULT_BLOCK,
     INDEX_FILE, SINGLE_FILE,

@@ -15,6 +15,13 @@ pub trait ByteOwner: Send + Sync + 'static {
     fn prefault(&self, _range: Range<usize>) -> std::io::Result<()> {
         Ok(())
     }
+
+    /// Move the whole 2 MiB pages of `range` into anonymous memory backed by huge pages, at the
+    /// same addresses (see [`crate::huge_pages`]); returns the bytes moved. Bytes already in
+    /// this process's memory stay where they are (0 moved).
+    fn move_to_huge_pages(&self, _range: Range<usize>) -> std::io::Result<usize> {
+        Ok(0)
+    }
 }
 
 impl ByteOwner for memmap2::Mmap {
@@ -28,6 +35,10 @@ impl ByteOwner for memmap2::Mmap {
 
     fn prefault(&self, range: Range<usize>) -> std::io::Result<()> {
         prefault_map(self, range)
+    }
+
+    fn move_to_huge_pages(&self, range: Range<usize>) -> std::io::Result<usize> {
+        crate::huge_pages::move_to_huge_pages(&self[range])
     }
 }
 
@@ -121,6 +132,12 @@ impl Bytes {
     /// [`ByteOwner::prefault`]).
     pub fn prefault(&self) -> std::io::Result<()> {
         self.owner.prefault(self.range.clone())
+    }
+
+    /// Move these bytes into huge pages of this process's memory, if they are a mapped file
+    /// (see [`ByteOwner::move_to_huge_pages`]). On an error the view may be unusable: drop it.
+    pub fn move_to_huge_pages(&self) -> std::io::Result<usize> {
+        self.owner.move_to_huge_pages(self.range.clone())
     }
 
     /// A sub-view, relative to this view.

@@ -5,6 +5,7 @@
 mod bytes;
 mod dtype;
 mod fp8;
+pub mod huge_pages;
 pub mod quant;
 mod weight;
 

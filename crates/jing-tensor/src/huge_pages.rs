@@ -1,0 +1,190 @@
+//! Moving read-in weights from a file mapping into anonymous memory backed by 2 MiB pages, at
+//! the same addresses (`--no-mmap`).
+//!
+//! Why: decode reads every active weight once per token, and a mixture of experts touches its
+//! experts in no predictable order. When a big file's page cache sits in 4 KiB pages (the usual
+//! state after the cache has lived under memory pressure), its millions of page-table entries
+//! do not fit in the caches, so every expert touched costs TLB misses whose page walks go to
+//! DRAM. The same bytes in 2 MiB pages need 512 times fewer entries. A file mapping cannot be
+//! made to use 2 MiB pages on demand (that needs `CONFIG_READ_ONLY_THP_FOR_FS`, and depends on
+//! the page cache's history), but anonymous memory can (`MADV_HUGEPAGE`).
+//!
+//! How: for each 2 MiB-aligned stretch, map fresh anonymous memory, ask for huge pages, copy the
+//! bytes in, make it read-only, and `mremap` it over the stretch of the file mapping. The
+//! kernel does the replacement under the address space's write lock, and the bytes are the
+//! same before and after, so views of the weights stay valid throughout, even while read.
+
+use std::io;
+
+/// `madvise` advice (Linux UAPI, 6.1+): collapse the range into transparent huge pages now.
+#[cfg(target_os = "linux")]
+const MADV_COLLAPSE: libc::c_int = 25;
+
+/// The size of a transparent huge page on x86-64 and on aarch64 with 4 KiB base pages.
+pub const HUGE_PAGE: usize = 2 << 20;
+
+/// Moves the whole 2 MiB-aligned huge pages inside `bytes` (part of a private or shared
+/// read-only file mapping) into anonymous memory with `MADV_HUGEPAGE`, at the same addresses.
+/// Returns the bytes moved (the unaligned ends, less than 2 MiB each, stay mapped).
+///
+/// On an error, the stretch being moved may be left unmapped: the caller must stop using the
+/// weights (drop them), not continue.
+#[cfg(target_os = "linux")]
+pub fn move_to_huge_pages(bytes: &[u8]) -> io::Result<usize> {
+    let start = (bytes.as_ptr() as usize).next_multiple_of(HUGE_PAGE);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / HUGE_PAGE * HUGE_PAGE;
+    if end <= start {
+        return Ok(0);
+    }
+    let len = end - start;
+    let fresh = AlignedAnon::new(len)?;
+    // SAFETY: `fresh` is a new private mapping of `len` writable bytes that nothing else sees;
+    // `start..end` lies inside `bytes`, which is readable for the borrow; the two cannot
+    // overlap because `fresh` was just mapped at an address the kernel chose.
+    unsafe {
+        // Huge pages where the kernel can give them; refusing (THP off) only costs the gain.
+        libc::madvise(fresh.addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        std::ptr::copy_nonoverlapping(start as *const u8, fresh.addr as *mut u8, len);
+        // The copy's page faults take a huge page only where one is free at that moment.
+        // MADV_COLLAPSE (Linux 6.1) compacts memory to turn the rest into huge pages now,
+        // whatever the THP settings say about faults; older kernels refuse it, harmlessly.
+        libc::madvise(fresh.addr as *mut libc::c_void, len, MADV_COLLAPSE);
+        if libc::mprotect(fresh.addr as *mut libc::c_void, len, libc::PROT_READ) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Drop the file's cached pages that only this process maps: they are copied, and two
+        // copies of a model rarely fit. Freeing them as we go also gives the next chunks'
+        // huge pages free memory to come from. A reader in between would read the same
+        // bytes from disk again. Pages other processes map stay; refusing (before Linux 5.4)
+        // only costs memory.
+        libc::madvise(start as *mut libc::c_void, len, libc::MADV_PAGEOUT);
+    }
+    // SAFETY: moves the mapping of `fresh` (owned here, read-only, the same bytes as
+    // `start..end`) over `start..end`, which the caller's `bytes` covers. The kernel replaces
+    // the old pages with the new ones under the address space's write lock, so a concurrent
+    // reader of the weights sees either the file's bytes or the copy's, which are equal. The
+    // kernel checks map-count limits before it unmaps the destination (`mremap_to`), so a
+    // failure here leaves the file mapping in place except in the kernel running out of memory.
+    let moved = unsafe {
+        libc::mremap(
+            fresh.addr as *mut libc::c_void,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            start as *mut libc::c_void,
+        )
+    };
+    if moved == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // The pages now live at `start`; `fresh` no longer has anything to unmap.
+    std::mem::forget(fresh);
+    Ok(len)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn move_to_huge_pages(_bytes: &[u8]) -> io::Result<usize> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "moving weights into huge pages needs Linux (mremap)",
+    ))
+}
+
+/// A private anonymous mapping of `len` bytes at a 2 MiB-aligned address (huge pages need the
+/// alignment), unmapped on drop.
+#[cfg(target_os = "linux")]
+struct AlignedAnon {
+    addr: usize,
+    len: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl AlignedAnon {
+    fn new(len: usize) -> io::Result<AlignedAnon> {
+        // Map 2 MiB more than asked, then unmap the ends around the aligned middle.
+        let padded = len + HUGE_PAGE;
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses; it aliases
+        // nothing.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                padded,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let raw = raw as usize;
+        let addr = raw.next_multiple_of(HUGE_PAGE);
+        let head = addr - raw;
+        let tail = padded - head - len;
+        // SAFETY: both ends are parts of the mapping just made, outside `addr..addr + len`.
+        unsafe {
+            if head > 0 {
+                libc::munmap(raw as *mut libc::c_void, head);
+            }
+            if tail > 0 {
+                libc::munmap((addr + len) as *mut libc::c_void, tail);
+            }
+        }
+        Ok(AlignedAnon { addr, len })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for AlignedAnon {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is owned by this value and no view of it escaped.
+        unsafe {
+            libc::munmap(self.addr as *mut libc::c_void, self.len);
+        }
+    }
+}
+
+/// Bytes of this process's anonymous memory in transparent huge pages (`AnonHugePages` of
+/// `/proc/self/smaps_rollup`), when the system says.
+pub fn anon_huge_page_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = text.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moved_weights_keep_their_bytes_and_addresses() {
+        let dir = std::env::temp_dir().join(format!("jing-huge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("weights.bin");
+        // Three huge pages and a bit, in a pattern that shows any shifted or lost page.
+        let len = 3 * HUGE_PAGE + 12_345;
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: the test owns the file and does not modify it while it is mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        let before = map.as_ptr();
+        // Start inside the map so that the first aligned page is not at its start.
+        let moved = move_to_huge_pages(&map[100..]).unwrap();
+        let aligned_start = (map.as_ptr() as usize + 100).next_multiple_of(HUGE_PAGE);
+        let aligned_end = (map.as_ptr() as usize + len) / HUGE_PAGE * HUGE_PAGE;
+        assert_eq!(moved, aligned_end.saturating_sub(aligned_start));
+        assert!(moved >= 2 * HUGE_PAGE, "moved {moved} bytes");
+        assert_eq!(map.as_ptr(), before);
+        assert!(map[..] == data[..], "the bytes changed");
+        // Moving again (now anonymous memory) is harmless, and a slice too short for a whole
+        // huge page moves nothing.
+        move_to_huge_pages(&map[..]).unwrap();
+        assert!(map[..] == data[..]);
+        assert_eq!(move_to_huge_pages(&map[..HUGE_PAGE / 2]).unwrap(), 0);
+        drop(map);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
