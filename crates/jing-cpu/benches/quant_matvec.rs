@@ -1,4 +1,5 @@
-//! Speed of the GGUF block-type matmul (no assertions): GB/s of weight bytes for the decode
+//! Speed of the GGUF block-type matmul and of the float weights decode streams (bf16, and
+//! DeepSeek's block-scaled FP8 `f8_e4m3`) (no assertions): GB/s of weight bytes for the decode
 //! matvecs of a DeepSeek-V2-Lite-shaped model (an expert's `[1408, 2048]` gate/up projection
 //! and the `[102400, 2048]` output head), on 1 and 2 threads, next to a plain read loop; the
 //! prefill rate of `[1408, 2048]` at 128 tokens; and, for the 32-element types, the rate on
@@ -7,6 +8,7 @@
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
 //! cargo bench -p jing-cpu --bench quant_matvec -- q4_K q8_0 iq2_xxs
+//! cargo bench -p jing-cpu --bench quant_matvec -- bf16 f8_e4m3 q8_0   # FP8 against Q8_0
 //! JING_TABLE=avx2 cargo bench -p jing-cpu --bench quant_matvec -- q4_K  # another table
 //! ```
 //!
@@ -55,6 +57,9 @@ fn values(seed: u64, n: usize) -> Vec<f32> {
 /// kernels' speed does not depend on the values; quantizing 100k rows would take a while).
 /// The IQ types, which jing does not quantize to, get random blocks with small scales.
 fn weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Arc<Weight> {
+    if !dtype.is_quantized() {
+        return Arc::new(float_weight(dtype, rows, cols, seed));
+    }
     let group = 64.min(rows);
     let one = if quant::can_quantize(dtype) {
         quant::quantize(dtype, &values(seed, group * cols), cols)
@@ -72,6 +77,42 @@ fn weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Arc<Weight> {
         bytes.extend_from_slice(&one[..need.min(one.len())]);
     }
     Arc::new(Weight::new("w", dtype, vec![rows, cols], Bytes::from_vec(bytes)).unwrap())
+}
+
+/// A `[rows, cols]` bf16 weight, or an FP8 one with 128x128 block scales as DeepSeek ships
+/// them (codes of values in (-1, 1), never NaN).
+fn float_weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Weight {
+    let v = values(seed, rows * cols);
+    let bytes: Vec<u8> = match dtype {
+        DType::BF16 => v
+            .iter()
+            .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes())
+            .collect(),
+        // Sign, then a magnitude below 0x7F (the NaN code).
+        DType::F8E4M3 => v
+            .iter()
+            .map(|x| ((*x < 0.0) as u8) << 7 | ((x.abs() * 126.0) as u8).min(0x7E))
+            .collect(),
+        other => panic!("no {other} weights in this bench"),
+    };
+    let w = Weight::new("w", dtype, vec![rows, cols], Bytes::from_vec(bytes)).unwrap();
+    if dtype != DType::F8E4M3 {
+        return w;
+    }
+    let grid = [rows.div_ceil(128), cols.div_ceil(128)];
+    let scales = Bytes::from_f32(&values(seed + 1, grid[0] * grid[1]));
+    w.with_block_scale("s", &grid, scales, [128, 128]).unwrap()
+}
+
+/// `x · Wᵀ` for `m` tokens of `x` into `y`, through the table's entry for the weight's type.
+fn matmul(table: KernelTable, w: &Weight, x: &[f32], m: usize, y: &mut [f32]) {
+    let n = w.rows();
+    if w.dtype.is_quantized() {
+        let qx = QuantX::new(w.dtype, x, m);
+        (table.matmul_q)(w, &qx, 0..n, &OutMatrix::new(y, n));
+    } else {
+        (table.matmul)(w, x, m, 0..n, &OutMatrix::new(y, n));
+    }
 }
 
 /// One decode step's graph: `x [1, K]` times each of `ws`.
@@ -125,12 +166,16 @@ fn read_gbs(threads: usize) -> f64 {
 /// least.
 fn in_cache_gbs(w: &Weight, seed: u64, best: KernelTable) -> f64 {
     let (n, k) = (w.rows(), w.cols());
-    let x = QuantX::new(w.dtype, &values(seed, k), 1);
+    let x = values(seed, k);
+    let qx = w.dtype.is_quantized().then(|| QuantX::new(w.dtype, &x, 1));
     let mut y = vec![0.0f32; n];
     let mut fastest = f64::INFINITY;
     for _ in 0..2000 {
         let t0 = Instant::now();
-        (best.matmul_q)(w, &x, 0..n, &OutMatrix::new(&mut y, n));
+        match &qx {
+            Some(qx) => (best.matmul_q)(w, qx, 0..n, &OutMatrix::new(&mut y, n)),
+            None => (best.matmul)(w, &x, 1, 0..n, &OutMatrix::new(&mut y, n)),
+        }
         fastest = fastest.min(t0.elapsed().as_secs_f64());
     }
     w.stored_bytes() as f64 / fastest / 1e9
@@ -141,8 +186,9 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let types: Vec<DType> = DType::QUANTIZED
+    let types: Vec<DType> = [DType::BF16, DType::F8E4M3]
         .into_iter()
+        .chain(DType::QUANTIZED)
         .chain(DType::IQUANTS)
         .filter(|d| filters.is_empty() || filters.iter().any(|f| f == d.name()))
         .collect();
@@ -186,13 +232,14 @@ fn main() {
         // Short rows, in L2: one head's `attn_k_b` (`[512, 128]`, 4 blocks of 32 per row), which
         // MLA decode multiplies once per head and layer; per-row costs dominate here. Only for
         // the 32-element types (a row must hold whole blocks).
-        let short = (d.block_size() <= 128).then(|| in_cache_gbs(&weight(d, 512, 128, 5), 6, best));
+        let short = (d.is_quantized() && d.block_size() <= 128)
+            .then(|| in_cache_gbs(&weight(d, 512, 128, 5), 6, best));
         // Prefill: 128 tokens, one thread, weights from cache.
         let m = 128;
-        let x = QuantX::new(d, &values(3, m * 2048), m);
+        let x = values(3, m * 2048);
         let mut y = vec![0.0f32; m * 1408];
         let secs = time(Duration::from_millis(900), || {
-            (best.matmul_q)(&one, &x, 0..1408, &OutMatrix::new(&mut y, 1408));
+            matmul(best, &one, &x, m, &mut y);
         });
         let gops = 2.0 * (m * 1408 * 2048) as f64 / secs / 1e9;
         let short = short.map_or("-".to_string(), |v| format!("{v:.1} GB/s"));
