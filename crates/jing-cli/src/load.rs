@@ -155,9 +155,15 @@ fn read_weights_in(engine: &Engine, threads: Option<usize>, no_mmap: bool) -> Re
         }
     }
     let (residency, verb) = if no_mmap {
-        (jing_formats::Residency::HugePages, "copying weights into huge pages")
+        (
+            jing_formats::Residency::HugePages,
+            "copying weights into huge pages",
+        )
     } else {
-        (jing_formats::Residency::Mapped, "reading weights into memory")
+        (
+            jing_formats::Residency::Mapped,
+            "reading weights into memory",
+        )
     };
     let bar = ProgressBar::new(total);
     bar.set_style(

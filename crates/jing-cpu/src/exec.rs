@@ -12,7 +12,7 @@ use crate::attention::{gqa_attention, mla_attention};
 use crate::buffers::{f32_to_id, id_to_f32, share, Spare, Values};
 use crate::claim::{self, Share};
 use crate::kernels::activation;
-use crate::kernels::{KernelTable, OutMatrix, QuantX, XKey, DEQUANT_MIN_TOKENS};
+use crate::kernels::{with_x_key, KernelTable, OutMatrix, QuantX, XKey, DEQUANT_MIN_TOKENS};
 use crate::pool::{Barrier, Pool};
 use crate::profile::{self, Profile};
 use crate::scratch;
@@ -368,7 +368,9 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
                         }
                         (c.k.matmul_q)(w, xq, cols, &y);
                     } else {
-                        (c.k.matmul)(w, xv, m, cols, &y);
+                        // A float weight may have `x` rearranged per thread: once, not per
+                        // chunk.
+                        with_x_key((c.run, x.0, 0), || (c.k.matmul)(w, xv, m, cols, &y));
                     }
                 }
             })
@@ -584,7 +586,10 @@ pub(crate) fn matmul_with(
         }
         (c.k.matmul_q)(w, xq, rows, y);
     } else {
-        (c.k.matmul)(w, x, m, rows, y);
+        match key {
+            Some(key) => with_x_key(key, || (c.k.matmul)(w, x, m, rows, y)),
+            None => (c.k.matmul)(w, x, m, rows, y),
+        }
     }
 }
 

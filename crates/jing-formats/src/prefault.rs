@@ -151,9 +151,14 @@ mod tests {
         let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
         let mapped = Bytes::new(Arc::new(map), 0..len);
         let done = AtomicUsize::new(0);
-        let moved = prefault(&[mapped.clone()], 2, Residency::HugePages, &|n| {
-            done.fetch_add(n as usize, Ordering::Relaxed);
-        })
+        let moved = prefault(
+            std::slice::from_ref(&mapped),
+            2,
+            Residency::HugePages,
+            &|n| {
+                done.fetch_add(n as usize, Ordering::Relaxed);
+            },
+        )
         .unwrap();
         assert_eq!(done.load(Ordering::Relaxed), len);
         // All but the unaligned ends (under a huge page each) moved.

@@ -22,13 +22,44 @@ use super::generic;
 use super::layout::{
     block_width, check_matmul, check_row_axpy, dt, row_bytes, simd_code, simd_factor, RowScale,
 };
-use super::OutMatrix;
+use super::{OutMatrix, XKey};
 use jing_tensor::Weight;
 use std::ops::Range;
 
+/// `x` in the layout an [`Isa::prepare_x`] chose, and what it is of.
+struct PreparedX {
+    buf: Vec<f32>,
+    /// The `x` the buffer holds, when it was named ([`with_x_key`]), with the ISA, dtype, K,
+    /// scale width and token count it was prepared for; and the factor `prepare_x` returned.
+    held: Option<(PreparedFor, Option<f32>)>,
+}
+
+type PreparedFor = (XKey, std::any::TypeId, u8, usize, usize, usize);
+
 thread_local! {
-    /// `x` in the layout an [`Isa::prepare_x`] chose, per thread.
-    static PREPARED_X: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// This thread's prepared `x`.
+    static PREPARED_X: std::cell::RefCell<PreparedX> =
+        const { std::cell::RefCell::new(PreparedX { buf: Vec::new(), held: None }) };
+    /// The name of the `x` of the matmul calls being made on this thread ([`with_x_key`]).
+    static X_KEY: std::cell::Cell<Option<XKey>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f`, whose float matmul calls on this thread all multiply the activations `key` names:
+/// the layout [`Isa::prepare_x`] writes is then made once per thread and matmul, not once per
+/// chunk of rows the thread claims (a chunk is a few dozen rows: rearranging all of `x` each
+/// time cost as much as a tenth of an expert's matmul). The caller keeps keys unique: one key,
+/// one `x` (see [`XKey`]).
+pub(crate) fn with_x_key<T>(key: XKey, f: impl FnOnce() -> T) -> T {
+    /// Clears the key when `f` returns or unwinds, so that no later call inherits it.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            X_KEY.set(None);
+        }
+    }
+    X_KEY.set(Some(key));
+    let _reset = Reset;
+    f()
 }
 
 /// Weight rows per [`Isa::dot_rows`] call.
@@ -53,7 +84,7 @@ pub(crate) struct RowGroup<'a, const R: usize> {
 
 /// The inner kernels an ISA provides. Implementors are zero-sized markers; every method may
 /// only be called on a CPU that has the ISA's features.
-pub(crate) trait Isa {
+pub(crate) trait Isa: 'static {
     /// For each of the `R` rows of `g` and each token `t < tokens`:
     /// `Σ_cb scale[r](cb) · Σ_{k ∈ cb} x_t[k] · W_r[k]` at `[r][t]` (the rest of each row of
     /// the result is 0), `W` decoded from dtype `D`, `x` in the layout [`Isa::prepare_x`] chose
@@ -61,7 +92,8 @@ pub(crate) trait Isa {
     ///
     /// # Safety
     /// The CPU has the ISA's features; `1 <= tokens <= MAX_TOKENS`; each `g.ptr[r]` has
-    /// `g.cols` elements of `D`; token `t` has `g.cols` f32 at `x + t · x_stride`.
+    /// `g.cols` elements of `D`; token `t` has `g.cols` f32 (or, after [`Isa::prepare_x`], its
+    /// row of the prepared layout) at `x + t · x_stride`.
     unsafe fn dot_rows<const D: u8, const R: usize>(
         g: &RowGroup<'_, R>,
         x: *const f32,
@@ -72,8 +104,9 @@ pub(crate) trait Isa {
     /// The layout of `x` (`[m, K]`) that [`Isa::dot_rows`] reads for dtype `D` with scale blocks
     /// `width` wide: `None` to read `x` as it is, with block scales times
     /// [`simd_factor`]`(D)`; or `Some(factor)` after writing the ISA's own layout of `x` into
-    /// `buf` (same length), with block scales times `factor`. Called once per matmul, so
-    /// anything done here is amortized over all rows.
+    /// `buf` (`m` rows of equal length, at least `K` each: `dot_rows` then gets that length as
+    /// `x_stride`), with block scales times `factor`. Called once per matmul, so anything done
+    /// here is amortized over all rows.
     fn prepare_x<const D: u8>(
         x: &[f32],
         k: usize,
@@ -204,15 +237,30 @@ impl Problem<'_, '_> {
     unsafe fn run<I: Isa, const D: u8>(&self, x: &[f32]) {
         let k = self.k;
         let width = block_width(self.w).unwrap_or(k);
-        // The reordered x (FP8) in this thread's kept buffer: a matmul runs once per chunk
-        // of rows a thread claims, and decode steps must not allocate.
-        PREPARED_X.with_borrow_mut(|buf| {
-            let (x, factor) = match I::prepare_x::<D>(x, k, width, buf) {
-                Some(factor) => (&buf[..], factor),
-                None => (x, simd_factor(D)),
+        // The rearranged x in this thread's kept buffer (decode steps must not allocate),
+        // prepared again unless it already holds this x (`with_x_key`).
+        PREPARED_X.with_borrow_mut(|p| {
+            let named = X_KEY
+                .get()
+                .map(|key| (key, std::any::TypeId::of::<I>(), D, k, width, self.m));
+            let prepared = match (&p.held, named) {
+                (Some((held, factor)), Some(named)) if *held == named => *factor,
+                _ => {
+                    let factor = I::prepare_x::<D>(x, k, width, &mut p.buf);
+                    p.held = named.map(|n| (n, factor));
+                    factor
+                }
             };
-            assert_eq!(x.len(), self.m * k, "prepare_x keeps the length of x");
-            let panel = (PANEL_BYTES / (4 * k)).max(1).div_ceil(MAX_TOKENS) * MAX_TOKENS;
+            let buf = &p.buf;
+            let (x, factor, stride) = match prepared {
+                Some(factor) => (&buf[..], factor, buf.len() / self.m),
+                None => (x, simd_factor(D), k),
+            };
+            assert!(
+                x.len() == self.m * stride && stride >= k,
+                "prepare_x writes m rows of at least K values"
+            );
+            let panel = (PANEL_BYTES / (4 * stride)).max(1).div_ceil(MAX_TOKENS) * MAX_TOKENS;
             for p0 in (0..self.m).step_by(panel) {
                 let tokens = p0..self.m.min(p0 + panel);
                 let mut n = self.rows.start;
@@ -220,12 +268,21 @@ impl Problem<'_, '_> {
                     if n + ROWS <= self.rows.end {
                         // SAFETY: forwarded from the caller; rows n..n+ROWS are within `rows`.
                         unsafe {
-                            self.row_group::<I, D, ROWS>(n, width, factor, x, tokens.clone())
+                            self.row_group::<I, D, ROWS>(
+                                n,
+                                width,
+                                factor,
+                                x,
+                                stride,
+                                tokens.clone(),
+                            )
                         };
                         n += ROWS;
                     } else {
                         // SAFETY: as above, one row.
-                        unsafe { self.row_group::<I, D, 1>(n, width, factor, x, tokens.clone()) };
+                        unsafe {
+                            self.row_group::<I, D, 1>(n, width, factor, x, stride, tokens.clone())
+                        };
                         n += 1;
                     }
                 }
@@ -236,14 +293,15 @@ impl Problem<'_, '_> {
     /// Rows `n..n + R` times the tokens `tokens` of `x`, written to `y`.
     ///
     /// # Safety
-    /// As [`Problem::run`]; `n + R <= rows.end`; `tokens` within `0..m`; `x` is `[m, K]` in the
-    /// layout `factor` belongs to.
+    /// As [`Problem::run`]; `n + R <= rows.end`; `tokens` within `0..m`; `x` is `[m, stride]` in
+    /// the layout `factor` belongs to.
     unsafe fn row_group<I: Isa, const D: u8, const R: usize>(
         &self,
         n: usize,
         width: usize,
         factor: f32,
         x: &[f32],
+        stride: usize,
         tokens: Range<usize>,
     ) {
         let g = RowGroup::<R> {
@@ -256,7 +314,7 @@ impl Problem<'_, '_> {
             let count = MAX_TOKENS.min(tokens.end - t0);
             // SAFETY: the CPU has the features (caller); `g` holds R whole rows of `w`; tokens
             // t0..t0 + count of `x` have K values each.
-            let out = unsafe { I::dot_rows::<D, R>(&g, x[t0 * self.k..].as_ptr(), self.k, count) };
+            let out = unsafe { I::dot_rows::<D, R>(&g, x[t0 * stride..].as_ptr(), stride, count) };
             for (r, per_token) in out.iter().enumerate() {
                 for (i, &v) in per_token[..count].iter().enumerate() {
                     // SAFETY: the caller owns columns `rows` of `y` (MatmulFn contract), and

@@ -37,6 +37,7 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
+pub(crate) use driver::with_x_key;
 pub use generic::row_axpy;
 pub use out::OutMatrix;
 pub use qact::QuantX;

@@ -17,20 +17,20 @@ const NEXT_GROUP_MAX: usize = 32 * 1024;
 
 /// How far ahead of the bytes being read a group of `R` consecutive rows prefetches:
 /// [`PREFETCH`] bytes further along the same row, or, when the group is short (`R ·
-/// row_bytes <= NEXT_GROUP_MAX`), the same columns of the rows two groups on, `2 · R ·
-/// row_bytes` ahead. Rows of one or two bytes per weight are a few KiB: `PREFETCH` ahead in
-/// the row then mostly lands in rows the group streams already and leaves DRAM latency
-/// uncovered. Measured on one Zen 5 thread, `[22528, 2048]` matvec from DRAM, GB/s (in-row
-/// 2 KiB / next group / two groups on): FP8 AVX-512 18.5 / 34.8 / 41.6 (Q8_0: 32), FP8 AVX2
-/// 16.8 / 22.8 / 23.0 (its decode is the limit there), BF16 AVX2 22.0 / 37.4 / 39.3, BF16
-/// AVX-512 26.0 / 27.3 / 27.9; three groups on was worse. (An AVX-512 BF16 kernel without
-/// widening, even and odd weights split by shift and mask against `x` reordered once per call,
-/// ran 75-85 GB/s from L2 but streamed `[8192, 2048]` from DRAM at 24-27 whatever the prefetch:
-/// in-row 1, 2, 4 or 8 KiB, one, two or three groups on, 256-bit loads and 64-byte aligned
-/// rows all gave 23-28. It was dropped: it helped only m >= 2, and its summation order made
-/// bf16 weights give other bits than the same values stored as f32.)
+/// row_bytes <= NEXT_GROUP_MAX`), the group two groups on, `2 · R · row_bytes` ahead. Rows of
+/// one or two bytes per weight are a few KiB: `PREFETCH` ahead in the row then mostly lands in
+/// rows the group streams already and leaves DRAM latency uncovered. Measured on one Zen 5
+/// thread, `[22528, 2048]` matvec from DRAM, GB/s (in-row 2 KiB / next group / two groups on):
+/// FP8 AVX-512 18.5 / 34.8 / 41.6 (Q8_0: 32), FP8 AVX2 16.8 / 22.8 / 23.0 (its decode is the
+/// limit there), BF16 AVX2 22.0 / 37.4 / 39.3, BF16 AVX-512 26.0 / 27.3 / 27.9; three groups
+/// on was worse. (An AVX-512 BF16 kernel without widening, even and odd weights split by shift
+/// and mask against `x` reordered once per call, ran 75-85 GB/s from L2 but streamed
+/// `[8192, 2048]` from DRAM at 24-27 whatever the prefetch: in-row 1, 2, 4 or 8 KiB, one, two
+/// or three groups on, 256-bit loads and 64-byte aligned rows all gave 23-28. It was dropped:
+/// it helped only m >= 2, and its summation order made bf16 weights give other bits than the
+/// same values stored as f32.)
 #[inline(always)]
-pub(super) fn prefetch_distance<const R: usize>(row_bytes: usize) -> usize {
+fn prefetch_distance<const R: usize>(row_bytes: usize) -> usize {
     if R * row_bytes <= NEXT_GROUP_MAX {
         2 * R * row_bytes
     } else {
@@ -38,10 +38,53 @@ pub(super) fn prefetch_distance<const R: usize>(row_bytes: usize) -> usize {
     }
 }
 
+/// The software prefetch of a group of `R` weight rows that a kernel streams side by side
+/// (each step reads the same columns of every row).
+///
+/// A short group (see [`prefetch_distance`]) of consecutive rows prefetches the group two on
+/// in address order, `R` steps' worth of bytes per step, so that DRAM sees one sequential
+/// stream; prefetching the same columns of each row two groups on made `R` streams a row
+/// apart, which served decode less well when the host's memory was busy: the V2-Lite-4 FP8
+/// file's bf16 lm_head went from 38-39 to 45 GB/s on two threads, level with Q8_0's one-row
+/// stream in the same minutes (`JING_PROFILE`, `jing bench -p 1 -n 64 -t 2`). Long rows, or
+/// rows that are not consecutive, prefetch further along each row.
+pub(super) struct GroupPrefetch<const R: usize> {
+    rows: [*const u8; R],
+    ahead: usize,
+    linear: bool,
+}
+
+impl<const R: usize> GroupPrefetch<R> {
+    /// For rows starting at `rows`, `row_bytes` long.
+    #[inline(always)]
+    pub(super) fn new(rows: [*const u8; R], row_bytes: usize) -> GroupPrefetch<R> {
+        let ahead = prefetch_distance::<R>(row_bytes);
+        let consecutive = (0..R).all(|r| rows[r] == rows[0].wrapping_add(r * row_bytes));
+        GroupPrefetch {
+            rows,
+            ahead,
+            linear: consecutive && R * row_bytes <= NEXT_GROUP_MAX,
+        }
+    }
+
+    /// Prefetch for a step that reads bytes `at..at + len` of every row.
+    #[inline(always)]
+    pub(super) fn step(&self, at: usize, len: usize) {
+        if self.linear {
+            // The step's share of the group `ahead` bytes on: R·len bytes, in order.
+            prefetch_ahead(self.rows[0], R * at, R * len, self.ahead);
+        } else {
+            for row in self.rows {
+                prefetch_ahead(row, at, len, self.ahead);
+            }
+        }
+    }
+}
+
 /// Prefetch the lines `ahead` bytes past `row[at..at + len]` (at most one per 64 bytes; for
 /// steps shorter than a line, only from steps that start a line).
 #[inline(always)]
-pub(super) fn prefetch_ahead(row: *const u8, at: usize, len: usize, ahead: usize) {
+fn prefetch_ahead(row: *const u8, at: usize, len: usize, ahead: usize) {
     if len >= 64 || at.is_multiple_of(64) {
         let mut o = 0;
         while o < len.max(1) {

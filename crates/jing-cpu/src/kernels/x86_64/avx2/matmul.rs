@@ -2,7 +2,7 @@
 //! registers, with software prefetch ahead of each row stream. (16 registers do not hold
 //! 4 x 4 accumulators; 3 or 4 tokens take two passes, the second from cache.)
 
-use super::super::prefetch::{prefetch_ahead, prefetch_distance};
+use super::super::prefetch::GroupPrefetch;
 use super::load::*;
 use super::{hsum, tail_mask, L};
 use crate::kernels::driver::RowGroup;
@@ -104,7 +104,7 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
 ) -> [[f32; T]; R] {
     let odd = if T == 1 { 1 } else { 0 }; // the accumulator set of odd positions
     let (k, width) = (g.cols, g.width);
-    let ahead = prefetch_distance::<R>(k); // one byte per weight
+    let prefetch = GroupPrefetch::new(g.ptr, k); // one byte per weight
     let mut total = [[_mm256_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -116,8 +116,8 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
             for r in 0..R {
                 // SAFETY: j + 32 <= K, within every row.
                 lanes[r] = unsafe { _mm256_loadu_si256(g.ptr[r].add(j).cast()) };
-                prefetch_ahead(g.ptr[r], j, GROUP, ahead);
             }
+            prefetch.step(j, GROUP);
             // SAFETY: j + GROUP <= K, within every token of `x`.
             let xv = unsafe { load_x(x, x_stride, j, L) };
             fp8_position::<24, R, T>(&lanes, &xv, &mut acc[0]);
@@ -163,15 +163,15 @@ unsafe fn step<const D: u8, const R: usize, const T: usize>(
     x: *const f32,
     x_stride: usize,
     j: usize,
-    ahead: usize,
+    prefetch: &GroupPrefetch<R>,
     acc: &mut [[__m256; T]; R],
 ) {
     // SAFETY: guaranteed by the caller.
     let xv = unsafe { load_x::<T>(x, x_stride, j, L) };
+    prefetch.step(j * dt_size(D), L * dt_size(D));
     for r in 0..R {
         // SAFETY: guaranteed by the caller.
         let w = unsafe { load_w::<D>(g.ptr[r], j) };
-        prefetch_ahead(g.ptr[r], j * dt_size(D), L * dt_size(D), ahead);
         for t in 0..T {
             acc[r][t] = _mm256_fmadd_ps(w, xv[t], acc[r][t]);
         }
@@ -191,7 +191,7 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
     x_stride: usize,
 ) -> [[f32; T]; R] {
     let (k, width) = (g.cols, g.width);
-    let ahead = prefetch_distance::<R>(k * dt_size(D));
+    let prefetch = GroupPrefetch::new(g.ptr, k * dt_size(D));
     let mut total = [[_mm256_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -202,15 +202,15 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
             while j + 2 * L <= k1 {
                 // SAFETY: j + 16 <= K, within every row and token.
                 unsafe {
-                    step::<D, R, T>(g, x, x_stride, j, ahead, &mut acc[0]);
-                    step::<D, R, T>(g, x, x_stride, j + L, ahead, &mut acc[1]);
+                    step::<D, R, T>(g, x, x_stride, j, &prefetch, &mut acc[0]);
+                    step::<D, R, T>(g, x, x_stride, j + L, &prefetch, &mut acc[1]);
                 }
                 j += 2 * L;
             }
         }
         while j + L <= k1 {
             // SAFETY: j + 8 <= K, within every row and token.
-            unsafe { step::<D, R, T>(g, x, x_stride, j, ahead, &mut acc[0]) };
+            unsafe { step::<D, R, T>(g, x, x_stride, j, &prefetch, &mut acc[0]) };
             j += L;
         }
         if j < k1 {

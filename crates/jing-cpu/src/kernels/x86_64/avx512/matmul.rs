@@ -1,7 +1,7 @@
 //! The matmul kernel: 4 weight rows streamed once each against up to 4 tokens, converting in
 //! registers, with software prefetch ahead of each row stream.
 
-use super::super::prefetch::{prefetch_ahead, prefetch_distance};
+use super::super::prefetch::GroupPrefetch;
 use super::load::*;
 use super::{tail_mask, L};
 use crate::kernels::driver::RowGroup;
@@ -17,7 +17,11 @@ pub(super) const GROUP: usize = 4 * L;
 /// Each of the `T` tokens has 16 f32 at `j`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn load_x<const T: usize>(x: *const f32, x_stride: usize, j: usize) -> [__m512; T] {
+pub(super) unsafe fn load_x<const T: usize>(
+    x: *const f32,
+    x_stride: usize,
+    j: usize,
+) -> [__m512; T] {
     let mut v = [_mm512_setzero_ps(); T];
     for (t, v) in v.iter_mut().enumerate() {
         // SAFETY: guaranteed by the caller.
@@ -32,7 +36,7 @@ unsafe fn load_x<const T: usize>(x: *const f32, x_stride: usize, j: usize) -> [_
 /// Each of the `T` tokens has `n` f32 at `j`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn load_x_tail<const T: usize>(
+pub(super) unsafe fn load_x_tail<const T: usize>(
     x: *const f32,
     x_stride: usize,
     j: usize,
@@ -50,7 +54,7 @@ unsafe fn load_x_tail<const T: usize>(
 /// matmul kernels).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn scale_into<const R: usize, const T: usize>(
+pub(super) fn scale_into<const R: usize, const T: usize>(
     g: &RowGroup<'_, R>,
     cb: usize,
     acc: &[[[__m512; T]; R]; 2],
@@ -68,7 +72,7 @@ fn scale_into<const R: usize, const T: usize>(
 /// The `[R][T]` lane sums of the totals.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn reduce<const R: usize, const T: usize>(total: &[[__m512; T]; R]) -> [[f32; T]; R] {
+pub(super) fn reduce<const R: usize, const T: usize>(total: &[[__m512; T]; R]) -> [[f32; T]; R] {
     let mut out = [[0.0; T]; R];
     for r in 0..R {
         for t in 0..T {
@@ -110,7 +114,7 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
 ) -> [[f32; T]; R] {
     let odd = if T == 1 { 1 } else { 0 }; // the accumulator set of odd positions
     let (k, width) = (g.cols, g.width);
-    let ahead = prefetch_distance::<R>(k); // one byte per weight
+    let prefetch = GroupPrefetch::new(g.ptr, k); // one byte per weight
     let mut total = [[_mm512_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -122,8 +126,8 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
             for r in 0..R {
                 // SAFETY: j + 64 <= K, within every row.
                 lanes[r] = unsafe { _mm512_loadu_si512(g.ptr[r].add(j).cast()) };
-                prefetch_ahead(g.ptr[r], j, GROUP, ahead);
             }
+            prefetch.step(j, GROUP);
             // SAFETY: j + GROUP <= K, within every token of `x`.
             let xv = unsafe { load_x(x, x_stride, j) };
             fp8_position::<24, R, T>(&lanes, &xv, &mut acc[0]);
@@ -176,15 +180,15 @@ unsafe fn step<const D: u8, const R: usize, const T: usize>(
     x: *const f32,
     x_stride: usize,
     j: usize,
-    ahead: usize,
+    prefetch: &GroupPrefetch<R>,
     acc: &mut [[__m512; T]; R],
 ) {
     // SAFETY: guaranteed by the caller.
     let xv = unsafe { load_x::<T>(x, x_stride, j) };
+    prefetch.step(j * dt_size(D), L * dt_size(D));
     for r in 0..R {
         // SAFETY: guaranteed by the caller.
         let w = unsafe { load_w::<D>(g.ptr[r], j) };
-        prefetch_ahead(g.ptr[r], j * dt_size(D), L * dt_size(D), ahead);
         for t in 0..T {
             acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
         }
@@ -204,7 +208,7 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
     x_stride: usize,
 ) -> [[f32; T]; R] {
     let (k, width) = (g.cols, g.width);
-    let ahead = prefetch_distance::<R>(k * dt_size(D));
+    let prefetch = GroupPrefetch::new(g.ptr, k * dt_size(D));
     let mut total = [[_mm512_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -215,15 +219,15 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
             while j + 2 * L <= k1 {
                 // SAFETY: j + 32 <= K, within every row and token.
                 unsafe {
-                    step::<D, R, T>(g, x, x_stride, j, ahead, &mut acc[0]);
-                    step::<D, R, T>(g, x, x_stride, j + L, ahead, &mut acc[1]);
+                    step::<D, R, T>(g, x, x_stride, j, &prefetch, &mut acc[0]);
+                    step::<D, R, T>(g, x, x_stride, j + L, &prefetch, &mut acc[1]);
                 }
                 j += 2 * L;
             }
         }
         while j + L <= k1 {
             // SAFETY: j + 16 <= K, within every row and token.
-            unsafe { step::<D, R, T>(g, x, x_stride, j, ahead, &mut acc[0]) };
+            unsafe { step::<D, R, T>(g, x, x_stride, j, &prefetch, &mut acc[0]) };
             j += L;
         }
         if j < k1 {
