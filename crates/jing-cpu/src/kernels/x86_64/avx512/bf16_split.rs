@@ -226,3 +226,71 @@ pub(super) unsafe fn dot_rows<const R: usize, const T: usize>(
     }
     reduce(&total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The three parts of every column sum to the column exactly, across binades and with
+    /// blocks that leave f32 tails; infinities and NaN stay what they are.
+    #[test]
+    fn parts_sum_to_x_exactly() {
+        if !(available() && is_x86_feature_detected!("avx512bw")) {
+            return;
+        }
+        let (k, width, m) = (200, 96, 2);
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut x: Vec<f32> = (0..m * k)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                // Any sign, 24 significant bits, exponents 2^-40 .. 2^40.
+                let mant = 1.0 + (s >> 41) as f32 / (1u64 << 23) as f32;
+                let exp = (s % 81) as i32 - 40;
+                let sign = if s & (1 << 20) != 0 { -1.0 } else { 1.0 };
+                sign * mant * 2f32.powi(exp)
+            })
+            .collect();
+        x[3] = f32::INFINITY;
+        x[40] = f32::NAN;
+        x[70] = f32::MAX; // rounds to infinity in bf16: kept as an overflow
+        let mut buf = Vec::new();
+        // SAFETY: `available()` was checked above.
+        unsafe { prepare_x(&x, k, width, &mut buf) };
+        let len = prepared_len(k, width);
+        assert_eq!(buf.len(), m * len);
+        let bf16 = |slots: &[f32], i: usize| {
+            let bits = slots[i / 2].to_bits();
+            f32::from_bits(if i.is_multiple_of(2) {
+                bits << 16
+            } else {
+                bits & 0xFFFF_0000
+            })
+        };
+        for (row, out) in x.chunks_exact(k).zip(buf.chunks_exact(len)) {
+            let mut o = 0;
+            for block in row.chunks(width) {
+                let whole = block.len() / GROUP * GROUP;
+                for group in block[..whole].chunks_exact(GROUP) {
+                    let slots = &out[o..o + GROUP_SLOTS];
+                    for (i, &v) in group.iter().enumerate() {
+                        let parts = [0, 1, 2].map(|p| bf16(&slots[p * L..(p + 1) * L], i));
+                        let sum = parts[0] + parts[1] + parts[2];
+                        if v.is_nan() {
+                            assert!(sum.is_nan());
+                        } else if v == f32::MAX {
+                            assert_eq!((parts[0], parts[1], parts[2]), (f32::INFINITY, 0.0, 0.0));
+                        } else {
+                            assert_eq!(sum.to_bits(), v.to_bits(), "{v:e} as {parts:?}");
+                        }
+                    }
+                    o += GROUP_SLOTS;
+                }
+                let tail = &block[whole..];
+                assert_eq!(&out[o..o + tail.len()], tail);
+                o += tail.len();
+            }
+        }
+    }
+}
