@@ -6,8 +6,7 @@
 //! The model gets exactly the weights it would read from the file `jing quantize` writes for
 //! the same target: the same [`rules`](super::rules) on the same GGUF names (fallback types
 //! included), and DeepSeek's `kv_b_proj` quantized as the file's `attn_k_b` / `attn_v_b` parts
-//! and rebuilt from them as the GGUF loader does; the float tensors the file keeps (norms,
-//! biases, the MoE router) in f32, as the file holds them. One difference: embeddings stay as stored (a
+//! and rebuilt from them as the GGUF loader does. One difference: embeddings stay as stored (a
 //! lookup reads one row per token, so quantizing them saves memory but no time); with
 //! `--token-embedding-type f32` the file matches that too.
 //!
@@ -180,13 +179,7 @@ impl LoadPlan {
                 },
                 _ => match planned.get(&gguf) {
                     Some(&t) if t != stored => Conversion::To(t),
-                    Some(_) => continue,
-                    // What the file keeps in float (norms, biases, the router) it writes as f32,
-                    // as llama.cpp's converter does; so the model gets f32 here too. The float
-                    // kernels sum bf16 and f32 weights in different orders, so keeping bf16
-                    // would give other bits than the file.
-                    None if stored != DType::F32 => Conversion::To(DType::F32),
-                    None => continue,
+                    _ => continue,
                 },
             };
             conversions.insert(name, (conversions.len(), conversion));

@@ -11,7 +11,6 @@
     reason = "register tiles index several arrays by the same row and token"
 )]
 
-mod bf16_split;
 pub(crate) mod bf16_tile;
 mod load;
 mod matmul;
@@ -70,13 +69,6 @@ fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
             dequant: bf16_tile::dequant,
         });
         return unsafe { driver::matmul_quantized::<Avx512>(w, x, m, rows, y, q, native) };
-    }
-    if w.dtype == jing_tensor::DType::BF16 && m <= MAX_TOKENS && bf16_split::available() {
-        // Decode and small batches, where the rows stream from memory once (with more tokens,
-        // three bf16 products per weight and token are no less work than widening once).
-        // SAFETY: only reachable through `table()`, which checked the CPU features, and
-        // `available` the one more the BF16 kernel needs; the contract on `y` is the caller's.
-        return unsafe { driver::matmul::<Avx512Bf16>(w, x, m, rows, y) };
     }
     if w.dtype == jing_tensor::DType::BF16 && m == 1 {
         // A bf16 matvec streams faster from DRAM through the 256-bit kernel: one thread
@@ -138,7 +130,11 @@ unsafe fn dot_rows_t<const D: u8, const R: usize, const T: usize>(
             dot_rows::<D, R, T>(g, x, x_stride)
         }
     };
-    widen(out)
+    let mut wide = [[0.0; MAX_TOKENS]; R];
+    for (w, o) in wide.iter_mut().zip(out) {
+        w[..T].copy_from_slice(&o);
+    }
+    wide
 }
 
 /// Marker for the driver.
@@ -181,70 +177,6 @@ impl Isa for Avx512 {
         // SAFETY: forwarded (trait contract).
         unsafe { row_axpy_imp::<D>(row, scale, width, a, y) }
     }
-}
-
-/// Marker for the driver: [`Avx512`] with BF16 weights through `vdpbf16ps`
-/// ([`bf16_split`]), on CPUs with AVX512-BF16.
-struct Avx512Bf16;
-
-impl Isa for Avx512Bf16 {
-    unsafe fn dot_rows<const D: u8, const R: usize>(
-        g: &RowGroup<'_, R>,
-        x: *const f32,
-        x_stride: usize,
-        tokens: usize,
-    ) -> [[f32; MAX_TOKENS]; R] {
-        if D != dt::BF16 {
-            // SAFETY: forwarded.
-            return unsafe { Avx512::dot_rows::<D, R>(g, x, x_stride, tokens) };
-        }
-        // SAFETY: forwarded (trait contract: 1 <= tokens <= 4; this marker is only used where
-        // `bf16_split::available()`).
-        let (out, t) = unsafe {
-            match tokens {
-                1 => (widen(bf16_split::dot_rows::<R, 1>(g, x, x_stride)), 1),
-                2 => (widen(bf16_split::dot_rows::<R, 2>(g, x, x_stride)), 2),
-                3 => (widen(bf16_split::dot_rows::<R, 3>(g, x, x_stride)), 3),
-                _ => (widen(bf16_split::dot_rows::<R, 4>(g, x, x_stride)), 4),
-            }
-        };
-        debug_assert!(t == tokens.min(4));
-        out
-    }
-
-    fn prepare_x<const D: u8>(
-        x: &[f32],
-        k: usize,
-        width: usize,
-        buf: &mut Vec<f32>,
-    ) -> Option<f32> {
-        if D != dt::BF16 {
-            return Avx512::prepare_x::<D>(x, k, width, buf);
-        }
-        // SAFETY: this marker is only used where `bf16_split::available()`.
-        unsafe { bf16_split::prepare_x(x, k, width, buf) };
-        Some(1.0)
-    }
-
-    unsafe fn row_axpy<const D: u8>(
-        row: *const u8,
-        scale: RowScale<'_>,
-        width: usize,
-        a: f32,
-        y: &mut [f32],
-    ) {
-        // SAFETY: forwarded (trait contract).
-        unsafe { Avx512::row_axpy::<D>(row, scale, width, a, y) }
-    }
-}
-
-/// `[R][T]` results padded to `MAX_TOKENS` columns.
-fn widen<const R: usize, const T: usize>(out: [[f32; T]; R]) -> [[f32; MAX_TOKENS]; R] {
-    let mut wide = [[0.0; MAX_TOKENS]; R];
-    for (w, o) in wide.iter_mut().zip(out) {
-        w[..T].copy_from_slice(&o);
-    }
-    wide
 }
 
 /// Lanes `0..n` set (`n < 16`).
