@@ -36,13 +36,20 @@ def run_jing(jing, path, a):
     return dict(tg, prefill_tok_s=pp["prefill_tok_s"], prefill_run=pp)
 
 
+def no_mmap_args(bench, env):
+    """llama-bench's flag for reading the weights into its own buffer: `--load-mode none` in
+    builds that have it (0c1e570 has), `-mmp 0` in older ones."""
+    help_text = subprocess.run([bench, "--help"], capture_output=True, text=True, env=env)
+    return ["-lm", "none"] if "--load-mode" in help_text.stdout + help_text.stderr else ["-mmp", "0"]
+
+
 def run_llama(bench, path, a):
     env = dict(os.environ)
     lib = os.path.dirname(os.path.abspath(bench))
     env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
     cmd = [bench, "-m", path, "-p", str(a.p), "-n", str(a.n), "-t", str(a.t), "-r", str(a.reps), "-o", "json"]
     if a.no_mmap:
-        cmd += ["-mmp", "0"]
+        cmd += no_mmap_args(bench, env)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     rows = json.loads(out)
     pp = next(r["avg_ts"] for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0)
@@ -62,7 +69,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per file")
     ap.add_argument("--no-mmap", action="store_true",
                     help="both engines copy the weights into their own memory (jing --no-mmap, "
-                         "llama-bench -mmp 0) instead of mapping the file")
+                         "llama-bench --load-mode none or -mmp 0) instead of mapping the file")
     ap.add_argument("--json", help="also write all raw results here")
     a = ap.parse_args()
 
@@ -90,7 +97,7 @@ def main():
         }
         results.append(row)
 
-    loading = "weights copied into memory (--no-mmap / -mmp 0)" if a.no_mmap else "weights memory-mapped"
+    loading = "weights copied into memory (jing --no-mmap, llama-bench without mmap)" if a.no_mmap else "weights memory-mapped"
     print(f"\n{a.t} threads, pp{a.p} / tg{a.n}, medians of {a.rounds} alternating rounds "
           f"(each the mean/median of {a.reps} repetitions); {loading}; "
           f"llama.cpp build {results[0]['build']}\n")

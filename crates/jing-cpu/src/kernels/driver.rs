@@ -92,8 +92,7 @@ pub(crate) trait Isa: 'static {
     ///
     /// # Safety
     /// The CPU has the ISA's features; `1 <= tokens <= MAX_TOKENS`; each `g.ptr[r]` has
-    /// `g.cols` elements of `D`; token `t` has `g.cols` f32 (or, after [`Isa::prepare_x`], its
-    /// row of the prepared layout) at `x + t · x_stride`.
+    /// `g.cols` elements of `D`; token `t` has `g.cols` f32 at `x + t · x_stride`.
     unsafe fn dot_rows<const D: u8, const R: usize>(
         g: &RowGroup<'_, R>,
         x: *const f32,
@@ -104,9 +103,8 @@ pub(crate) trait Isa: 'static {
     /// The layout of `x` (`[m, K]`) that [`Isa::dot_rows`] reads for dtype `D` with scale blocks
     /// `width` wide: `None` to read `x` as it is, with block scales times
     /// [`simd_factor`]`(D)`; or `Some(factor)` after writing the ISA's own layout of `x` into
-    /// `buf` (`m` rows of equal length, at least `K` each: `dot_rows` then gets that length as
-    /// `x_stride`), with block scales times `factor`. Called once per matmul, so anything done
-    /// here is amortized over all rows.
+    /// `buf` (same length), with block scales times `factor`. Called once per matmul (see
+    /// [`with_x_key`]), so anything done here is amortized over all rows.
     fn prepare_x<const D: u8>(
         x: &[f32],
         k: usize,
@@ -251,16 +249,12 @@ impl Problem<'_, '_> {
                     factor
                 }
             };
-            let buf = &p.buf;
-            let (x, factor, stride) = match prepared {
-                Some(factor) => (&buf[..], factor, buf.len() / self.m),
-                None => (x, simd_factor(D), k),
+            let (x, factor) = match prepared {
+                Some(factor) => (&p.buf[..], factor),
+                None => (x, simd_factor(D)),
             };
-            assert!(
-                x.len() == self.m * stride && stride >= k,
-                "prepare_x writes m rows of at least K values"
-            );
-            let panel = (PANEL_BYTES / (4 * stride)).max(1).div_ceil(MAX_TOKENS) * MAX_TOKENS;
+            assert_eq!(x.len(), self.m * k, "prepare_x keeps the length of x");
+            let panel = (PANEL_BYTES / (4 * k)).max(1).div_ceil(MAX_TOKENS) * MAX_TOKENS;
             for p0 in (0..self.m).step_by(panel) {
                 let tokens = p0..self.m.min(p0 + panel);
                 let mut n = self.rows.start;
@@ -268,21 +262,12 @@ impl Problem<'_, '_> {
                     if n + ROWS <= self.rows.end {
                         // SAFETY: forwarded from the caller; rows n..n+ROWS are within `rows`.
                         unsafe {
-                            self.row_group::<I, D, ROWS>(
-                                n,
-                                width,
-                                factor,
-                                x,
-                                stride,
-                                tokens.clone(),
-                            )
+                            self.row_group::<I, D, ROWS>(n, width, factor, x, tokens.clone())
                         };
                         n += ROWS;
                     } else {
                         // SAFETY: as above, one row.
-                        unsafe {
-                            self.row_group::<I, D, 1>(n, width, factor, x, stride, tokens.clone())
-                        };
+                        unsafe { self.row_group::<I, D, 1>(n, width, factor, x, tokens.clone()) };
                         n += 1;
                     }
                 }
@@ -293,15 +278,14 @@ impl Problem<'_, '_> {
     /// Rows `n..n + R` times the tokens `tokens` of `x`, written to `y`.
     ///
     /// # Safety
-    /// As [`Problem::run`]; `n + R <= rows.end`; `tokens` within `0..m`; `x` is `[m, stride]` in
-    /// the layout `factor` belongs to.
+    /// As [`Problem::run`]; `n + R <= rows.end`; `tokens` within `0..m`; `x` is `[m, K]` in the
+    /// layout `factor` belongs to.
     unsafe fn row_group<I: Isa, const D: u8, const R: usize>(
         &self,
         n: usize,
         width: usize,
         factor: f32,
         x: &[f32],
-        stride: usize,
         tokens: Range<usize>,
     ) {
         let g = RowGroup::<R> {
@@ -314,7 +298,7 @@ impl Problem<'_, '_> {
             let count = MAX_TOKENS.min(tokens.end - t0);
             // SAFETY: the CPU has the features (caller); `g` holds R whole rows of `w`; tokens
             // t0..t0 + count of `x` have K values each.
-            let out = unsafe { I::dot_rows::<D, R>(&g, x[t0 * stride..].as_ptr(), stride, count) };
+            let out = unsafe { I::dot_rows::<D, R>(&g, x[t0 * self.k..].as_ptr(), self.k, count) };
             for (r, per_token) in out.iter().enumerate() {
                 for (i, &v) in per_token[..count].iter().enumerate() {
                     // SAFETY: the caller owns columns `rows` of `y` (MatmulFn contract), and

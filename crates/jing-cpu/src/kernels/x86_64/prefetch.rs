@@ -43,11 +43,12 @@ fn prefetch_distance<const R: usize>(row_bytes: usize) -> usize {
 ///
 /// A short group (see [`prefetch_distance`]) of consecutive rows prefetches the group two on
 /// in address order, `R` steps' worth of bytes per step, so that DRAM sees one sequential
-/// stream; prefetching the same columns of each row two groups on made `R` streams a row
-/// apart, which served decode less well when the host's memory was busy: the V2-Lite-4 FP8
-/// file's bf16 lm_head went from 38-39 to 45 GB/s on two threads, level with Q8_0's one-row
-/// stream in the same minutes (`JING_PROFILE`, `jing bench -p 1 -n 64 -t 2`). Long rows, or
-/// rows that are not consecutive, prefetch further along each row.
+/// stream, as the Q8_0 kernel's one row at a time does. Prefetching the same columns of each
+/// row two groups on made `R` streams a row apart, which served decode less well when the
+/// host's memory was busy: the V2-Lite-4 FP8 file (FP8 projections, bf16 lm_head) decoded at
+/// 39.3-40.0 GB/s with this against 35.6-37.4 without, on two threads in the same minutes
+/// (`jing bench -p 1 -n 64 -t 2`, alternating). Long rows, or rows that are not consecutive,
+/// prefetch further along each row.
 pub(super) struct GroupPrefetch<const R: usize> {
     rows: [*const u8; R],
     ahead: usize,

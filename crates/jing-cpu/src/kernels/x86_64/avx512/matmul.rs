@@ -17,11 +17,7 @@ pub(super) const GROUP: usize = 4 * L;
 /// Each of the `T` tokens has 16 f32 at `j`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(super) unsafe fn load_x<const T: usize>(
-    x: *const f32,
-    x_stride: usize,
-    j: usize,
-) -> [__m512; T] {
+unsafe fn load_x<const T: usize>(x: *const f32, x_stride: usize, j: usize) -> [__m512; T] {
     let mut v = [_mm512_setzero_ps(); T];
     for (t, v) in v.iter_mut().enumerate() {
         // SAFETY: guaranteed by the caller.
@@ -36,7 +32,7 @@ pub(super) unsafe fn load_x<const T: usize>(
 /// Each of the `T` tokens has `n` f32 at `j`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(super) unsafe fn load_x_tail<const T: usize>(
+unsafe fn load_x_tail<const T: usize>(
     x: *const f32,
     x_stride: usize,
     j: usize,
@@ -54,7 +50,7 @@ pub(super) unsafe fn load_x_tail<const T: usize>(
 /// matmul kernels).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(super) fn scale_into<const R: usize, const T: usize>(
+fn scale_into<const R: usize, const T: usize>(
     g: &RowGroup<'_, R>,
     cb: usize,
     acc: &[[[__m512; T]; R]; 2],
@@ -72,7 +68,7 @@ pub(super) fn scale_into<const R: usize, const T: usize>(
 /// The `[R][T]` lane sums of the totals.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(super) fn reduce<const R: usize, const T: usize>(total: &[[__m512; T]; R]) -> [[f32; T]; R] {
+fn reduce<const R: usize, const T: usize>(total: &[[__m512; T]; R]) -> [[f32; T]; R] {
     let mut out = [[0.0; T]; R];
     for r in 0..R {
         for t in 0..T {
