@@ -354,24 +354,13 @@ fn node(c: &Ctx, i: usize) -> Result<(), ExecError> {
             // SAFETY: every chunk is claimed by exactly one thread, which alone writes those
             // columns of every output row.
             let y = unsafe { c.vals.out_matrix(i, n_out) };
-            // A block-quantized weight multiplies quantized activations: each thread quantizes
-            // `x` once, when it claims its first chunk, not once per chunk.
+            // `x` named by its node: each thread quantizes it (block weights) or rearranges it
+            // (float weights) once, when it claims its first chunk, not once per chunk; q, k
+            // and v (gate and up) share theirs.
             scratch::quant_x(|xq| {
-                let mut quantized = false;
                 let shares = &c.shares[i * c.nth..(i + 1) * c.nth];
                 while let Some(cols) = claim::next(shares, c.tid, chunk, ALIGN) {
-                    if w.dtype.is_quantized() && m < DEQUANT_MIN_TOKENS {
-                        if !quantized {
-                            // q, k and v (gate and up) share their x: quantized once.
-                            xq.quantize_keyed((c.run, x.0, 0), w.dtype, xv, m);
-                            quantized = true;
-                        }
-                        (c.k.matmul_q)(w, xq, cols, &y);
-                    } else {
-                        // A float weight may have `x` rearranged per thread: once, not per
-                        // chunk.
-                        with_x_key((c.run, x.0, 0), || (c.k.matmul)(w, xv, m, cols, &y));
-                    }
+                    matmul_with(c, w, xv, m, cols, &y, xq, Some((c.run, x.0, 0)));
                 }
             })
         }
