@@ -34,6 +34,11 @@ pub struct QuantX {
     /// For `Q4_K`/`Q5_K` weights (else empty): `[m, K / 32]` sums of 32 consecutive codes (the
     /// sub-blocks those types give a min).
     pub(crate) sums32: Vec<i16>,
+    /// For `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` weights (else empty): `qs` with each run of 4 blocks
+    /// (`n < 4` at the end of a row) reordered as the first 16 codes of each block, then the
+    /// last 16 of each: the order in which a 512-bit kernel holds the low nibbles of 4 blocks,
+    /// one block per 128-bit lane, and then their high nibbles.
+    pub(crate) qs_nib4: Vec<i8>,
     /// What `x` these codes are of, when the caller named it (see [`QuantX::quantize_keyed`]).
     key: Option<XKey>,
 }
@@ -60,6 +65,23 @@ pub(crate) struct XRow<'a> {
         allow(dead_code, reason = "read by the x86 kernels only")
     )]
     pub sums32: &'a [i16],
+    /// `QuantX::qs_nib4` of this token (empty unless the weights are `Q4_0`, `Q4_1`, `Q5_0` or
+    /// `Q5_1`).
+    #[cfg_attr(
+        not(target_arch = "x86_64"),
+        allow(dead_code, reason = "read by the x86 kernels only")
+    )]
+    pub qs_nib4: &'a [i8],
+}
+
+/// Whether activations for `dtype` weights carry `QuantX::qs_k4` and `sums32`.
+fn wants_k4(dtype: DType) -> bool {
+    matches!(dtype, DType::Q4K | DType::Q5K)
+}
+
+/// Whether activations for `dtype` weights carry `QuantX::qs_nib4`.
+fn wants_nib4(dtype: DType) -> bool {
+    matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1)
 }
 
 /// Activation block size for weights of `dtype` (a GGUF block type).
@@ -79,12 +101,12 @@ impl QuantX {
     /// quantized for weights of `dtype` (the same activation blocks, and the `Q4_K` order if
     /// `dtype` needs it). The caller keeps keys unique: one key, one `x`.
     pub(crate) fn quantize_keyed(&mut self, key: XKey, dtype: DType, x: &[f32], m: usize) {
-        let k4 = matches!(dtype, DType::Q4K | DType::Q5K);
         let held = self.key == Some(key)
             && self.m == m
             && self.k * m == x.len()
             && self.block == act_block(dtype)
-            && (!k4 || !self.qs_k4.is_empty());
+            && (!wants_k4(dtype) || !self.qs_k4.is_empty())
+            && (!wants_nib4(dtype) || !self.qs_nib4.is_empty());
         if !held {
             self.quantize(dtype, x, m);
             self.key = Some(key);
@@ -123,7 +145,7 @@ impl QuantX {
         }
         self.qs_k4.clear();
         self.sums32.clear();
-        if matches!(dtype, DType::Q4K | DType::Q5K) {
+        if wants_k4(dtype) {
             // |Σ| of 32 codes <= 32 · 127: fits i16.
             self.sums32
                 .extend(self.sums.chunks_exact(2).map(|p| p[0] + p[1]));
@@ -131,6 +153,20 @@ impl QuantX {
             for c in self.qs.chunks_exact(128) {
                 for at in [0, 64, 32, 96] {
                     self.qs_k4.extend_from_slice(&c[at..at + 32]);
+                }
+            }
+        }
+        self.qs_nib4.clear();
+        if wants_nib4(dtype) && k > 0 {
+            self.qs_nib4.reserve(m * k);
+            for row in self.qs.chunks_exact(k) {
+                for run in row.chunks(128) {
+                    for half in 0..2 {
+                        for blk in run.chunks_exact(32) {
+                            self.qs_nib4
+                                .extend_from_slice(&blk[16 * half..16 * (half + 1)]);
+                        }
+                    }
                 }
             }
         }
@@ -155,6 +191,11 @@ impl QuantX {
                 &[]
             } else {
                 &self.sums32[i * k / 32..(i + 1) * k / 32]
+            },
+            qs_nib4: if self.qs_nib4.is_empty() {
+                &[]
+            } else {
+                &self.qs_nib4[i * k..(i + 1) * k]
             },
         }
     }
@@ -198,6 +239,35 @@ fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `qs_nib4`: per token, runs of 4 blocks (2 at the end of a 6-block row) as the first
+    /// halves of their blocks, then the second halves.
+    #[test]
+    fn nibble_order_of_32_element_blocks() {
+        let (m, k) = (2, 6 * 32);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37) % 255) as f32 - 127.0)
+            .collect();
+        for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+            let q = QuantX::new(dtype, &x, m);
+            for i in 0..m {
+                let r = q.row(i);
+                assert_eq!(r.qs_nib4.len(), k);
+                for (run, n) in [(0, 4), (1, 2)] {
+                    for j in 0..n {
+                        for l in 0..32 {
+                            let at = 128 * run + 16 * n * (l / 16) + 16 * j + l % 16;
+                            let want = r.qs[128 * run + 32 * j + l];
+                            assert_eq!(r.qs_nib4[at], want, "{dtype} token {i} run {run}");
+                        }
+                    }
+                }
+            }
+        }
+        for dtype in [DType::Q8_0, DType::Q4K] {
+            assert!(QuantX::new(dtype, &x[..256], 1).row(0).qs_nib4.is_empty());
+        }
+    }
 
     #[test]
     fn codes_scales_and_sums() {

@@ -779,12 +779,10 @@ fn dot32_zmm<
     // registers (with a run-time count they went through memory, at half the speed).
     macro_rules! group {
         ($n:literal) => {
-            group32::<T, BB, QS, QH, MIN, SH, $n>(w, x, 8 * groups, &mut acc)
+            group32::<T, BB, QS, QH, MIN, SH, $n>(w, x, 8 * groups, 1, &mut acc, None)
         };
     }
-    for g in 0..groups {
-        group32::<T, BB, QS, QH, MIN, SH, 8>(w, x, 8 * g, &mut acc);
-    }
+    group32::<T, BB, QS, QH, MIN, SH, 8>(w, x, 0, groups, &mut acc, None);
     match nb - 8 * groups {
         1 => group!(1),
         2 => group!(2),
@@ -893,6 +891,16 @@ fn ld_upto64(w: &[u8], at: usize, mask: u64) -> __m512i {
     unsafe { _mm512_maskz_loadu_epi8(mask, b.as_ptr().cast()) }
 }
 
+/// The codes of `q` (at most 64), zero above its length.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn ldx_upto64(q: &[i8]) -> __m512i {
+    let mask = byte_mask(0, q.len());
+    // SAFETY: the mask selects the bytes of `q` (its set bits are the low `q.len()`, at most
+    // 64); the masked-off bytes are not read.
+    unsafe { _mm512_maskz_loadu_epi8(mask, q.as_ptr().cast()) }
+}
+
 /// The `N` blocks of `wg` (`N·BB` bytes, zero-padded to 8): the word lanes of
 /// [`heads_index`] (`d` in words 0-7, the mins in 8-15, the fifth-bit words in dwords 8-15),
 /// and the group's bytes `0..64`, `64..128` and `8·BB - 64..8·BB` (for [`group_codes`]).
@@ -965,8 +973,8 @@ static SPREAD: [[u8; 64]; 2] = {
     t
 };
 
-/// Blocks `b0..b0 + N` (`1 <= N <= 8`) of a row as one group of [`dot32_zmm`]: the terms
-/// added to `acc`, lanes `N..8` with zero terms.
+/// `count` groups of `N` blocks (`1 <= N <= 8`) of a row from block `first`, each a group of
+/// [`dot32_zmm`]: the terms added to `acc`, lanes `N..8` with zero terms.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn group32<
@@ -980,116 +988,142 @@ fn group32<
 >(
     w: &[u8],
     x: &[XRow<'_>; T],
-    b0: usize,
+    first: usize,
+    count: usize,
     acc: &mut [__m256; T],
+    mut pairs: Option<&mut [f32]>,
 ) {
-    let wg = &w[BB * b0..BB * (b0 + N)];
-    prefetch(w, BB * b0, 8 * BB);
-    // The word permutes need even offsets, and 8 blocks within the three 64-byte chunks.
-    const {
-        assert!(
-            BB >= 16
-                && BB <= 24
-                && BB.is_multiple_of(2)
-                && QS.is_multiple_of(2)
-                && QH.is_multiple_of(2)
-                && MIN.is_multiple_of(2)
-        )
-    };
-    let (heads, bytes) = group_words::<BB, QS, QH, MIN, N>(wg);
-    let nib = _mm512_set1_epi8(0x0f);
-    let spread = [ld64(&SPREAD[0]), ld64(&SPREAD[1])];
-    let bits = _mm512_set1_epi64(0x8040_2010_0804_0201u64 as i64);
-    // `p[t][c]`: blocks `4c..4c + 4` of the group, block `4c + j` in 128-bit lane `j`.
-    let mut p = [[_mm512_setzero_si512(); 2]; T];
-    for c in 0..N.div_ceil(4) {
-        // The packed bytes of the (up to) four blocks, one per lane (zero for missing ones).
-        // One token: by word permutes of the bytes already loaded (fewer instructions than 4
-        // loads and 3 inserts: 34 against 27 GB/s in L2 for `Q5_0`); a tile of tokens: by
-        // those loads and inserts (the permutes made it a third slower there, for no reason
-        // found yet).
-        let z = if T == 1 {
-            group_codes::<BB, QS, QH, MIN>(&bytes, c)
-        } else {
-            let mut q = [_mm_setzero_si128(); 4];
-            for (j, q) in q.iter_mut().enumerate() {
-                if 4 * c + j < N {
-                    *q = ld16(&wg[BB * (4 * c + j) + QS..]);
-                }
-            }
-            _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(_mm256_set_m128i(q[1], q[0])),
-                _mm256_set_m128i(q[3], q[2]),
+    // The loop over groups is here, not in the caller: as a call per group (the compiler
+    // would not inline it) every group reloaded the constant vectors, repeated the bounds
+    // checks and paid a `vzeroupper`.
+    for g in 0..count {
+        let b0 = first + N * g;
+        // The activations' first block for the group: the weights' own, or (row pairs: the
+        // token's 4 blocks twice) block 0 for every group.
+        let xb = if pairs.is_some() { 0 } else { b0 };
+        let wg = &w[BB * b0..BB * (b0 + N)];
+        prefetch(w, BB * b0, 8 * BB);
+        // The word permutes need even offsets, and 8 blocks within the three 64-byte chunks.
+        const {
+            assert!(
+                BB >= 16
+                    && BB <= 24
+                    && BB.is_multiple_of(2)
+                    && QS.is_multiple_of(2)
+                    && QH.is_multiple_of(2)
+                    && MIN.is_multiple_of(2)
             )
         };
-        let mut lo = _mm512_and_si512(z, nib);
-        let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(z), nib);
-        if QH != 0 {
-            // Lane `j`: block `4c + j`'s fifth-bit word; byte `l` of the low (high) nibbles
-            // gets `0x10` where its bit `l` (`16 + l`) is set.
-            let c4 = 4 * c as i32;
-            let idx = _mm512_setr_epi32(
-                8 + c4,
-                8 + c4,
-                8 + c4,
-                8 + c4,
-                9 + c4,
-                9 + c4,
-                9 + c4,
-                9 + c4,
-                10 + c4,
-                10 + c4,
-                10 + c4,
-                10 + c4,
-                11 + c4,
-                11 + c4,
-                11 + c4,
-                11 + c4,
-            );
-            let h = _mm512_permutexvar_epi32(idx, heads);
-            let sixteen = _mm512_set1_epi8(0x10);
-            let m_lo = _mm512_test_epi8_mask(_mm512_shuffle_epi8(h, spread[0]), bits);
-            let m_hi = _mm512_test_epi8_mask(_mm512_shuffle_epi8(h, spread[1]), bits);
-            lo = _mm512_mask_add_epi8(lo, m_lo, lo, sixteen);
-            hi = _mm512_mask_add_epi8(hi, m_hi, hi, sixteen);
-        }
-        // The activations of those blocks, 64 bytes at a time (zero past the group's blocks):
-        // `[b0 lo, b0 hi, b1 lo, b1 hi]`, `[b2 lo, ..]`, rearranged to the codes of the low
-        // nibbles `[b0 lo, b1 lo, b2 lo, b3 lo]` and of the high ones.
-        let n = N - 4 * c;
-        for t in 0..T {
-            let xq = &x[t].qs[32 * (b0 + 4 * c)..];
-            let x01 = if n >= 2 {
-                ldx64(xq)
+        let (heads, bytes) = group_words::<BB, QS, QH, MIN, N>(wg);
+        let nib = _mm512_set1_epi8(0x0f);
+        // `SPREAD` and `bits` find each code's fifth bit (see below).
+        let spread = [ld64(&SPREAD[0]), ld64(&SPREAD[1])];
+        let bits = _mm512_set1_epi64(0x8040_2010_0804_0201u64 as i64);
+        // `p[t][c]`: blocks `4c..4c + 4` of the group, block `4c + j` in 128-bit lane `j`.
+        let mut p = [[_mm512_setzero_si512(); 2]; T];
+        for c in 0..N.div_ceil(4) {
+            // The packed bytes of the (up to) four blocks, one per lane (zero for missing ones).
+            // One token: by word permutes of the bytes already loaded (fewer instructions than 4
+            // loads and 3 inserts: 34 against 27 GB/s in L2 for `Q5_0`); a tile of tokens: by
+            // those loads and inserts (the permutes made it a third slower there, for no reason
+            // found yet).
+            let z = if T == 1 {
+                group_codes::<BB, QS, QH, MIN>(&bytes, c)
             } else {
-                _mm512_zextsi256_si512(ldx(xq))
+                let mut q = [_mm_setzero_si128(); 4];
+                for (j, q) in q.iter_mut().enumerate() {
+                    if 4 * c + j < N {
+                        *q = ld16(&wg[BB * (4 * c + j) + QS..]);
+                    }
+                }
+                _mm512_inserti64x4::<1>(
+                    _mm512_castsi256_si512(_mm256_set_m128i(q[1], q[0])),
+                    _mm256_set_m128i(q[3], q[2]),
+                )
             };
-            let x23 = match n {
-                1 => _mm512_setzero_si512(),
-                2 => _mm512_setzero_si512(),
-                3 => _mm512_zextsi256_si512(ldx(&xq[64..])),
-                _ => ldx64(&xq[64..]),
+            let zhi = _mm512_srli_epi16::<4>(z);
+            let (lo, hi) = if QH == 0 {
+                (_mm512_and_si512(z, nib), _mm512_and_si512(zhi, nib))
+            } else {
+                // Lane `j`: block `4c + j`'s fifth-bit word; byte `l` of the low (high) nibbles
+                // gets `0x10` where its bit `l` (`16 + l`) is set.
+                let c4 = 4 * c as i32;
+                let idx = _mm512_setr_epi32(
+                    8 + c4,
+                    8 + c4,
+                    8 + c4,
+                    8 + c4,
+                    9 + c4,
+                    9 + c4,
+                    9 + c4,
+                    9 + c4,
+                    10 + c4,
+                    10 + c4,
+                    10 + c4,
+                    10 + c4,
+                    11 + c4,
+                    11 + c4,
+                    11 + c4,
+                    11 + c4,
+                );
+                let h = _mm512_permutexvar_epi32(idx, heads);
+                let m_lo = _mm512_test_epi8_mask(_mm512_shuffle_epi8(h, spread[0]), bits);
+                let m_hi = _mm512_test_epi8_mask(_mm512_shuffle_epi8(h, spread[1]), bits);
+                // The nibble, with `0x10` where the fifth bit is set: a zero-masked move and one
+                // ternary-logic step (a masked add took three steps after the and).
+                let sixteen = _mm512_set1_epi8(0x10);
+                (
+                    _mm512_ternarylogic_epi32::<0xEA>(z, nib, _mm512_maskz_mov_epi8(m_lo, sixteen)),
+                    _mm512_ternarylogic_epi32::<0xEA>(
+                        zhi,
+                        nib,
+                        _mm512_maskz_mov_epi8(m_hi, sixteen),
+                    ),
+                )
             };
-            let x_lo = _mm512_shuffle_i64x2::<0b10_00_10_00>(x01, x23);
-            let x_hi = _mm512_shuffle_i64x2::<0b11_01_11_01>(x01, x23);
-            let a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x_lo);
-            p[t][c] = _mm512_dpbusd_epi32(a, hi, x_hi);
+            // The activations of those blocks in the order of the codes (`QuantX::qs_nib4`): the
+            // first halves of the `n` blocks, then their second halves (zero past `n`).
+            let n = N - 4 * c;
+            for t in 0..T {
+                let xq = &x[t].qs_nib4[32 * (xb + 4 * c)..];
+                let (x_lo, x_hi) = if n >= 4 {
+                    (ldx64(xq), ldx64(&xq[64..]))
+                } else {
+                    (ldx_upto64(&xq[..16 * n]), ldx_upto64(&xq[16 * n..32 * n]))
+                };
+                let a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x_lo);
+                p[t][c] = _mm512_dpbusd_epi32(a, hi, x_hi);
+            }
+        }
+        let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(heads));
+        let mw = _mm256_cvtph_ps(_mm512_extracti32x4_epi32::<1>(heads));
+        for t in 0..T {
+            let (dx, s) = x_scales_sums::<N>(&x[t], xb);
+            let mut isum = reduce8_lanes(&p[t]);
+            if SH != 0 {
+                // `Σ (u - 2^SH)·x = Σ u·x - 2^SH·S`.
+                isum = _mm256_sub_epi32(isum, _mm256_sll_epi32(s, _mm_cvtsi32_si128(SH as i32)));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[t]);
+            if MIN != 0 {
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(mw, dx), _mm256_cvtepi32_ps(s), acc[t]);
+            }
+        }
+        if let Some(out) = pairs.as_deref_mut() {
+            write_pair(out, g, &mut acc[0]);
         }
     }
-    let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(heads));
-    let mw = _mm256_cvtph_ps(_mm512_extracti32x4_epi32::<1>(heads));
-    for t in 0..T {
-        let (dx, s) = x_scales_sums::<N>(&x[t], b0);
-        let mut isum = reduce8_lanes(&p[t]);
-        if SH != 0 {
-            // `Σ (u - 2^SH)·x = Σ u·x - 2^SH·S`.
-            isum = _mm256_sub_epi32(isum, _mm256_sll_epi32(s, _mm_cvtsi32_si128(SH as i32)));
-        }
-        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[t]);
-        if MIN != 0 {
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(mw, dx), _mm256_cvtepi32_ps(s), acc[t]);
-        }
-    }
+}
+
+/// Row pairs (`short_rows`): the two rows of group `g`, lanes 0-3 and 4-7 of `acc` (summed in
+/// the order of `hsum_ps`, so they equal the one-row kernel's results bit for bit), into
+/// `out[2g]` and `out[2g + 1]`; `acc` starts the next pair at zero.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn write_pair(out: &mut [f32], g: usize, acc: &mut __m256) {
+    out[2 * g] = hsum4(_mm256_castps256_ps128(*acc));
+    out[2 * g + 1] = hsum4(_mm256_extractf128_ps::<1>(*acc));
+    *acc = _mm256_setzero_ps();
 }
 
 /// A token's activation scales and code sums (per 32) of blocks `b0..b0 + N` (`N <= 8`), in
@@ -1144,18 +1178,16 @@ fn dot_q8_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     let groups = nb / 8;
     let mut acc = [_mm256_setzero_ps(); T];
     // The group size is a constant in every call (see `dot32_zmm`).
-    for g in 0..groups {
-        group_q8::<T, 8>(w, x, 8 * g, &mut acc);
-    }
+    group_q8::<T, 8>(w, x, 0, groups, &mut acc, None);
     let b0 = 8 * groups;
     match nb - b0 {
-        1 => group_q8::<T, 1>(w, x, b0, &mut acc),
-        2 => group_q8::<T, 2>(w, x, b0, &mut acc),
-        3 => group_q8::<T, 3>(w, x, b0, &mut acc),
-        4 => group_q8::<T, 4>(w, x, b0, &mut acc),
-        5 => group_q8::<T, 5>(w, x, b0, &mut acc),
-        6 => group_q8::<T, 6>(w, x, b0, &mut acc),
-        7 => group_q8::<T, 7>(w, x, b0, &mut acc),
+        1 => group_q8::<T, 1>(w, x, b0, 1, &mut acc, None),
+        2 => group_q8::<T, 2>(w, x, b0, 1, &mut acc, None),
+        3 => group_q8::<T, 3>(w, x, b0, 1, &mut acc, None),
+        4 => group_q8::<T, 4>(w, x, b0, 1, &mut acc, None),
+        5 => group_q8::<T, 5>(w, x, b0, 1, &mut acc, None),
+        6 => group_q8::<T, 6>(w, x, b0, 1, &mut acc, None),
+        7 => group_q8::<T, 7>(w, x, b0, 1, &mut acc, None),
         _ => {}
     }
     let mut out = [0.0f32; T];
@@ -1182,72 +1214,84 @@ static IDX_Q8: [[u16; 32]; 2] = {
     t
 };
 
-/// Blocks `b0..b0 + N` (`1 <= N <= 8`) of a `Q8_0` row as one group of [`dot_q8_0`]: the terms
-/// added to `acc`, lanes `N..8` with zero terms.
+/// `count` groups of `N` blocks (`1 <= N <= 8`) of a `Q8_0` row from block `first`, each a
+/// group of [`dot_q8_0`]: the terms added to `acc`, lanes `N..8` with zero terms.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn group_q8<const T: usize, const N: usize>(
     w: &[u8],
     x: &[XRow<'_>; T],
-    b0: usize,
+    first: usize,
+    count: usize,
     acc: &mut [__m256; T],
+    mut pairs: Option<&mut [f32]>,
 ) {
-    let wg = &w[Q8_BB * b0..Q8_BB * (b0 + N)];
-    prefetch(w, Q8_BB * b0, 8 * Q8_BB);
-    let len = N * Q8_BB;
-    // The 8 f16 scales in words 0-7 (zero for missing blocks: the masked loads stop at `len`).
-    let dh = {
-        // SAFETY: (both) `IDX_Q8[h]` is 32 u16 (64 bytes); the loads are unaligned.
-        let (i0, i1) = unsafe {
-            (
-                _mm512_loadu_si512(IDX_Q8[0].as_ptr().cast()),
-                _mm512_loadu_si512(IDX_Q8[1].as_ptr().cast()),
-            )
-        };
-        let (a, b) = (
-            ld_upto64(wg, 0, byte_mask(0, len)),
-            ld_upto64(wg, 64, byte_mask(64, len)),
-        );
-        let lo = _mm512_maskz_permutex2var_epi16(0x0f, a, i0, b);
-        if N > 4 {
-            let (c, d) = (
-                ld_upto64(wg, 128, byte_mask(128, len)),
-                ld_upto64(wg, 192, byte_mask(192, len)),
-            );
-            _mm512_or_si512(lo, _mm512_maskz_permutex2var_epi16(0xf0, c, i1, d))
-        } else {
-            lo
-        }
-    };
-    let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(dh));
-    let offset = _mm512_set1_epi8(0x80u8 as i8);
-    // `p[t][c]`: blocks `2c` and `2c + 1` of the group, one per 256-bit half (zero for a
-    // missing block: its activations are zero).
-    let mut p = [[_mm512_setzero_si512(); 4]; T];
-    for c in 0..N.div_ceil(2) {
-        let lo = _mm512_castsi256_si512(ld32(&wg[Q8_BB * 2 * c + 2..]));
-        let z = if 2 * c + 1 < N {
-            _mm512_inserti64x4::<1>(lo, ld32(&wg[Q8_BB * (2 * c + 1) + 2..]))
-        } else {
-            lo
-        };
-        // `w + 128` as unsigned bytes.
-        let u = _mm512_xor_si512(z, offset);
-        for t in 0..T {
-            let xq = &x[t].qs[32 * (b0 + 2 * c)..];
-            let xv = if 2 * c + 1 < N {
-                ldx64(xq)
-            } else {
-                _mm512_zextsi256_si512(ldx(xq))
+    // The loop over groups is here, not in the caller (see `group32`).
+    for g in 0..count {
+        let b0 = first + N * g;
+        // The activations' first block for the group: the weights' own, or (row pairs: the
+        // token's 4 blocks twice) block 0 for every group.
+        let xb = if pairs.is_some() { 0 } else { b0 };
+        let wg = &w[Q8_BB * b0..Q8_BB * (b0 + N)];
+        prefetch(w, Q8_BB * b0, 8 * Q8_BB);
+        let len = N * Q8_BB;
+        // The 8 f16 scales in words 0-7 (zero for missing blocks: the masked loads stop at `len`).
+        let dh = {
+            // SAFETY: (both) `IDX_Q8[h]` is 32 u16 (64 bytes); the loads are unaligned.
+            let (i0, i1) = unsafe {
+                (
+                    _mm512_loadu_si512(IDX_Q8[0].as_ptr().cast()),
+                    _mm512_loadu_si512(IDX_Q8[1].as_ptr().cast()),
+                )
             };
-            p[t][c] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv);
+            let (a, b) = (
+                ld_upto64(wg, 0, byte_mask(0, len)),
+                ld_upto64(wg, 64, byte_mask(64, len)),
+            );
+            let lo = _mm512_maskz_permutex2var_epi16(0x0f, a, i0, b);
+            if N > 4 {
+                let (c, d) = (
+                    ld_upto64(wg, 128, byte_mask(128, len)),
+                    ld_upto64(wg, 192, byte_mask(192, len)),
+                );
+                _mm512_or_si512(lo, _mm512_maskz_permutex2var_epi16(0xf0, c, i1, d))
+            } else {
+                lo
+            }
+        };
+        let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(dh));
+        let offset = _mm512_set1_epi8(0x80u8 as i8);
+        // `p[t][c]`: blocks `2c` and `2c + 1` of the group, one per 256-bit half (zero for a
+        // missing block: its activations are zero).
+        let mut p = [[_mm512_setzero_si512(); 4]; T];
+        for c in 0..N.div_ceil(2) {
+            let lo = _mm512_castsi256_si512(ld32(&wg[Q8_BB * 2 * c + 2..]));
+            let z = if 2 * c + 1 < N {
+                _mm512_inserti64x4::<1>(lo, ld32(&wg[Q8_BB * (2 * c + 1) + 2..]))
+            } else {
+                lo
+            };
+            // `w + 128` as unsigned bytes.
+            let u = _mm512_xor_si512(z, offset);
+            for t in 0..T {
+                let xq = &x[t].qs[32 * (xb + 2 * c)..];
+                let xv = if 2 * c + 1 < N {
+                    ldx64(xq)
+                } else {
+                    _mm512_zextsi256_si512(ldx(xq))
+                };
+                p[t][c] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv);
+            }
         }
-    }
-    for t in 0..T {
-        let (dx, s) = x_scales_sums::<N>(&x[t], b0);
-        // `Σ w·x = Σ (w + 128)·x - 128·S`.
-        let isum = _mm256_sub_epi32(reduce_pairs8(&p[t]), _mm256_slli_epi32::<7>(s));
-        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[t]);
+        for t in 0..T {
+            let (dx, s) = x_scales_sums::<N>(&x[t], xb);
+            // `Σ w·x = Σ (w + 128)·x - 128·S`.
+            let isum = _mm256_sub_epi32(reduce_pairs8(&p[t]), _mm256_slli_epi32::<7>(s));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[t]);
+        }
+        if let Some(out) = pairs.as_deref_mut() {
+            write_pair(out, g, &mut acc[0]);
+        }
     }
 }
 
@@ -1286,11 +1330,16 @@ fn short_rows(
     if d.block_size() != 32 || rb != 4 * d.block_bytes() {
         return false;
     }
-    // The token's 4 blocks twice: codes, scales and 16-code sums.
+    // The token's 4 blocks twice: codes (in both orders, for `Q4_0`..`Q5_1` weights), scales
+    // and 16-code sums.
     let xr = x.row(0);
-    let (mut qs, mut dx, mut sums) = ([0i8; 256], [0.0f32; 8], [0i16; 16]);
+    let (mut qs, mut nib4, mut dx, mut sums) = ([0i8; 256], [0i8; 256], [0.0f32; 8], [0i16; 16]);
+    let has_nib4 = !xr.qs_nib4.is_empty();
     for h in 0..2 {
         qs[128 * h..128 * (h + 1)].copy_from_slice(&xr.qs[..128]);
+        if has_nib4 {
+            nib4[128 * h..128 * (h + 1)].copy_from_slice(&xr.qs_nib4[..128]);
+        }
         dx[4 * h..4 * (h + 1)].copy_from_slice(&xr.d[..4]);
         sums[8 * h..8 * (h + 1)].copy_from_slice(&xr.sums[..8]);
     }
@@ -1300,22 +1349,25 @@ fn short_rows(
         sums: &sums,
         qs_k4: &[],
         sums32: &[],
+        qs_nib4: if has_nib4 { &nib4 } else { &[] },
     }];
     macro_rules! pairs {
         ($group:expr, $dot:ident) => {{
+            // Up to 32 pairs per call, their sums kept here and then written out.
+            let mut out = [0.0f32; 64];
             let mut n = rows.start;
             while n + 2 <= rows.end {
+                let pairs = ((rows.end - n) / 2).min(32);
                 let mut acc = [_mm256_setzero_ps()];
-                $group(&data[n * rb..(n + 2) * rb], &x2, 0, &mut acc);
-                let a = hsum4(_mm256_castps256_ps128(acc[0]));
-                let b = hsum4(_mm256_extractf128_ps::<1>(acc[0]));
-                // SAFETY: (both) the caller owns columns `rows` of `y` (MatmulQFn contract),
-                // checked to lie within its leading dimension.
-                unsafe {
-                    y.write(0, n, a);
-                    y.write(0, n + 1, b);
+                let out = &mut out[..2 * pairs];
+                let w = &data[n * rb..(n + 2 * pairs) * rb];
+                $group(w, &x2, 0, pairs, &mut acc, Some(&mut *out));
+                for (i, &v) in out.iter().enumerate() {
+                    // SAFETY: the caller owns columns `rows` of `y` (MatmulQFn contract),
+                    // checked to lie within its leading dimension.
+                    unsafe { y.write(0, n + i, v) };
                 }
-                n += 2;
+                n += 2 * pairs;
             }
             if n < rows.end {
                 let v = $dot::<1>(&data[n * rb..(n + 1) * rb], &[xr])[0];
