@@ -208,7 +208,7 @@ fn main() {
         "[102400,2048] 1t / 2t",
         "in L2, 1t",
         "prefill m=128, 1t",
-        "[512,128] L2, 1t"
+        "short rows L2, 1t"
     );
     for d in types {
         let one = weight(d, 1408, 2048, 1);
@@ -229,11 +229,18 @@ fn main() {
         // The kernel alone on a weight that stays in L2 (its in-core limit): the fastest of
         // many short runs, which a busy machine disturbs least.
         let l2 = in_cache_gbs(&one.slice_rows(0, 128), 4, best);
-        // Short rows, in L2: one head's `attn_k_b` (`[512, 128]`, 4 blocks of 32 per row), which
-        // MLA decode multiplies once per head and layer; per-row costs dominate here. Only for
-        // the 32-element types (a row must hold whole blocks).
-        let short = (d.is_quantized() && d.block_size() <= 128)
-            .then(|| in_cache_gbs(&weight(d, 512, 128, 5), 6, best));
+        // Short rows, in L2: one head's `attn_k_b` (`[512, 128]`, 4 blocks of 32 per row) for
+        // the 32-element types, its `attn_v_b` (`[128, 512]`, 2 blocks of 256 per row) for the
+        // 256-element ones, which MLA decode multiplies once per head and layer; per-row costs
+        // dominate here.
+        let short = d.is_quantized().then(|| {
+            let (rows, cols) = if d.block_size() <= 128 {
+                (512, 128)
+            } else {
+                (128, 512)
+            };
+            in_cache_gbs(&weight(d, rows, cols, 5), 6, best)
+        });
         // Prefill: 128 tokens, one thread, weights from cache.
         let m = 128;
         let x = values(3, m * 2048);

@@ -186,6 +186,71 @@ pub(crate) unsafe fn matmul<I: Isa>(
     }
 }
 
+/// The `rows_dot` of [`RowsDotFn`](super::RowsDotFn) on ISA `I`: the cache rows go 4 at a time
+/// through [`Isa::dot_rows`] as f32 weight rows (against up to 4 heads per call), as a matmul's
+/// would, in place. The f32 kernels read `x` as it is (no [`Isa::prepare_x`] layout).
+///
+/// # Safety
+/// The CPU has `I`'s features.
+pub(crate) unsafe fn rows_dot<I: Isa>(
+    q: &[f32],
+    m: usize,
+    kv: &[f32],
+    stride: usize,
+    s: &mut [f32],
+) {
+    let (k, n) = generic::rows_shape(q.len(), m, kv.len(), stride, s.len());
+    if k == 0 {
+        s.fill(0.0);
+        return;
+    }
+    let mut j = 0;
+    while j < n {
+        if j + ROWS <= n {
+            // SAFETY: forwarded from the caller; rows j..j + ROWS < n.
+            unsafe { rows_dot_group::<I, ROWS>(q, m, k, kv, stride, j, s) };
+            j += ROWS;
+        } else {
+            // SAFETY: as above, one row.
+            unsafe { rows_dot_group::<I, 1>(q, m, k, kv, stride, j, s) };
+            j += 1;
+        }
+    }
+}
+
+/// Cache rows `j..j + R` of [`rows_dot`] against every head.
+///
+/// # Safety
+/// The CPU has `I`'s features; the shapes were checked (`rows_shape`) and `j + R <= n`.
+unsafe fn rows_dot_group<I: Isa, const R: usize>(
+    q: &[f32],
+    m: usize,
+    k: usize,
+    kv: &[f32],
+    stride: usize,
+    j: usize,
+    s: &mut [f32],
+) {
+    let n = s.len() / m;
+    let g = RowGroup::<R> {
+        ptr: std::array::from_fn(|r| kv[(j + r) * stride..][..k].as_ptr().cast()),
+        scale: std::array::from_fn(|_| RowScale::unscaled(simd_factor(dt::F32))),
+        cols: k,
+        width: k,
+    };
+    for t0 in (0..m).step_by(MAX_TOKENS) {
+        let count = MAX_TOKENS.min(m - t0);
+        // SAFETY: the CPU has the features (caller); each row of `g` has K f32 (the slices
+        // above); heads t0..t0 + count of `q` have K values each.
+        let out = unsafe { I::dot_rows::<{ dt::F32 }, R>(&g, q[t0 * k..].as_ptr(), k, count) };
+        for (r, per_head) in out.iter().enumerate() {
+            for (i, &v) in per_head[..count].iter().enumerate() {
+                s[(t0 + i) * n + j + r] = v;
+            }
+        }
+    }
+}
+
 /// A matmul of a GGUF block weight: from [`DEQUANT_MIN_TOKENS`](super::DEQUANT_MIN_TOKENS)
 /// tokens the float tiles over dequantized chunks ([`matmul_dequant`]), below it `matmul_q`
 /// with `x` quantized once for the call. `native` is the AVX512-BF16 tile, where the CPU has it.

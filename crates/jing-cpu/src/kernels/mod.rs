@@ -43,4 +43,7 @@ pub use out::OutMatrix;
 pub use qact::QuantX;
 pub(crate) use qact::XKey;
 pub use stream::stream_read;
-pub use table::{AxpyFn, DotFn, KernelTable, MatmulFn, MatmulQFn, RowAxpyFn, DEQUANT_MIN_TOKENS};
+pub use table::{
+    AxpyFn, DotFn, KernelTable, MatmulFn, MatmulQFn, RowAxpyFn, RowsAxpyFn, RowsDotFn,
+    DEQUANT_MIN_TOKENS,
+};

@@ -41,6 +41,17 @@ pub type AxpyFn = fn(a: f32, x: &[f32], y: &mut [f32]);
 /// [`generic::row_axpy`].
 pub type RowAxpyFn = fn(w: &Weight, r: usize, a: f32, y: &mut [f32]);
 
+/// `s[i, j] = q_i · kv_j` for `i < m`, `j < n`: `q` is `[m, K]`, row `j` of the cache is
+/// `kv_j = kv[j·stride..j·stride + K]`, `s` is `[m, n]` (`n = s.len() / m`). Attention scores
+/// of `m` heads against cache rows where they lie: a matmul whose weight rows are strided (see
+/// [`generic::rows_dot`]). Panics if the shapes disagree ([`generic::rows_shape`]).
+pub type RowsDotFn = fn(q: &[f32], m: usize, kv: &[f32], stride: usize, s: &mut [f32]);
+
+/// `o_i += Σ_j p[i, j] · kv_j` for `i < m`: `p` is `[m, n]`, `o` is `[m, K]`, `kv_j` as in
+/// [`RowsDotFn`]. The attention's sum of values weighted by the probabilities (see
+/// [`generic::rows_axpy`]). Panics if the shapes disagree.
+pub type RowsAxpyFn = fn(p: &[f32], m: usize, kv: &[f32], stride: usize, o: &mut [f32]);
+
 /// One version of every kernel. Cheap to copy; build it once with [`KernelTable::detect`].
 #[derive(Clone, Copy, Debug)]
 pub struct KernelTable {
@@ -53,6 +64,8 @@ pub struct KernelTable {
     pub dot: DotFn,
     pub axpy: AxpyFn,
     pub row_axpy: RowAxpyFn,
+    pub rows_dot: RowsDotFn,
+    pub rows_axpy: RowsAxpyFn,
 }
 
 impl KernelTable {
@@ -65,6 +78,8 @@ impl KernelTable {
             dot: generic::dot,
             axpy: generic::axpy,
             row_axpy: generic::row_axpy,
+            rows_dot: generic::rows_dot,
+            rows_axpy: generic::rows_axpy,
         }
     }
 

@@ -11,4 +11,9 @@ mod vector;
 pub use matmul::matmul;
 pub use quant::matmul_q;
 pub use row_axpy::row_axpy;
-pub use vector::{axpy, dot};
+#[cfg_attr(
+    not(target_arch = "aarch64"),
+    allow(unused_imports, reason = "the NEON version's tail")
+)]
+pub use vector::rows_axpy_cols;
+pub use vector::{axpy, dot, rows_axpy, rows_dot, rows_shape};

@@ -97,3 +97,104 @@ fn row_axpy_matches_reference() {
     let mut rng = XorShift::new(13);
     assert!((0..1000).all(|_| fp8_code(&mut rng) & 0x7f != 0x7f));
 }
+
+/// `(m heads, K, n rows, stride)` for the cache-row kernels: MLA's shapes (K = 576 scores, 512
+/// values, a row 576 wide), GQA's (a head's 128 columns of a wider row), and every tail of the
+/// row groups (4), the head blocks (4, 6, 8) and the column steps (8, 16, 32).
+const ROWS_CASES: [(usize, usize, usize, usize); 9] = [
+    (8, 576, 37, 576),
+    (8, 512, 37, 576),
+    (16, 512, 5, 576),
+    (3, 128, 9, 512),
+    (1, 1, 1, 1),
+    (7, 33, 6, 40),
+    (9, 47, 4, 47),
+    (5, 0, 3, 2),
+    (2, 9, 0, 9),
+];
+
+/// `rows_dot` of every table against f64 sums, within the dot product's bound.
+#[test]
+fn rows_dot_matches_reference() {
+    let mut rng = XorShift::new(13);
+    for (m, k, n, stride) in ROWS_CASES {
+        let q = rng.f32s(m * k);
+        // The rows are read in place: the last one ends where its K values do.
+        let kv = rng.f32s(n.saturating_sub(1) * stride + if n > 0 { k } else { 0 });
+        for t in KernelTable::available() {
+            let mut s = vec![f32::NAN; m * n];
+            (t.rows_dot)(&q, m, &kv, stride, &mut s);
+            for i in 0..m {
+                for j in 0..n {
+                    let (qi, row) = (&q[i * k..(i + 1) * k], &kv[j * stride..j * stride + k]);
+                    let r: f64 = qi.iter().zip(row).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    let abs: f64 = qi
+                        .iter()
+                        .zip(row)
+                        .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                        .sum();
+                    let got = s[i * n + j] as f64;
+                    assert!(
+                        (got - r).abs() <= bound(k, abs),
+                        "{} m={m} K={k} n={n}: s[{i}, {j}] = {got} vs {r}",
+                        t.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `rows_axpy` of every table against f64 sums added to the outputs' first values, within the
+/// bound of a sum of `n + 1` terms.
+#[test]
+fn rows_axpy_matches_reference() {
+    let mut rng = XorShift::new(14);
+    for (m, k, n, stride) in ROWS_CASES {
+        let p = rng.f32s(m * n);
+        let kv = rng.f32s(n.saturating_sub(1) * stride + if n > 0 { k } else { 0 });
+        let o0 = rng.f32s(m * k);
+        for t in KernelTable::available() {
+            let mut o = o0.clone();
+            (t.rows_axpy)(&p, m, &kv, stride, &mut o);
+            for i in 0..m {
+                for c in 0..k {
+                    let terms = (0..n).map(|j| p[i * n + j] as f64 * kv[j * stride + c] as f64);
+                    let r = o0[i * k + c] as f64 + terms.clone().sum::<f64>();
+                    let abs = (o0[i * k + c] as f64).abs() + terms.map(f64::abs).sum::<f64>();
+                    let got = o[i * k + c] as f64;
+                    assert!(
+                        (got - r).abs() <= bound(n + 1, abs),
+                        "{} m={m} K={k} n={n}: o[{i}, {c}] = {got} vs {r}",
+                        t.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Shapes that disagree are refused with what disagrees, on every table.
+#[test]
+fn rows_kernels_refuse_bad_shapes() {
+    for t in KernelTable::available() {
+        let kv = vec![0.0f32; 10];
+        let short = std::panic::catch_unwind(|| {
+            let mut s = vec![0.0f32; 2 * 3];
+            // 3 rows of 4, 4 apart, need 12 values.
+            (t.rows_dot)(&[0.0; 8], 2, &kv, 4, &mut s);
+        });
+        let msg = short.expect_err("too few cache values");
+        let msg = msg.downcast_ref::<String>().expect("a formatted message");
+        assert!(
+            msg.contains("need more than the 10 given"),
+            "{}: {msg}",
+            t.name
+        );
+        let ragged = std::panic::catch_unwind(|| {
+            let mut o = vec![0.0f32; 7];
+            (t.rows_axpy)(&[0.0; 4], 2, &kv, 4, &mut o);
+        });
+        assert!(ragged.is_err(), "{}: 7 outputs are not 2 rows", t.name);
+    }
+}

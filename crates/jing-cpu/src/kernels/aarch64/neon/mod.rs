@@ -10,7 +10,8 @@
 //! kernels, so `x` keeps its layout and no decoded weight is an f32 subnormal.
 //!
 //! Files: `load` (stored weights to f32 vectors), `matmul` (4 rows streamed against up to 4
-//! tokens), `vector` (dot, axpy, row_axpy), `quant` and `quant_dotprod` (the GGUF block types,
+//! tokens), `vector` (dot, axpy, row_axpy, and rows_axpy: the attention's
+//! weighted sum of cache rows), `quant` and `quant_dotprod` (the GGUF block types,
 //! stamped out of `aarch64::quant` with and without `SDOT`).
 
 #![allow(
@@ -30,7 +31,7 @@ use super::super::{KernelTable, MatmulQFn, OutMatrix};
 use jing_tensor::Weight;
 use matmul::dot_rows;
 use std::ops::Range;
-use vector::{axpy_imp, dot_imp, row_axpy_imp};
+use vector::{axpy_imp, dot_imp, row_axpy_imp, rows_axpy_imp};
 
 /// Weights per step of the float kernels: two vectors of 4 f32.
 const STEP: usize = 8;
@@ -44,6 +45,8 @@ pub(crate) fn table() -> Option<KernelTable> {
         dot,
         axpy,
         row_axpy,
+        rows_dot,
+        rows_axpy,
     })
 }
 
@@ -58,6 +61,8 @@ pub(crate) fn table_dotprod() -> Option<KernelTable> {
         dot,
         axpy,
         row_axpy,
+        rows_dot,
+        rows_axpy,
     })
 }
 
@@ -86,6 +91,18 @@ fn matmul_with(
     }
     // SAFETY: as above.
     unsafe { driver::matmul::<Neon>(w, x, m, rows, y) }
+}
+
+fn rows_dot(q: &[f32], m: usize, kv: &[f32], stride: usize, s: &mut [f32]) {
+    // SAFETY: only reachable through the tables, which checked for NEON.
+    unsafe { driver::rows_dot::<Neon>(q, m, kv, stride, s) }
+}
+
+fn rows_axpy(p: &[f32], m: usize, kv: &[f32], stride: usize, o: &mut [f32]) {
+    super::super::generic::rows_shape(o.len(), m, kv.len(), stride, p.len());
+    // SAFETY: only reachable through the tables, which checked for NEON; the shapes were
+    // checked.
+    unsafe { rows_axpy_imp(p, m, kv, stride, o) }
 }
 
 fn row_axpy(w: &Weight, r: usize, a: f32, y: &mut [f32]) {

@@ -109,3 +109,94 @@ pub(super) unsafe fn axpy_imp(a: f32, x: &[f32], y: &mut [f32]) {
         unsafe { *py.add(k) = a.mul_add(*px.add(k), *py.add(k)) };
     }
 }
+
+/// Heads per pass of [`rows_axpy_imp`] (2 accumulators each: 16 of the 32 registers).
+const AXPY_HEADS: usize = 8;
+
+/// `o_i += Σ_j p[i, j] · kv_j` (`RowsAxpyFn`), 8 columns at a time, as the x86 versions: for
+/// up to 8 heads, those columns of their outputs stay in registers while the cache rows go by,
+/// each row's two vectors loaded once for all the heads. The last `K % 8` columns take the
+/// generic loop (NEON has no masked loads).
+///
+/// # Safety
+/// The CPU has NEON; the shapes were checked (`rows_shape`).
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn rows_axpy_imp(p: &[f32], m: usize, kv: &[f32], stride: usize, o: &mut [f32]) {
+    if m == 0 {
+        return;
+    }
+    let (k, n) = (o.len() / m, p.len() / m);
+    let whole = k / STEP * STEP;
+    for h0 in (0..m).step_by(AXPY_HEADS) {
+        let heads = AXPY_HEADS.min(m - h0);
+        for c in (0..whole).step_by(STEP) {
+            // SAFETY: (every arm) forwarded from the caller; heads h0..h0 + H < m, columns
+            // c..c + 8 <= K.
+            unsafe {
+                match heads {
+                    1 => rows_axpy_block::<1>(p, n, h0, kv, stride, c, o, k),
+                    2 => rows_axpy_block::<2>(p, n, h0, kv, stride, c, o, k),
+                    3 => rows_axpy_block::<3>(p, n, h0, kv, stride, c, o, k),
+                    4 => rows_axpy_block::<4>(p, n, h0, kv, stride, c, o, k),
+                    5 => rows_axpy_block::<5>(p, n, h0, kv, stride, c, o, k),
+                    6 => rows_axpy_block::<6>(p, n, h0, kv, stride, c, o, k),
+                    7 => rows_axpy_block::<7>(p, n, h0, kv, stride, c, o, k),
+                    _ => rows_axpy_block::<8>(p, n, h0, kv, stride, c, o, k),
+                }
+            }
+        }
+    }
+    if whole < k {
+        crate::kernels::generic::rows_axpy_cols(p, m, kv, stride, o, whole..k);
+    }
+}
+
+/// Heads `h0..h0 + H` and columns `c..c + 8` of [`rows_axpy_imp`].
+///
+/// # Safety
+/// As `rows_axpy_imp`; `h0 + H <= m`, `c + 8 <= K`.
+#[allow(clippy::too_many_arguments, reason = "the block's operands")]
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn rows_axpy_block<const H: usize>(
+    p: &[f32],
+    n: usize,
+    h0: usize,
+    kv: &[f32],
+    stride: usize,
+    c: usize,
+    o: &mut [f32],
+    k: usize,
+) {
+    let (po, pk, pp) = (o.as_mut_ptr(), kv.as_ptr(), p.as_ptr());
+    let mut acc = [[vdupq_n_f32(0.0); 2]; H];
+    for (h, a) in acc.iter_mut().enumerate() {
+        // SAFETY: columns c..c + 8 of head h0 + h's output row lie within `o`.
+        unsafe {
+            let at = po.add((h0 + h) * k + c);
+            a[0] = vld1q_f32(at);
+            a[1] = vld1q_f32(at.add(4));
+        }
+    }
+    for j in 0..n {
+        // SAFETY: columns c..c + 8 of cache row j < n lie within `kv` (`rows_shape`).
+        let (v0, v1) = unsafe {
+            let row = pk.add(j * stride + c);
+            (vld1q_f32(row), vld1q_f32(row.add(4)))
+        };
+        for (h, a) in acc.iter_mut().enumerate() {
+            // SAFETY: `p` is `[m, n]` and h0 + h < m, j < n.
+            let b = vdupq_n_f32(unsafe { *pp.add((h0 + h) * n + j) });
+            a[0] = vfmaq_f32(a[0], b, v0);
+            a[1] = vfmaq_f32(a[1], b, v1);
+        }
+    }
+    for (h, a) in acc.iter().enumerate() {
+        // SAFETY: as for the loads.
+        unsafe {
+            let at = po.add((h0 + h) * k + c);
+            vst1q_f32(at, a[0]);
+            vst1q_f32(at.add(4), a[1]);
+        }
+    }
+}

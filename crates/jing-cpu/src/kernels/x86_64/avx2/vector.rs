@@ -127,3 +127,104 @@ pub(super) unsafe fn axpy_imp(a: f32, x: &[f32], y: &mut [f32]) {
         }
     }
 }
+
+/// Heads per pass of [`rows_axpy_imp`] (2 accumulators each: 12 of the 16 registers).
+const AXPY_HEADS: usize = 6;
+
+/// `o_i += Σ_j p[i, j] · kv_j` (`RowsAxpyFn`), 16 columns at a time, as the AVX-512 version:
+/// for up to 6 heads, those columns of their outputs stay in registers while the cache rows go
+/// by, each row's two vectors loaded once for all the heads.
+///
+/// # Safety
+/// The CPU has the features; the shapes were checked (`rows_shape`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn rows_axpy_imp(p: &[f32], m: usize, kv: &[f32], stride: usize, o: &mut [f32]) {
+    if m == 0 {
+        return;
+    }
+    let (k, n) = (o.len() / m, p.len() / m);
+    for h0 in (0..m).step_by(AXPY_HEADS) {
+        let heads = AXPY_HEADS.min(m - h0);
+        for c in (0..k).step_by(2 * L) {
+            let cols = c..k.min(c + 2 * L);
+            // SAFETY: (every arm) forwarded from the caller; heads h0..h0 + H < m, columns
+            // `cols` < K.
+            unsafe {
+                match heads {
+                    1 => rows_axpy_block::<1>(p, n, h0, kv, stride, cols, o, k),
+                    2 => rows_axpy_block::<2>(p, n, h0, kv, stride, cols, o, k),
+                    3 => rows_axpy_block::<3>(p, n, h0, kv, stride, cols, o, k),
+                    4 => rows_axpy_block::<4>(p, n, h0, kv, stride, cols, o, k),
+                    5 => rows_axpy_block::<5>(p, n, h0, kv, stride, cols, o, k),
+                    _ => rows_axpy_block::<6>(p, n, h0, kv, stride, cols, o, k),
+                }
+            }
+        }
+    }
+}
+
+/// Heads `h0..h0 + H` and columns `cols` (at most 16) of [`rows_axpy_imp`].
+///
+/// # Safety
+/// As `rows_axpy_imp`; `h0 + H <= m`, `cols` within `0..K`, `cols.len() <= 16`.
+#[allow(clippy::too_many_arguments, reason = "the block's operands")]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_axpy_block<const H: usize>(
+    p: &[f32],
+    n: usize,
+    h0: usize,
+    kv: &[f32],
+    stride: usize,
+    cols: Range<usize>,
+    o: &mut [f32],
+    k: usize,
+) {
+    let len = cols.len();
+    let mask = |from: usize| -> __m256i {
+        if len >= from + L {
+            _mm256_set1_epi32(-1)
+        } else if len > from {
+            tail_mask(len - from)
+        } else {
+            _mm256_setzero_si256()
+        }
+    };
+    let (m0, m1) = (mask(0), mask(L));
+    let (po, pk, pp) = (o.as_mut_ptr(), kv.as_ptr(), p.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; H];
+    for (h, a) in acc.iter_mut().enumerate() {
+        let at = po.wrapping_add((h0 + h) * k + cols.start);
+        // SAFETY: the masks select columns `cols` of head h0 + h's output row (within `o`);
+        // masked-off lanes are not read.
+        unsafe {
+            a[0] = _mm256_maskload_ps(at, m0);
+            a[1] = _mm256_maskload_ps(at.wrapping_add(L), m1);
+        }
+    }
+    for j in 0..n {
+        let row = pk.wrapping_add(j * stride + cols.start);
+        // SAFETY: columns `cols` of cache row j < n lie within `kv` (`rows_shape`); masked-off
+        // lanes are not read.
+        let (v0, v1) = unsafe {
+            (
+                _mm256_maskload_ps(row, m0),
+                _mm256_maskload_ps(row.wrapping_add(L), m1),
+            )
+        };
+        for (h, a) in acc.iter_mut().enumerate() {
+            // SAFETY: `p` is `[m, n]` and h0 + h < m, j < n.
+            let b = _mm256_set1_ps(unsafe { *pp.add((h0 + h) * n + j) });
+            a[0] = _mm256_fmadd_ps(b, v0, a[0]);
+            a[1] = _mm256_fmadd_ps(b, v1, a[1]);
+        }
+    }
+    for (h, a) in acc.iter().enumerate() {
+        let at = po.wrapping_add((h0 + h) * k + cols.start);
+        // SAFETY: as for the loads.
+        unsafe {
+            _mm256_maskstore_ps(at, m0, a[0]);
+            _mm256_maskstore_ps(at.wrapping_add(L), m1, a[1]);
+        }
+    }
+}

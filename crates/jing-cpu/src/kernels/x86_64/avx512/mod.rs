@@ -4,7 +4,8 @@
 //! [`table`] returns after detecting those features.
 //!
 //! Files: `load` (stored weights to f32 vectors), `matmul` (4 rows streamed against up to 4
-//! tokens), `vector` (dot, axpy, row_axpy).
+//! tokens), `vector` (dot, axpy, row_axpy, and rows_axpy: the attention's
+//! weighted sum of cache rows).
 
 #![allow(
     clippy::needless_range_loop,
@@ -25,7 +26,7 @@ use jing_tensor::Weight;
 use matmul::{dot_rows, dot_rows_fp8};
 use std::arch::x86_64::*;
 use std::ops::Range;
-use vector::{axpy_imp, dot_imp, row_axpy_imp};
+use vector::{axpy_imp, dot_imp, row_axpy_imp, rows_axpy_imp};
 
 /// f32 lanes.
 const L: usize = 16;
@@ -51,6 +52,8 @@ pub(crate) fn table() -> Option<KernelTable> {
         dot,
         axpy,
         row_axpy,
+        rows_dot,
+        rows_axpy,
     })
 }
 
@@ -110,6 +113,18 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     );
     // SAFETY: only reachable through `table()`, which checked the CPU features.
     unsafe { axpy_imp(a, x, y) }
+}
+
+fn rows_dot(q: &[f32], m: usize, kv: &[f32], stride: usize, s: &mut [f32]) {
+    // SAFETY: only reachable through `table()`, which checked the CPU features.
+    unsafe { driver::rows_dot::<Avx512>(q, m, kv, stride, s) }
+}
+
+fn rows_axpy(p: &[f32], m: usize, kv: &[f32], stride: usize, o: &mut [f32]) {
+    super::super::generic::rows_shape(o.len(), m, kv.len(), stride, p.len());
+    // SAFETY: only reachable through `table()`, which checked the CPU features; the shapes
+    // were checked.
+    unsafe { rows_axpy_imp(p, m, kv, stride, o) }
 }
 
 /// `Isa::dot_rows` for exactly `T` tokens: the FP8 kernel (which reads `x` in the layout of

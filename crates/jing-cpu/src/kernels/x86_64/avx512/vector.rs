@@ -127,3 +127,109 @@ pub(super) unsafe fn axpy_imp(a: f32, x: &[f32], y: &mut [f32]) {
         }
     }
 }
+
+/// Heads per pass of [`rows_axpy_imp`] (2 accumulators each: 16 of the 32 registers).
+const AXPY_HEADS: usize = 8;
+
+/// `o_i += Σ_j p[i, j] · kv_j` (`RowsAxpyFn`), 32 columns at a time: for up to 8 heads, those
+/// columns of their outputs stay in registers while the cache rows go by, each row's two
+/// vectors loaded once for all the heads and fused-multiply-added with each head's
+/// probability. Row by row in order, as the generic version, with one rounding per step
+/// instead of two. (One axpy per head and row loaded and stored the outputs every time: three
+/// memory accesses per multiply-add.)
+///
+/// # Safety
+/// The CPU has the features; the shapes were checked (`rows_shape`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn rows_axpy_imp(p: &[f32], m: usize, kv: &[f32], stride: usize, o: &mut [f32]) {
+    if m == 0 {
+        return;
+    }
+    let (k, n) = (o.len() / m, p.len() / m);
+    for h0 in (0..m).step_by(AXPY_HEADS) {
+        let heads = AXPY_HEADS.min(m - h0);
+        for c in (0..k).step_by(2 * L) {
+            let cols = c..k.min(c + 2 * L);
+            // SAFETY: (every arm) forwarded from the caller; heads h0..h0 + H < m, columns
+            // `cols` < K.
+            unsafe {
+                match heads {
+                    1 => rows_axpy_block::<1>(p, n, h0, kv, stride, cols, o, k),
+                    2 => rows_axpy_block::<2>(p, n, h0, kv, stride, cols, o, k),
+                    3 => rows_axpy_block::<3>(p, n, h0, kv, stride, cols, o, k),
+                    4 => rows_axpy_block::<4>(p, n, h0, kv, stride, cols, o, k),
+                    5 => rows_axpy_block::<5>(p, n, h0, kv, stride, cols, o, k),
+                    6 => rows_axpy_block::<6>(p, n, h0, kv, stride, cols, o, k),
+                    7 => rows_axpy_block::<7>(p, n, h0, kv, stride, cols, o, k),
+                    _ => rows_axpy_block::<8>(p, n, h0, kv, stride, cols, o, k),
+                }
+            }
+        }
+    }
+}
+
+/// Heads `h0..h0 + H` and columns `cols` (at most 32) of [`rows_axpy_imp`].
+///
+/// # Safety
+/// As `rows_axpy_imp`; `h0 + H <= m`, `cols` within `0..K`, `cols.len() <= 32`.
+#[allow(clippy::too_many_arguments, reason = "the block's operands")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn rows_axpy_block<const H: usize>(
+    p: &[f32],
+    n: usize,
+    h0: usize,
+    kv: &[f32],
+    stride: usize,
+    cols: Range<usize>,
+    o: &mut [f32],
+    k: usize,
+) {
+    let len = cols.len();
+    let mask = |from: usize| -> __mmask16 {
+        if len >= from + L {
+            !0
+        } else if len > from {
+            tail_mask(len - from)
+        } else {
+            0
+        }
+    };
+    let (m0, m1) = (mask(0), mask(L));
+    let (po, pk, pp) = (o.as_mut_ptr(), kv.as_ptr(), p.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 2]; H];
+    for (h, a) in acc.iter_mut().enumerate() {
+        let at = po.wrapping_add((h0 + h) * k + cols.start);
+        // SAFETY: the masks select columns `cols` of head h0 + h's output row (within `o`);
+        // masked-off lanes are not read.
+        unsafe {
+            a[0] = _mm512_maskz_loadu_ps(m0, at);
+            a[1] = _mm512_maskz_loadu_ps(m1, at.wrapping_add(L));
+        }
+    }
+    for j in 0..n {
+        let row = pk.wrapping_add(j * stride + cols.start);
+        // SAFETY: columns `cols` of cache row j < n lie within `kv` (`rows_shape`); masked-off
+        // lanes are not read.
+        let (v0, v1) = unsafe {
+            (
+                _mm512_maskz_loadu_ps(m0, row),
+                _mm512_maskz_loadu_ps(m1, row.wrapping_add(L)),
+            )
+        };
+        for (h, a) in acc.iter_mut().enumerate() {
+            // SAFETY: `p` is `[m, n]` and h0 + h < m, j < n.
+            let b = _mm512_set1_ps(unsafe { *pp.add((h0 + h) * n + j) });
+            a[0] = _mm512_fmadd_ps(b, v0, a[0]);
+            a[1] = _mm512_fmadd_ps(b, v1, a[1]);
+        }
+    }
+    for (h, a) in acc.iter().enumerate() {
+        let at = po.wrapping_add((h0 + h) * k + cols.start);
+        // SAFETY: as for the loads.
+        unsafe {
+            _mm512_mask_storeu_ps(at, m0, a[0]);
+            _mm512_mask_storeu_ps(at.wrapping_add(L), m1, a[1]);
+        }
+    }
+}
