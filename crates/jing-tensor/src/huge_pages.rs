@@ -148,15 +148,43 @@ impl Drop for AlignedAnon {
 /// Bytes of this process's anonymous memory in transparent huge pages (`AnonHugePages` of
 /// `/proc/self/smaps_rollup`), when the system says.
 pub fn anon_huge_page_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
-    let line = text.lines().find(|l| l.starts_with("AnonHugePages:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    rollup_bytes("AnonHugePages")
+}
+
+/// Bytes of this process's file mappings mapped in 2 MiB pages (`FilePmdMapped` of
+/// `/proc/self/smaps_rollup`: page-cache folios of 2 MiB mapped whole), when the system says.
+pub fn file_huge_page_bytes() -> Option<u64> {
+    rollup_bytes("FilePmdMapped")
+}
+
+fn rollup_bytes(field: &str) -> Option<u64> {
+    smaps_field(
+        &std::fs::read_to_string("/proc/self/smaps_rollup").ok()?,
+        field,
+    )
+}
+
+/// The value of `field` (a line `Field:   N kB`) of an smaps text, in bytes.
+fn smaps_field(text: &str, field: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.split(':').next() == Some(field))?;
+    let mut words = line.split_whitespace().skip(1);
+    let n: u64 = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then_some(n * 1024)
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smaps_fields_in_bytes() {
+        let text = "7f00-7f10 ---p 00000000 00:00 0 [rollup]\nRss:  2048 kB\n\
+                    AnonHugePages:   4096 kB\nFilePmdMapped:      0 kB\nShmemPmdMapped: 7 kB\n";
+        assert_eq!(smaps_field(text, "AnonHugePages"), Some(4 << 20));
+        assert_eq!(smaps_field(text, "FilePmdMapped"), Some(0));
+        assert_eq!(smaps_field(text, "PmdMapped"), None, "whole names only");
+        assert_eq!(smaps_field("Rss: 12 pages", "Rss"), None, "kB only");
+    }
 
     #[test]
     fn moved_weights_keep_their_bytes_and_addresses() {
