@@ -12,7 +12,7 @@
 //!                                                          transposed to f32)
 //! S[T, n_ctx]     = [q_lat ‖ q_pe_h][T, kvl + dr] · Cᵀ     (weight C = cache rows [n_ctx, kvl + dr])
 //! P               = softmax(scale · S), causal: token t sees positions 0..=p0 + t
-//! o_lat[T, kvl]   = P · C[:, :kvl]                        (weight C_latᵀ [kvl, n_ctx])
+//! o_lat[T, kvl]   = P · C[:, :kvl]                        (rows_axpy over the cache rows)
 //! o_h[T, dv]      = o_lat · W_UV[h]ᵀ                      (weight W_UV[h] [dv, kvl], as stored)
 //! ```
 //!
@@ -61,16 +61,9 @@ pub(crate) fn mla_prefill(
     let t_all = c.batch.len();
     let n_ctx = p0 + t_all;
     // C [n_ctx, kvl + dr]: the latent and rope key of every visible position, shared by all
-    // heads; and C_latᵀ [kvl, n_ctx] for the value product.
+    // heads (the value product reads its latent columns where they lie).
     let rows = cache.rows(c.batch.slots[0], a.layer, n_ctx)?;
     let c_w = Weight::from_f32("mla.cache", vec![n_ctx, width], rows);
-    let mut c_lat_t = vec![0.0f32; kvl * n_ctx];
-    for (j, row) in rows.chunks_exact(width).enumerate() {
-        for (ch, &v) in row[..kvl].iter().enumerate() {
-            c_lat_t[ch * n_ctx + j] = v;
-        }
-    }
-    let c_lat_t = Weight::from_f32("mla.cache_lat_t", vec![kvl, n_ctx], &c_lat_t);
 
     let mut wrow = vec![0.0f32; kvl];
     let mut w_uk_t = vec![0.0f32; kvl * dn]; // [kvl, dn]
@@ -78,6 +71,7 @@ pub(crate) fn mla_prefill(
     let mut q_ext = vec![0.0f32; t_all * width]; // [T, kvl + dr]
     let mut s = vec![0.0f32; t_all * n_ctx]; // [T, n_ctx]
     let mut o_lat = vec![0.0f32; t_all * kvl]; // [T, kvl]
+    let mut p_block = Vec::new(); // a block of P's rows, [SCORE_BLOCK, ≤ n_ctx]
     let mut o_h = vec![0.0f32; t_all * dv]; // [T, dv]
     for h in heads {
         let head = &a.w.heads[h];
@@ -112,13 +106,7 @@ pub(crate) fn mla_prefill(
         // Scores, block by block of tokens, each against the positions its last token sees.
         causal_scores(c, &c_w, &q_ext, t_all, p0, &mut s);
         causal_softmax(&mut s, n_ctx, p0, a.scale);
-        (c.k.matmul)(
-            &c_lat_t,
-            &s,
-            t_all,
-            0..kvl,
-            &OutMatrix::new(&mut o_lat, kvl),
-        );
+        causal_values(c, &s, n_ctx, p0, rows, width, &mut o_lat, &mut p_block);
         (c.k.matmul)(
             &head.uv,
             &o_lat,
@@ -172,6 +160,35 @@ fn causal_scores(c: &Ctx, w: &Weight, x: &[f32], t_all: usize, p0: usize, s: &mu
     }
 }
 
+/// `o[t] = Σ_j P[t, j] · v_j` (`P` is `[T, n_ctx]`, `o` is `[T, K]`, `v_j` the first K values
+/// of `rows[j·stride..]`), in blocks of [`SCORE_BLOCK`] tokens, each over the positions its
+/// last token sees: the causal upper triangle of `P` (zero) is skipped, and the cache rows are
+/// read where they lie (no transposed copy). `p_block` is scratch.
+#[allow(clippy::too_many_arguments)]
+fn causal_values(
+    c: &Ctx,
+    p: &[f32],
+    n_ctx: usize,
+    p0: usize,
+    rows: &[f32],
+    stride: usize,
+    o: &mut [f32],
+    p_block: &mut Vec<f32>,
+) {
+    let t_all = p.len() / n_ctx;
+    let k = o.len() / t_all;
+    o.fill(0.0);
+    for b0 in (0..t_all).step_by(SCORE_BLOCK) {
+        let b1 = t_all.min(b0 + SCORE_BLOCK);
+        let seen = p0 + b1;
+        p_block.clear();
+        for t in b0..b1 {
+            p_block.extend_from_slice(&p[t * n_ctx..t * n_ctx + seen]);
+        }
+        (c.k.rows_axpy)(p_block, b1 - b0, rows, stride, &mut o[b0 * k..b1 * k]);
+    }
+}
+
 /// Query heads `heads` of a grouped-query attention node for a one-sequence chunk starting at
 /// position `p0`.
 #[allow(clippy::too_many_arguments)]
@@ -191,29 +208,22 @@ pub(crate) fn gqa_prefill(
     let n_ctx = p0 + t_all;
     let rows = cache.rows(c.batch.slots[0], a.layer, n_ctx)?;
     let mut k_g = vec![0.0f32; n_ctx * d]; // [n_ctx, d]
-    let mut v_g_t = vec![0.0f32; d * n_ctx]; // [d, n_ctx]
     let mut q_h = vec![0.0f32; t_all * d]; // [T, d]
     let mut s = vec![0.0f32; t_all * n_ctx]; // [T, n_ctx]
     let mut o_h = vec![0.0f32; t_all * d]; // [T, d]
-    let mut loaded: Option<(usize, Weight, Weight)> = None;
+    let mut p_block = Vec::new(); // a block of P's rows, [SCORE_BLOCK, ≤ n_ctx]
+    let mut loaded: Option<(usize, Weight)> = None;
     for h in heads {
         let g = h / group;
-        // This head's KV head as two weights, built once per KV head.
-        if loaded.as_ref().is_none_or(|(lg, _, _)| *lg != g) {
-            let (k_off, v_off) = (g * d, kv * d + g * d);
+        // This head's keys as a weight, built once per KV head (the values are read where
+        // they lie).
+        if loaded.as_ref().is_none_or(|(lg, _)| *lg != g) {
             for (j, row) in rows.chunks_exact(width).enumerate() {
-                k_g[j * d..(j + 1) * d].copy_from_slice(&row[k_off..k_off + d]);
-                for (e, &v) in row[v_off..v_off + d].iter().enumerate() {
-                    v_g_t[e * n_ctx + j] = v;
-                }
+                k_g[j * d..(j + 1) * d].copy_from_slice(&row[g * d..(g + 1) * d]);
             }
-            loaded = Some((
-                g,
-                Weight::from_f32("gqa.k", vec![n_ctx, d], &k_g),
-                Weight::from_f32("gqa.v_t", vec![d, n_ctx], &v_g_t),
-            ));
+            loaded = Some((g, Weight::from_f32("gqa.k", vec![n_ctx, d], &k_g)));
         }
-        let Some((_, k_w, v_t_w)) = loaded.as_ref() else {
+        let Some((_, k_w)) = loaded.as_ref() else {
             unreachable!("loaded above")
         };
         for t in 0..t_all {
@@ -221,7 +231,8 @@ pub(crate) fn gqa_prefill(
         }
         causal_scores(c, k_w, &q_h, t_all, p0, &mut s);
         causal_softmax(&mut s, n_ctx, p0, a.scale);
-        (c.k.matmul)(v_t_w, &s, t_all, 0..d, &OutMatrix::new(&mut o_h, d));
+        let values = &rows[(kv + g) * d..];
+        causal_values(c, &s, n_ctx, p0, values, width, &mut o_h, &mut p_block);
         write_head(out, &o_h, h, d);
     }
     Ok(())

@@ -127,9 +127,10 @@ pub(super) unsafe fn rows_axpy_imp(p: &[f32], m: usize, kv: &[f32], stride: usiz
     }
     let (k, n) = (o.len() / m, p.len() / m);
     let whole = k / STEP * STEP;
-    for h0 in (0..m).step_by(AXPY_HEADS) {
-        let heads = AXPY_HEADS.min(m - h0);
-        for c in (0..whole).step_by(STEP) {
+    // Columns outer: a block of columns of the rows stays in L1/L2 for every group of heads.
+    for c in (0..whole).step_by(STEP) {
+        for h0 in (0..m).step_by(AXPY_HEADS) {
+            let heads = AXPY_HEADS.min(m - h0);
             // SAFETY: (every arm) forwarded from the caller; heads h0..h0 + H < m, columns
             // c..c + 8 <= K.
             unsafe {

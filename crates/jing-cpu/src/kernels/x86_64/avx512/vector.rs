@@ -146,22 +146,23 @@ pub(super) unsafe fn rows_axpy_imp(p: &[f32], m: usize, kv: &[f32], stride: usiz
         return;
     }
     let (k, n) = (o.len() / m, p.len() / m);
-    for h0 in (0..m).step_by(AXPY_HEADS) {
-        let heads = AXPY_HEADS.min(m - h0);
-        for c in (0..k).step_by(2 * L) {
-            let cols = c..k.min(c + 2 * L);
+    // Columns outer: a block of columns of the rows stays in L1/L2 for every group of heads.
+    for c in (0..k).step_by(2 * L) {
+        let cols = c..k.min(c + 2 * L);
+        for h0 in (0..m).step_by(AXPY_HEADS) {
+            let heads = AXPY_HEADS.min(m - h0);
             // SAFETY: (every arm) forwarded from the caller; heads h0..h0 + H < m, columns
             // `cols` < K.
             unsafe {
                 match heads {
-                    1 => rows_axpy_block::<1>(p, n, h0, kv, stride, cols, o, k),
-                    2 => rows_axpy_block::<2>(p, n, h0, kv, stride, cols, o, k),
-                    3 => rows_axpy_block::<3>(p, n, h0, kv, stride, cols, o, k),
-                    4 => rows_axpy_block::<4>(p, n, h0, kv, stride, cols, o, k),
-                    5 => rows_axpy_block::<5>(p, n, h0, kv, stride, cols, o, k),
-                    6 => rows_axpy_block::<6>(p, n, h0, kv, stride, cols, o, k),
-                    7 => rows_axpy_block::<7>(p, n, h0, kv, stride, cols, o, k),
-                    _ => rows_axpy_block::<8>(p, n, h0, kv, stride, cols, o, k),
+                    1 => rows_axpy_block::<1>(p, n, h0, kv, stride, cols.clone(), o, k),
+                    2 => rows_axpy_block::<2>(p, n, h0, kv, stride, cols.clone(), o, k),
+                    3 => rows_axpy_block::<3>(p, n, h0, kv, stride, cols.clone(), o, k),
+                    4 => rows_axpy_block::<4>(p, n, h0, kv, stride, cols.clone(), o, k),
+                    5 => rows_axpy_block::<5>(p, n, h0, kv, stride, cols.clone(), o, k),
+                    6 => rows_axpy_block::<6>(p, n, h0, kv, stride, cols.clone(), o, k),
+                    7 => rows_axpy_block::<7>(p, n, h0, kv, stride, cols.clone(), o, k),
+                    _ => rows_axpy_block::<8>(p, n, h0, kv, stride, cols.clone(), o, k),
                 }
             }
         }
