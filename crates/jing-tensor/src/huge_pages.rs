@@ -145,6 +145,31 @@ impl Drop for AlignedAnon {
     }
 }
 
+/// Asks for transparent huge pages (`MADV_HUGEPAGE`) for the whole 2 MiB-aligned pages inside
+/// `buf`, memory not yet written (a `Vec`'s spare capacity), so that the pages its first writes
+/// fault in are 2 MiB where the kernel has them (with THP in `madvise` mode, the common default,
+/// anonymous memory gets them only when asked). Returns whether the kernel took the advice;
+/// false off Linux or for a buffer too small to hold a whole huge page.
+pub fn advise_huge_pages<T>(buf: &[std::mem::MaybeUninit<T>]) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let at = buf.as_ptr() as usize;
+        let start = at.next_multiple_of(HUGE_PAGE);
+        let end = (at + std::mem::size_of_val(buf)) / HUGE_PAGE * HUGE_PAGE;
+        if end <= start {
+            return false;
+        }
+        // SAFETY: the range lies within `buf`'s memory, which the caller owns; the advice
+        // changes only the size of the pages faulted in later, never the contents.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = buf;
+        false
+    }
+}
+
 /// Bytes of this process's anonymous memory in transparent huge pages (`AnonHugePages` of
 /// `/proc/self/smaps_rollup`), when the system says.
 pub fn anon_huge_page_bytes() -> Option<u64> {
@@ -175,6 +200,23 @@ fn smaps_field(text: &str, field: &str) -> Option<u64> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    /// Advice for a buffer not yet written: none for one too small to hold a whole huge page;
+    /// for a large one, whatever the kernel does, the buffer then holds what is written to it.
+    #[test]
+    fn huge_page_advice_for_spare_capacity() {
+        let mut small: Vec<u64> = Vec::with_capacity(1000);
+        assert!(!advise_huge_pages(small.spare_capacity_mut()));
+        let n = 3 * HUGE_PAGE / 8 + 17;
+        let mut big: Vec<u64> = Vec::with_capacity(n);
+        let advised = advise_huge_pages(big.spare_capacity_mut());
+        big.extend((0..n as u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        assert!(big
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        eprintln!("MADV_HUGEPAGE taken: {advised}");
+    }
 
     #[test]
     fn smaps_fields_in_bytes() {
