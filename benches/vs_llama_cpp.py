@@ -9,6 +9,13 @@ so that decode starts from an empty context as `llama-bench`'s tg test does; eac
 round is one `llama-bench -o json` with the same -p, -n, -t and -r. The table reports the
 medians over rounds and their ratio.
 
+With --fresh-cache, each file is first dropped from the page cache (`posix_fadvise`
+DONTNEED, which an unprivileged user may do for a file nothing maps) and read in again, so that
+both engines map it in the pages a fresh read gives (2 MiB ones where the kernel and file system
+have them) rather than in whatever state earlier runs left it: after a large file has filled
+memory, a smaller one read back in can sit in 4 KiB pages, and a mixture of experts' decode in
+jing then slowed by a third (llama.cpp's by a few percent) on the machine of docs/benchmarks.md.
+
     python3 benches/vs_llama_cpp.py --jing target/release/jing \
         --llama-bench /path/to/llama.cpp/build/bin/llama-bench -t 2 -p 512 -n 128 \
         /tmp/bench/v2lite4-q8_0.gguf /tmp/bench/v2lite4-q4_k_m.gguf
@@ -57,6 +64,17 @@ def run_llama(bench, path, a):
     return {"pp": pp, "tg": tg, "build": rows[0].get("build_commit", "?"), "cpu": rows[0].get("cpu_info", "?")}
 
 
+def refresh_cache(path):
+    """Drop `path` from the page cache and read it in again (see --fresh-cache)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        while os.read(fd, 64 << 20):
+            pass
+    finally:
+        os.close(fd)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("files", nargs="+", help="GGUF files")
@@ -70,11 +88,17 @@ def main():
     ap.add_argument("--no-mmap", action="store_true",
                     help="both engines copy the weights into their own memory (jing --no-mmap, "
                          "llama-bench --load-mode none or -mmp 0) instead of mapping the file")
+    ap.add_argument("--fresh-cache", action="store_true",
+                    help="before each file, drop it from the page cache and read it in again")
     ap.add_argument("--json", help="also write all raw results here")
     a = ap.parse_args()
 
     results, raw = [], []
     for path in a.files:
+        if a.fresh_cache:
+            print(f"[{os.path.basename(path)}] dropping it from the page cache and reading it again",
+                  file=sys.stderr, flush=True)
+            refresh_cache(path)
         J, L = [], []
         for r in range(a.rounds):
             print(f"[{os.path.basename(path)}] round {r + 1}/{a.rounds}: jing", file=sys.stderr, flush=True)
@@ -98,6 +122,8 @@ def main():
         results.append(row)
 
     loading = "weights copied into memory (jing --no-mmap, llama-bench without mmap)" if a.no_mmap else "weights memory-mapped"
+    if a.fresh_cache:
+        loading += ", each file read fresh into the page cache first"
     print(f"\n{a.t} threads, pp{a.p} / tg{a.n}, medians of {a.rounds} alternating rounds "
           f"(each the mean/median of {a.reps} repetitions); {loading}; "
           f"llama.cpp build {results[0]['build']}\n")
