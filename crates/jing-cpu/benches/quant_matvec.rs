@@ -16,6 +16,9 @@
 //! runs them). The `[1408, 2048]` weight cycles through copies totalling 256 MiB so that it
 //! streams from DRAM, as decode does; the output head is 50-115 MB by itself.
 
+mod common;
+
+use common::{time, values};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,34 +27,6 @@ use jing_cpu::kernels::{KernelTable, OutMatrix, QuantX};
 use jing_cpu::CpuBackend;
 use jing_graph::{Backend, Batch, Graph, GraphBuilder, KvCache};
 use jing_tensor::{quant, Bytes, DType, Weight};
-
-/// Seconds per call of `f`, best of 3 rounds of about `budget / 3` each.
-fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let (start, mut calls) = (Instant::now(), 0u32);
-        while start.elapsed() < budget / 3 || calls == 0 {
-            f();
-            calls += 1;
-        }
-        best = best.min(start.elapsed().as_secs_f64() / calls as f64);
-    }
-    best
-}
-
-/// Reproducible values in (-1, 1).
-fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 /// A `[rows, cols]` weight of `dtype`: real quantized blocks for one row group, repeated (the
 /// kernels' speed does not depend on the values; quantizing 100k rows would take a while).
