@@ -16,6 +16,12 @@
     allow(dead_code, unused_macros)
 )]
 mod quant_rows;
+#[macro_use]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_macros)
+)]
+mod rows_loops;
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 pub(crate) mod activation;

@@ -110,9 +110,6 @@ pub(super) unsafe fn axpy_imp(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Heads per pass of [`rows_axpy_imp`] (2 accumulators each: 16 of the 32 registers).
-const AXPY_HEADS: usize = 8;
-
 /// `o_i += Σ_j p[i, j] · kv_j` (`RowsAxpyFn`), 8 columns at a time, as the x86 versions: for
 /// up to 8 heads, those columns of their outputs stay in registers while the cache rows go by,
 /// each row's two vectors loaded once for all the heads. The last `K % 8` columns take the
@@ -125,37 +122,28 @@ pub(super) unsafe fn rows_axpy_imp(p: &[f32], m: usize, kv: &[f32], stride: usiz
     if m == 0 {
         return;
     }
-    let (k, n) = (o.len() / m, p.len() / m);
+    let k = o.len() / m;
     let whole = k / STEP * STEP;
-    // Columns outer: a block of columns of the rows stays in L1/L2 for every group of heads.
-    for c in (0..whole).step_by(STEP) {
-        for h0 in (0..m).step_by(AXPY_HEADS) {
-            let heads = AXPY_HEADS.min(m - h0);
-            // SAFETY: (every arm) forwarded from the caller; heads h0..h0 + H < m, columns
-            // c..c + 8 <= K.
-            unsafe {
-                match heads {
-                    1 => rows_axpy_block::<1>(p, n, h0, kv, stride, c, o, k),
-                    2 => rows_axpy_block::<2>(p, n, h0, kv, stride, c, o, k),
-                    3 => rows_axpy_block::<3>(p, n, h0, kv, stride, c, o, k),
-                    4 => rows_axpy_block::<4>(p, n, h0, kv, stride, c, o, k),
-                    5 => rows_axpy_block::<5>(p, n, h0, kv, stride, c, o, k),
-                    6 => rows_axpy_block::<6>(p, n, h0, kv, stride, c, o, k),
-                    7 => rows_axpy_block::<7>(p, n, h0, kv, stride, c, o, k),
-                    _ => rows_axpy_block::<8>(p, n, h0, kv, stride, c, o, k),
-                }
-            }
-        }
-    }
+    rows_axpy_loops!(
+        rows_axpy_block,
+        p,
+        m,
+        kv,
+        stride,
+        &mut *o,
+        whole,
+        STEP,
+        [1, 2, 3, 4, 5, 6, 7, 8]
+    );
     if whole < k {
         crate::kernels::generic::rows_axpy_cols(p, m, kv, stride, o, whole..k);
     }
 }
 
-/// Heads `h0..h0 + H` and columns `c..c + 8` of [`rows_axpy_imp`].
+/// Heads `h0..h0 + H` and columns `cols` (8 of them) of [`rows_axpy_imp`].
 ///
 /// # Safety
-/// As `rows_axpy_imp`; `h0 + H <= m`, `c + 8 <= K`.
+/// As `rows_axpy_imp`; `h0 + H <= m`, `cols` within `0..K` and 8 long.
 #[allow(clippy::too_many_arguments, reason = "the block's operands")]
 #[inline]
 #[target_feature(enable = "neon")]
@@ -165,10 +153,12 @@ unsafe fn rows_axpy_block<const H: usize>(
     h0: usize,
     kv: &[f32],
     stride: usize,
-    c: usize,
+    cols: std::ops::Range<usize>,
     o: &mut [f32],
     k: usize,
 ) {
+    debug_assert_eq!(cols.len(), 8);
+    let c = cols.start;
     let (po, pk, pp) = (o.as_mut_ptr(), kv.as_ptr(), p.as_ptr());
     let mut acc = [[vdupq_n_f32(0.0); 2]; H];
     for (h, a) in acc.iter_mut().enumerate() {

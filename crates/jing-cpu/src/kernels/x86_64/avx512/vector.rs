@@ -128,9 +128,6 @@ pub(super) unsafe fn axpy_imp(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Heads per pass of [`rows_axpy_imp`] (2 accumulators each: 16 of the 32 registers).
-const AXPY_HEADS: usize = 8;
-
 /// `o_i += Σ_j p[i, j] · kv_j` (`RowsAxpyFn`), 32 columns at a time: for up to 8 heads, those
 /// columns of their outputs stay in registers while the cache rows go by, each row's two
 /// vectors loaded once for all the heads and fused-multiply-added with each head's
@@ -145,28 +142,18 @@ pub(super) unsafe fn rows_axpy_imp(p: &[f32], m: usize, kv: &[f32], stride: usiz
     if m == 0 {
         return;
     }
-    let (k, n) = (o.len() / m, p.len() / m);
-    // Columns outer: a block of columns of the rows stays in L1/L2 for every group of heads.
-    for c in (0..k).step_by(2 * L) {
-        let cols = c..k.min(c + 2 * L);
-        for h0 in (0..m).step_by(AXPY_HEADS) {
-            let heads = AXPY_HEADS.min(m - h0);
-            // SAFETY: (every arm) forwarded from the caller; heads h0..h0 + H < m, columns
-            // `cols` < K.
-            unsafe {
-                match heads {
-                    1 => rows_axpy_block::<1>(p, n, h0, kv, stride, cols.clone(), o, k),
-                    2 => rows_axpy_block::<2>(p, n, h0, kv, stride, cols.clone(), o, k),
-                    3 => rows_axpy_block::<3>(p, n, h0, kv, stride, cols.clone(), o, k),
-                    4 => rows_axpy_block::<4>(p, n, h0, kv, stride, cols.clone(), o, k),
-                    5 => rows_axpy_block::<5>(p, n, h0, kv, stride, cols.clone(), o, k),
-                    6 => rows_axpy_block::<6>(p, n, h0, kv, stride, cols.clone(), o, k),
-                    7 => rows_axpy_block::<7>(p, n, h0, kv, stride, cols.clone(), o, k),
-                    _ => rows_axpy_block::<8>(p, n, h0, kv, stride, cols.clone(), o, k),
-                }
-            }
-        }
-    }
+    let k = o.len() / m;
+    rows_axpy_loops!(
+        rows_axpy_block,
+        p,
+        m,
+        kv,
+        stride,
+        o,
+        k,
+        2 * L,
+        [1, 2, 3, 4, 5, 6, 7, 8]
+    );
 }
 
 /// Heads `h0..h0 + H` and columns `cols` (at most 32) of [`rows_axpy_imp`].
