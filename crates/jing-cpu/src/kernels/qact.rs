@@ -27,11 +27,13 @@ pub struct QuantX {
     pub(crate) d: Vec<f32>,
     /// `[m, K / 16]` sums of 16 consecutive codes.
     pub(crate) sums: Vec<i16>,
-    /// For `Q4_K`/`Q5_K` weights (else empty): `qs` with each run of 128 codes reordered as
-    /// `[0..32, 64..96, 32..64, 96..128]`, the order of the low nibbles and then the high
-    /// nibbles of 64 consecutive code bytes, so that a 512-bit kernel loads them directly.
+    /// For `Q2_K`/`Q3_K`/`Q4_K`/`Q5_K` weights (else empty): `qs` with each run of 128 codes
+    /// reordered as `[0..32, 64..96, 32..64, 96..128]`, the order of the low nibbles and then
+    /// the high nibbles of 64 consecutive code bytes (and the order in which the 512-bit
+    /// `Q2_K`/`Q3_K` kernels unpack their 2-bit codes), so that a 512-bit kernel loads them
+    /// directly.
     pub(crate) qs_k4: Vec<i8>,
-    /// For `Q4_K`/`Q5_K` weights (else empty): `[m, K / 32]` sums of 32 consecutive codes (the
+    /// For `Q2_K`..`Q5_K` weights (else empty): `[m, K / 32]` sums of 32 consecutive codes (the
     /// sub-blocks those types give a min).
     pub(crate) sums32: Vec<i16>,
     /// For `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` weights (else empty): `qs` with each run of 4 blocks
@@ -53,13 +55,13 @@ pub(crate) struct XRow<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub sums: &'a [i16],
-    /// `QuantX::qs_k4` of this token (empty unless the weights are `Q4_K`/`Q5_K`).
+    /// `QuantX::qs_k4` of this token (empty unless the weights are `Q2_K`..`Q5_K`).
     #[cfg_attr(
         not(target_arch = "x86_64"),
         allow(dead_code, reason = "read by the x86 kernels only")
     )]
     pub qs_k4: &'a [i8],
-    /// `QuantX::sums32` of this token (empty unless the weights are `Q4_K`/`Q5_K`).
+    /// `QuantX::sums32` of this token (empty unless the weights are `Q2_K`..`Q5_K`).
     #[cfg_attr(
         not(target_arch = "x86_64"),
         allow(dead_code, reason = "read by the x86 kernels only")
@@ -76,7 +78,7 @@ pub(crate) struct XRow<'a> {
 
 /// Whether activations for `dtype` weights carry `QuantX::qs_k4` and `sums32`.
 fn wants_k4(dtype: DType) -> bool {
-    matches!(dtype, DType::Q4K | DType::Q5K)
+    matches!(dtype, DType::Q2K | DType::Q3K | DType::Q4K | DType::Q5K)
 }
 
 /// Whether activations for `dtype` weights carry `QuantX::qs_nib4`.

@@ -2,8 +2,9 @@
 //! by [`quant_kernels!`]: the AVX2 table and the AVX-512 VNNI table differ only in the three
 //! integer dot-product primitives the invoking module defines (with its target features), and
 //! in the kernels each module brings itself: `Q4_K`/`Q5_K` (AVX2 in `avx2::quant`, VNNI on
-//! 512-bit vectors in `avx512::quant`), and the VNNI module's 512-bit `Q6_K`, `IQ4_XS`,
-//! `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` and `Q8_0` (the AVX2 module takes the 256-bit ones here):
+//! 512-bit vectors in `avx512::quant`), and the VNNI module's 512-bit `Q2_K`, `Q3_K`, `Q6_K`,
+//! `IQ4_XS`, `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` and `Q8_0` (the AVX2 module takes the 256-bit ones
+//! here):
 //!
 //! - `dot_u8_i8(acc, u, x)`: `acc + Σ_4 u·x` per i32 lane (`u` unsigned bytes, `x` signed;
 //!   AVX2: `vpmaddubsw` + `vpmaddwd`, VNNI: `vpdpbusd`);
@@ -38,9 +39,10 @@
 /// provides `dot_u8_i8`, `dot_u8_i8_scaled` and `dot_i8_i8` compiled with the features `$feat`,
 /// `short_rows` (a faster path for one token over very short rows, or `false` to decline),
 /// `Q6K_ONE_TOKEN` (whether `Q6_K` takes `drive_rows!`'s one-token loop),
-/// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q6_k`, `dot_iq4_xs`, `dot_q4_0`,
-/// `dot_q4_1`, `dot_q5_0`, `dot_q5_1` and `dot_q8_0` (from the 256-bit `dot_q6_k_ymm`,
-/// `dot_iq4_xs_ymm`, `dot_q4_0_ymm`, .. here, or its own).
+/// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q2_k`, `dot_q3_k`, `dot_q6_k`,
+/// `dot_iq4_xs`, `dot_q4_0`, `dot_q4_1`, `dot_q5_0`, `dot_q5_1` and `dot_q8_0` (from the
+/// 256-bit `dot_q2_k_ymm`, `dot_q6_k_ymm`, `dot_iq4_xs_ymm`, `dot_q4_0_ymm`, .. here, or its
+/// own).
 macro_rules! quant_kernels {
     ($feat:literal) => {
         use crate::kernels::generic::quant::{f32_at, k_term, k_term_sym, u32_at};
@@ -499,6 +501,7 @@ macro_rules! quant_kernels {
         // ---- K-quants -----------------------------------------------------------------------
 
         /// Bits `shift..shift + 2` of every byte (`shift` < 8), as 0..=3.
+        #[allow(dead_code, reason = "only the 256-bit Q2_K/Q3_K kernels use it")]
         #[inline]
         #[target_feature(enable = $feat)]
         fn two_bits(q: __m256i, shift: i32) -> __m256i {
@@ -527,8 +530,9 @@ macro_rules! quant_kernels {
             ]
         }
 
+        #[allow(dead_code, reason = "an ISA may bring its own Q2_K kernel")]
         #[target_feature(enable = $feat)]
-        fn dot_q2_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+        fn dot_q2_k_ymm<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
             let mut out = [0.0f32; T];
             let nib = _mm_set1_epi8(0x0f);
             for (b, blk) in w.chunks_exact(84).enumerate() {
@@ -557,6 +561,7 @@ macro_rules! quant_kernels {
         }
 
         /// The 16 signed 6-bit scales of a `Q3_K` block (layout: `q3_k::unpack_scales`) as i16.
+        #[allow(dead_code, reason = "only the 256-bit Q3_K kernel uses it")]
         #[inline]
         #[target_feature(enable = $feat)]
         fn q3_scales(s: &[u8]) -> __m256i {
@@ -570,8 +575,9 @@ macro_rules! quant_kernels {
             _mm256_sub_epi16(v, _mm256_set1_epi16(32))
         }
 
+        #[allow(dead_code, reason = "an ISA may bring its own Q3_K kernel")]
         #[target_feature(enable = $feat)]
-        fn dot_q3_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+        fn dot_q3_k_ymm<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
             let mut out = [0.0f32; T];
             for (b, blk) in w.chunks_exact(110).enumerate() {
                 let sc16 = q3_scales(&blk[q3_k::SCALES..q3_k::SCALES + 12]);

@@ -90,6 +90,16 @@ fn dot_q6_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_q6_k_ymm::<T>(w, x)
 }
 
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q2_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_q2_k_ymm::<T>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q3_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_q3_k_ymm::<T>(w, x)
+}
+
 /// `x` with byte `l` negated where bit `l` of `bits` is set.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -12,6 +12,9 @@
 //!
 //! `Q4_0`, `Q4_1`, `Q5_0` and `Q5_1` ([`dot32_zmm`]) also run on 512-bit vectors here, four
 //! blocks per vector, with the float steps (and so the results) of the 256-bit kernel.
+//!
+//! `Q2_K` and `Q3_K` (`k23`) take the same groups for one token; for several tokens they keep
+//! the 256-bit kernels.
 
 use crate::kernels::x86_64::block;
 use std::arch::x86_64::*;
@@ -249,17 +252,17 @@ fn dot_k4_zmm<const T: usize, const BB: usize, const QS: usize, const QH: usize>
     out
 }
 
-/// The first 16 bytes (`d`, `dmin` and the 12 packed scale bytes) of blocks `b0..b0 + N` of a
-/// row of `BB`-byte blocks, one block per 128-bit lane, zero lanes past `N`.
+/// The 16 bytes at `AT` of blocks `b0..b0 + N` of a row of `BB`-byte blocks (`Q4_K`: `d`,
+/// `dmin` and the 12 packed scale bytes at 0), one block per 128-bit lane, zero lanes past `N`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn k4_heads<const N: usize, const BB: usize>(w: &[u8], b0: usize) -> __m512i {
+fn block_heads<const N: usize, const BB: usize, const AT: usize>(w: &[u8], b0: usize) -> __m512i {
     let zero = _mm_setzero_si128();
-    let mut v = _mm512_castsi128_si512(ld16(block::<BB>(w, b0)));
+    let mut v = _mm512_castsi128_si512(ld16(&block::<BB>(w, b0)[AT..]));
     v = _mm512_inserti32x4::<1>(
         v,
         if N > 1 {
-            ld16(block::<BB>(w, b0 + 1))
+            ld16(&block::<BB>(w, b0 + 1)[AT..])
         } else {
             zero
         },
@@ -267,7 +270,7 @@ fn k4_heads<const N: usize, const BB: usize>(w: &[u8], b0: usize) -> __m512i {
     v = _mm512_inserti32x4::<2>(
         v,
         if N > 2 {
-            ld16(block::<BB>(w, b0 + 2))
+            ld16(&block::<BB>(w, b0 + 2)[AT..])
         } else {
             zero
         },
@@ -275,7 +278,7 @@ fn k4_heads<const N: usize, const BB: usize>(w: &[u8], b0: usize) -> __m512i {
     _mm512_inserti32x4::<3>(
         v,
         if N > 3 {
-            ld16(block::<BB>(w, b0 + 3))
+            ld16(&block::<BB>(w, b0 + 3)[AT..])
         } else {
             zero
         },
@@ -330,7 +333,7 @@ fn k4_group<const T: usize, const N: usize, const BB: usize, const QS: usize, co
     out: &mut [f32; T],
 ) {
     prefetch(w, BB * b0, BB * N);
-    let heads = k4_heads::<N, BB>(w, b0);
+    let heads = block_heads::<N, BB, 0>(w, b0);
     let sm = k4_scales_mins_x4(heads);
     // Written out per block (not a loop over j) so that every block's vectors stay in
     // registers: as a loop the compiler kept them in memory, indexed by j. Each block gets
@@ -1398,3 +1401,6 @@ fn hsum4(v: __m128) -> f32 {
     let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
 }
+
+mod k23;
+use k23::{dot_q2_k, dot_q3_k};
