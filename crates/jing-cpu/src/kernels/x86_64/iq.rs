@@ -586,7 +586,7 @@ macro_rules! iq_kernels {
             _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))) * 0.125
         }
 
-        iq_dot!(dot_iq2_xxs, 66, prep_iq2_xxs, grid_iq2_xxs, dc_8, SIGNED, true, false);
+        iq_dot!(dot_iq2_xxs_ymm, 66, prep_iq2_xxs, grid_iq2_xxs, dc_8, SIGNED, true, false);
         iq_dot!(dot_iq3_xxs, 98, prep_iq3_xxs, grid_iq3_xxs, dc_4, SIGNED, true, false);
         iq_dot!(dot_iq2_xs, 74, prep_iq2_xs, grid_iq2_xs, dc_8, SIGNED, false, true);
         iq_dot!(dot_iq2_s, 82, prep_iq2_s, grid_iq2_s, dc_8, SIGNED, false, false);

@@ -1402,5 +1402,17 @@ fn hsum4(v: __m128) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
 }
 
+mod iq2xxs;
 mod k23;
 use k23::{dot_q2_k, dot_q3_k};
+
+/// `IQ2_XXS`: the grid-in-registers kernel (`iq2xxs`) where the CPU has VBMI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_iq2_xxs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    if std::arch::is_x86_feature_detected!("avx512vbmi") {
+        // SAFETY: the CPU has VBMI (checked) and this table's features.
+        return unsafe { iq2xxs::dot_iq2_xxs_vbmi::<T>(w, x) };
+    }
+    dot_iq2_xxs_ymm::<T>(w, x)
+}
