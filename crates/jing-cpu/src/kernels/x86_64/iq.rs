@@ -587,7 +587,7 @@ macro_rules! iq_kernels {
         }
 
         iq_dot!(dot_iq2_xxs_ymm, 66, prep_iq2_xxs, grid_iq2_xxs, dc_8, SIGNED, true, false);
-        iq_dot!(dot_iq3_xxs, 98, prep_iq3_xxs, grid_iq3_xxs, dc_4, SIGNED, true, false);
+        iq_dot!(dot_iq3_xxs_ymm, 98, prep_iq3_xxs, grid_iq3_xxs, dc_4, SIGNED, true, false);
         iq_dot!(dot_iq2_xs, 74, prep_iq2_xs, grid_iq2_xs, dc_8, SIGNED, false, true);
         iq_dot!(dot_iq2_s, 82, prep_iq2_s, grid_iq2_s, dc_8, SIGNED, false, false);
         iq_dot!(dot_iq3_s, 110, prep_iq3_s, grid_iq3_s, dc_1, SIGNED, true, false);

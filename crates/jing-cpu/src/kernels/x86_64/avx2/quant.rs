@@ -96,6 +96,11 @@ fn dot_iq2_xxs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+fn dot_iq3_xxs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_iq3_xxs_ymm::<T>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q2_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_q2_k_ymm::<T>(w, x)
 }

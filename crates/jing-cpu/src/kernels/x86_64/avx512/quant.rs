@@ -371,19 +371,10 @@ fn k4_group<const T: usize, const N: usize, const BB: usize, const QS: usize, co
     let d = _mm_shuffle_ps::<0b10_00_10_00>(lo, hi);
     let dmin = _mm_shuffle_ps::<0b11_01_11_01>(lo, hi);
     for t in 0..T {
-        let i = _mm_cvtepi32_ps(reduce4(&[r[0][t], r[1][t], r[2][t], r[3][t]]));
+        let i = reduce4(&[r[0][t], r[1][t], r[2][t], r[3][t]]);
         // M = Σ_j m_j · S_j (the sums of 32 codes), per block.
-        let m = _mm_cvtepi32_ps(lane_sums(_mm512_madd_epi16(
-            mins,
-            sums32_x4::<N>(&x[t], b0),
-        )));
-        let dx = dx4::<N>(&x[t], b0);
-        // k_term: (dx·d)·I - (dx·dmin)·M, lane by lane.
-        let terms = _mm_sub_ps(
-            _mm_mul_ps(_mm_mul_ps(dx, d), i),
-            _mm_mul_ps(_mm_mul_ps(dx, dmin), m),
-        );
-        add_terms::<N>(&mut out[t], terms);
+        let m = lane_sums(_mm512_madd_epi16(mins, sums32_x4::<N>(&x[t], b0)));
+        add_min_terms::<N>(&mut out[t], &x[t], b0, (d, dmin), (i, m));
     }
 }
 
@@ -511,11 +502,44 @@ fn add_sym_terms<const T: usize, const N: usize>(
 ) {
     // SAFETY: `dh` is 8 u16 (16 bytes); the load is unaligned.
     let d = _mm_cvtph_ps(unsafe { _mm_loadu_si128(dh.as_ptr().cast()) });
+    add_sym_terms_f32::<T, N>(acc, d, x, b0, out);
+}
+
+/// [`add_sym_terms`] with the blocks' scales `d` as f32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn add_sym_terms_f32<const T: usize, const N: usize>(
+    acc: &[[__m512i; T]; G],
+    d: __m128,
+    x: &[XRow<'_>; T],
+    b0: usize,
+    out: &mut [f32; T],
+) {
     for t in 0..T {
         let i = _mm_cvtepi32_ps(reduce4(&[acc[0][t], acc[1][t], acc[2][t], acc[3][t]]));
         let terms = _mm_mul_ps(_mm_mul_ps(dx4::<N>(&x[t], b0), d), i);
         add_terms::<N>(&mut out[t], terms);
     }
+}
+
+/// `acc += k_term(I_b, M_b) = (dx·d)·I - (dx·dmin)·M` of blocks `b0..b0 + N` (lanes of `i`
+/// and `m`) in block order, with the blocks' `d` and `dmin` as f32 lanes (`Q2_K`, `Q4_K`,
+/// `Q5_K`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn add_min_terms<const N: usize>(
+    acc: &mut f32,
+    x: &XRow<'_>,
+    b0: usize,
+    (d, dmin): (__m128, __m128),
+    (i, m): (__m128i, __m128i),
+) {
+    let dx = dx4::<N>(x, b0);
+    let terms = _mm_sub_ps(
+        _mm_mul_ps(_mm_mul_ps(dx, d), _mm_cvtepi32_ps(i)),
+        _mm_mul_ps(_mm_mul_ps(dx, dmin), _mm_cvtepi32_ps(m)),
+    );
+    add_terms::<N>(acc, terms);
 }
 
 /// One `Q6_K` block `b` (`blk`): per token, i32 lanes summing to `I`.
@@ -1402,17 +1426,28 @@ fn hsum4(v: __m128) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
 }
 
-mod iq2xxs;
+mod grid16;
 mod k23;
 use k23::{dot_q2_k, dot_q3_k};
 
-/// `IQ2_XXS`: the grid-in-registers kernel (`iq2xxs`) where the CPU has VBMI.
+/// `IQ2_XXS`: the grid-in-registers kernel (`grid16`) where the CPU has VBMI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn dot_iq2_xxs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     if std::arch::is_x86_feature_detected!("avx512vbmi") {
         // SAFETY: the CPU has VBMI (checked) and this table's features.
-        return unsafe { iq2xxs::dot_iq2_xxs_vbmi::<T>(w, x) };
+        return unsafe { grid16::dot_iq2_xxs_vbmi::<T>(w, x) };
     }
     dot_iq2_xxs_ymm::<T>(w, x)
+}
+
+/// `IQ3_XXS`: the grid-in-registers kernel (`grid16`) where the CPU has VBMI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_iq3_xxs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    if std::arch::is_x86_feature_detected!("avx512vbmi") {
+        // SAFETY: the CPU has VBMI (checked) and this table's features.
+        return unsafe { grid16::dot_iq3_xxs_vbmi::<T>(w, x) };
+    }
+    dot_iq3_xxs_ymm::<T>(w, x)
 }

@@ -182,15 +182,9 @@ fn q2_group<const T: usize, const N: usize>(
         )
     };
     for t in 0..T {
-        let i = _mm_cvtepi32_ps(reduce4(&[r[0][t], r[1][t], r[2][t], r[3][t]]));
-        let m = _mm_cvtepi32_ps(weighted_sums16::<N>(mins, &x[t], b0));
-        let dx = dx4::<N>(&x[t], b0);
-        // k_term: (dx·d)·I - (dx·dmin)·M, lane by lane.
-        let terms = _mm_sub_ps(
-            _mm_mul_ps(_mm_mul_ps(dx, d), i),
-            _mm_mul_ps(_mm_mul_ps(dx, dmin), m),
-        );
-        add_terms::<N>(&mut out[t], terms);
+        let i = reduce4(&[r[0][t], r[1][t], r[2][t], r[3][t]]);
+        let m = weighted_sums16::<N>(mins, &x[t], b0);
+        add_min_terms::<N>(&mut out[t], &x[t], b0, (d, dmin), (i, m));
     }
 }
 
