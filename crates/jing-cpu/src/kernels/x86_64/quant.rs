@@ -3,8 +3,8 @@
 //! integer dot-product primitives the invoking module defines (with its target features), and
 //! in the kernels each module brings itself: `Q4_K`/`Q5_K` (AVX2 in `avx2::quant`, VNNI on
 //! 512-bit vectors in `avx512::quant`), and the VNNI module's 512-bit `Q2_K`, `Q3_K`, `Q6_K`,
-//! `IQ4_XS`, `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` and `Q8_0` (the AVX2 module takes the 256-bit ones
-//! here):
+//! `IQ4_XS`, `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` and `Q8_0`, and with VBMI `IQ2_XXS`/`IQ3_XXS` (the
+//! AVX2 module takes the 256-bit ones here):
 //!
 //! - `dot_u8_i8(acc, u, x)`: `acc + Σ_4 u·x` per i32 lane (`u` unsigned bytes, `x` signed;
 //!   AVX2: `vpmaddubsw` + `vpmaddwd`, VNNI: `vpdpbusd`);
@@ -40,9 +40,9 @@
 /// `short_rows` (a faster path for one token over very short rows, or `false` to decline),
 /// `Q6K_ONE_TOKEN` (whether `Q6_K` takes `drive_rows!`'s one-token loop),
 /// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q2_k`, `dot_q3_k`, `dot_q6_k`,
-/// `dot_iq4_xs`, `dot_q4_0`, `dot_q4_1`, `dot_q5_0`, `dot_q5_1` and `dot_q8_0` (from the
-/// 256-bit `dot_q2_k_ymm`, `dot_q6_k_ymm`, `dot_iq4_xs_ymm`, `dot_q4_0_ymm`, .. here, or its
-/// own).
+/// `dot_iq2_xxs`, `dot_iq3_xxs`, `dot_iq4_xs`, `dot_q4_0`, `dot_q4_1`, `dot_q5_0`, `dot_q5_1`
+/// and `dot_q8_0` (from the 256-bit `dot_q2_k_ymm`, `dot_q6_k_ymm`, `dot_iq2_xxs_ymm`,
+/// `dot_iq4_xs_ymm`, `dot_q4_0_ymm`, .. here, or its own).
 macro_rules! quant_kernels {
     ($feat:literal) => {
         use crate::kernels::generic::quant::{f32_at, k_term, k_term_sym, u32_at};

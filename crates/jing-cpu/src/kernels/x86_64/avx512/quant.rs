@@ -14,7 +14,8 @@
 //! blocks per vector, with the float steps (and so the results) of the 256-bit kernel.
 //!
 //! `Q2_K` and `Q3_K` (`k23`) take the same groups for one token; for several tokens they keep
-//! the 256-bit kernels.
+//! the 256-bit kernels. `IQ2_XXS` and `IQ3_XXS` (`grid16`) take them too where the CPU has
+//! AVX-512 VBMI, with their grids held in registers; without VBMI, the shared kernels.
 
 use crate::kernels::x86_64::block;
 use std::arch::x86_64::*;
