@@ -6,9 +6,13 @@ The shapes are the real ones of DeepSeek-V2-Lite (arch `deepseek2`, the MLA spli
 (= DeepSeek-R1-Distill-Qwen-1.5B, arch `qwen2`, tied embeddings). The file loads in both jing
 and llama.cpp, so the two engines can be timed on the same bytes (docs/benchmarks.md).
 
-Only the types gguf-py can quantize are written here (F32, F16, BF16, Q8_0, Q4_0); the K-quant
-mixes (Q4_K_M) come from a quantizer, e.g. `llama-quantize --allow-requantize IN OUT Q4_K_M`
-(random weights, so requantizing from Q8_0 loses nothing that matters to a speed test).
+The types gguf-py can quantize are written from the random values (F32, F16, BF16, Q8_0, Q4_0);
+the K-quant mixes (Q4_K_M, Q2_K, Q3_K_M) come from a quantizer, e.g. `llama-quantize
+--allow-requantize IN OUT Q4_K_M` (random weights, so requantizing from Q8_0 loses nothing that
+matters to a speed test). The i-quants IQ2_XXS and IQ3_XXS, which `llama-quantize` makes only
+with an importance matrix, are written as random blocks instead (any byte pattern is a valid
+block once its scale is set), with the f16 scale chosen so the weights have about the
+intended spread; rows that are not whole 256-blocks fall back to Q8_0.
 
 Peak memory is one tensor (the largest, a 64-expert stack, is 0.7 GiB in f32): the header
 is written from shapes alone, then each tensor is generated, quantized and appended.
@@ -108,7 +112,15 @@ def stored_type(name, shape, want):
     want = Q[want]
     if want in (Q.Q8_0, Q.Q4_0) and shape[-1] % 32 != 0:
         return Q.F16
+    if want.name in RANDOM_BLOCKS and shape[-1] % 256 != 0:
+        return stored_type(name, shape, "Q8_0")
     return want
+
+
+# The i-quants written as random blocks: the scale `d` (f16 at byte 0 of each block) that gives
+# weights of standard deviation 1 for random codes and scales (IQ2_XXS: |w| ~ d/8 * 16 * 25;
+# IQ3_XXS: |w| ~ d/4 * 16 * 30), by type name.
+RANDOM_BLOCKS = {"IQ2_XXS": 1 / 50, "IQ3_XXS": 1 / 120}
 
 
 def generate(rng, shape, init):
@@ -126,7 +138,7 @@ def generate(rng, shape, init):
     return a
 
 
-def encode(a, qt):
+def encode(a, qt, rng):
     import gguf
 
     Q = gguf.GGMLQuantizationType
@@ -134,6 +146,13 @@ def encode(a, qt):
         return a.astype(np.float32)
     if qt == Q.F16:
         return a.astype(np.float16)
+    if qt.name in RANDOM_BLOCKS:
+        # Random blocks whose scale gives the values' spread (see RANDOM_BLOCKS).
+        block, size = gguf.GGML_QUANT_SIZES[qt]
+        blocks = rng.integers(0, 256, size=(a.size // block, size), dtype=np.uint8)
+        d = np.float16(float(a.std()) * RANDOM_BLOCKS[qt.name])
+        blocks[:, 0:2] = np.frombuffer(d.tobytes(), dtype=np.uint8)
+        return blocks.reshape(-1)
     return gguf.quants.quantize(a, qt)
 
 
@@ -142,7 +161,8 @@ def add_metadata(w, shape_name, s, want):
 
     ftype = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
              "BF16": gguf.LlamaFileType.MOSTLY_BF16, "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-             "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[want]
+             "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "IQ2_XXS": gguf.LlamaFileType.MOSTLY_IQ2_XXS,
+             "IQ3_XXS": gguf.LlamaFileType.MOSTLY_IQ3_XXS}[want]
     w.add_type(gguf.GGUFType.MODEL)
     w.add_name(f"{shape_name}-{s['layers']}L-random")
     w.add_block_count(s["layers"])
@@ -199,7 +219,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shape", required=True, choices=["v2-lite", "qwen2.5-1.5b"])
     ap.add_argument("--layers", type=int, default=None, help="number of layers (default: the real count)")
-    ap.add_argument("--type", default="Q8_0", choices=["F32", "F16", "BF16", "Q8_0", "Q4_0"])
+    ap.add_argument("--type", default="Q8_0",
+                    choices=["F32", "F16", "BF16", "Q8_0", "Q4_0", *RANDOM_BLOCKS])
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--out", required=True, help="output .gguf path")
     args = ap.parse_args()
@@ -241,10 +262,10 @@ def main():
         rng = np.random.default_rng([args.seed, k])  # one stream per tensor: reproducible
         if len(shape) == 3:
             # Expert and per-head stacks: one 2-D slice at a time keeps memory to one slice.
-            data = np.concatenate([encode(generate(rng, shape[1:], init), qt).reshape(-1)
+            data = np.concatenate([encode(generate(rng, shape[1:], init), qt, rng).reshape(-1)
                                    for _ in range(shape[0])])
         else:
-            data = encode(generate(rng, shape, init), qt).reshape(-1)
+            data = encode(generate(rng, shape, init), qt, rng).reshape(-1)
         data = data.view(np.uint8) if data.dtype != np.uint8 else data
         assert data.nbytes == nbytes, (name, data.nbytes, nbytes)
         w.write_tensor_data(data)
