@@ -134,13 +134,48 @@ fn ldx64(q: &[i8]) -> __m512i {
     unsafe { _mm512_loadu_si512(q.as_ptr().cast()) }
 }
 
-/// The four 64-byte tables of `t` as vectors.
+/// The four 64-byte tables of `t` (of bytes, or of wider lanes) as vectors.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn tables(t: &[[u8; 64]; 4]) -> [__m512i; 4] {
+fn tables<T>(t: &[T; 4]) -> [__m512i; 4] {
     // No `array::from_fn` in these kernels: its closure is not inlined into a function with
     // other target features, and the call spills every vector.
-    [ld64(&t[0]), ld64(&t[1]), ld64(&t[2]), ld64(&t[3])]
+    [
+        ld_table(&t[0]),
+        ld_table(&t[1]),
+        ld_table(&t[2]),
+        ld_table(&t[3]),
+    ]
+}
+
+/// The 64-byte table `p` as a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn ld_table<T>(p: &T) -> __m512i {
+    const { assert!(size_of::<T>() == 64) };
+    // SAFETY: `p` is 64 bytes (checked at compile time); the load is unaligned.
+    unsafe { _mm512_loadu_si512((p as *const T).cast()) }
+}
+
+/// The u16 at `AT` of blocks `b0..b0 + N` of a row of `BB`-byte blocks (zero past `N`): the
+/// blocks' f16 scales, for an f16 conversion of all of them at once.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn u16s<const N: usize, const BB: usize, const AT: usize>(w: &[u8], b0: usize) -> [u16; 8] {
+    let mut h = [0u16; 8];
+    for (b, h) in h[..N].iter_mut().enumerate() {
+        let blk = block::<BB>(w, b0 + b);
+        *h = u16::from_le_bytes([blk[AT], blk[AT + 1]]);
+    }
+    h
+}
+
+/// The first 4 of `h` (f16 bits) as f32 lanes (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn f16x4(h: &[u16; 8]) -> __m128 {
+    // SAFETY: `h` is 8 u16 (16 bytes); the load is unaligned.
+    _mm_cvtph_ps(unsafe { _mm_loadu_si128(h.as_ptr().cast()) })
 }
 
 /// Lane `j`: the sum of the 16 i32 lanes of `a[j]` (exact: the callers' sums fit i32).
@@ -470,22 +505,18 @@ fn q6_group<const T: usize, const N: usize>(
 ) {
     prefetch(w, 210 * b0, 210 * N);
     // Written out per block, as in `k4_group`.
-    let mut dh = [0u16; 8];
     let mut acc = [[_mm512_setzero_si512(); T]; G];
     acc[0] = q6_block::<T>(block::<210>(w, b0), x, b0, idx);
-    dh[0] = u16::from_le_bytes([w[210 * b0 + 208], w[210 * b0 + 209]]);
     if N > 1 {
         acc[1] = q6_block::<T>(block::<210>(w, b0 + 1), x, b0 + 1, idx);
-        dh[1] = u16::from_le_bytes([w[210 * b0 + 418], w[210 * b0 + 419]]);
     }
     if N > 2 {
         acc[2] = q6_block::<T>(block::<210>(w, b0 + 2), x, b0 + 2, idx);
-        dh[2] = u16::from_le_bytes([w[210 * b0 + 628], w[210 * b0 + 629]]);
     }
     if N > 3 {
         acc[3] = q6_block::<T>(block::<210>(w, b0 + 3), x, b0 + 3, idx);
-        dh[3] = u16::from_le_bytes([w[210 * b0 + 838], w[210 * b0 + 839]]);
     }
+    let dh = u16s::<N, 210, 208>(w, b0);
     add_sym_terms::<T, N>(&acc, &dh, x, b0, out);
 }
 
@@ -501,9 +532,7 @@ fn add_sym_terms<const T: usize, const N: usize>(
     b0: usize,
     out: &mut [f32; T],
 ) {
-    // SAFETY: `dh` is 8 u16 (16 bytes); the load is unaligned.
-    let d = _mm_cvtph_ps(unsafe { _mm_loadu_si128(dh.as_ptr().cast()) });
-    add_sym_terms_f32::<T, N>(acc, d, x, b0, out);
+    add_sym_terms_f32::<T, N>(acc, f16x4(dh), x, b0, out);
 }
 
 /// [`add_sym_terms`] with the blocks' scales `d` as f32 lanes.

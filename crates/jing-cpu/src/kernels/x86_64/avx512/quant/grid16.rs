@@ -227,27 +227,6 @@ const fn scale_pair(at: usize) -> [[u16; 32]; 4] {
 static SCALE_PAIR2: [[u16; 32]; 4] = scale_pair(4);
 static SCALE_PAIR3: [[u16; 32]; 4] = scale_pair(2);
 
-/// 64 bytes of `p` (a 64-byte table).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
-fn ld_table<T>(p: &T) -> __m512i {
-    const { assert!(size_of::<T>() == 64) };
-    // SAFETY: `p` is 64 bytes; the load is unaligned.
-    unsafe { _mm512_loadu_si512((p as *const T).cast()) }
-}
-
-/// Four 64-byte tables as vectors.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
-fn ld_tables4<T>(t: &[T; 4]) -> [__m512i; 4] {
-    [
-        ld_table(&t[0]),
-        ld_table(&t[1]),
-        ld_table(&t[2]),
-        ld_table(&t[3]),
-    ]
-}
-
 /// The vectors a grid type's kernel keeps (loaded once per row).
 struct Grid16 {
     grid: [__m512i; 8],
@@ -284,7 +263,7 @@ impl Grid16 {
             ksigns: [ld_table(half(0)), ld_table(half(1))],
             sign_fields: _mm512_setzero_si512(),
             pack: ld_table(&PACK2),
-            repeat: ld_tables4(&REPEAT),
+            repeat: tables(&REPEAT),
             scale_pair: [_mm512_setzero_si512(); 4],
         }
     }
@@ -296,8 +275,8 @@ impl Grid16 {
         Grid16 {
             to_magnitude: ld_table(&TO_MAGNITUDE2),
             sign_fields: ld_table(&SIGN_FIELDS2),
-            scale_pair: ld_tables4(&SCALE_PAIR2),
-            ..Grid16::new(&GRID2, [pick, pick], ld_tables4(&FIELDS2))
+            scale_pair: tables(&SCALE_PAIR2),
+            ..Grid16::new(&GRID2, [pick, pick], tables(&FIELDS2))
         }
     }
 
@@ -307,11 +286,11 @@ impl Grid16 {
         Grid16 {
             to_magnitude: ld_table(&TO_MAGNITUDE3),
             sign_fields: ld_table(&SIGN_FIELDS3),
-            scale_pair: ld_tables4(&SCALE_PAIR3),
+            scale_pair: tables(&SCALE_PAIR3),
             ..Grid16::new(
                 &GRID3,
                 [ld_table(&PICK3[0]), ld_table(&PICK3[1])],
-                ld_tables4(&FIELDS3),
+                tables(&FIELDS3),
             )
         }
     }
@@ -438,13 +417,7 @@ fn grid16_group<const T: usize, const N: usize, const BB: usize>(
     if N > 3 {
         r[3] = grid16_block::<T, BB>(w, x, b0 + 3, c);
     }
-    let mut dh = [0u16; 8];
-    for (b, d) in dh[..N].iter_mut().enumerate() {
-        let blk = block::<BB>(w, b0 + b);
-        *d = u16::from_le_bytes([blk[0], blk[1]]);
-    }
-    // SAFETY: `dh` is 8 u16 (16 bytes); the load is unaligned.
-    let d = _mm_cvtph_ps(unsafe { _mm_loadu_si128(dh.as_ptr().cast()) });
+    let d = f16x4(&u16s::<N, BB, 0>(w, b0));
     let dc = _mm_mul_ps(d, _mm_set1_ps(dc_scale));
     add_sym_terms_f32::<T, N>(&r, dc, x, b0, out);
 }

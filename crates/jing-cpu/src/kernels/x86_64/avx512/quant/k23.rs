@@ -102,18 +102,6 @@ fn weighted_sums16<const N: usize>(v: __m512i, x: &XRow<'_>, b0: usize) -> __m12
     lane_sums(_mm512_add_epi32(even, odd))
 }
 
-/// The u16 at `AT` of blocks `b0..b0 + N` of a row of `BB`-byte blocks (zero past `N`).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn u16s<const N: usize, const BB: usize, const AT: usize>(w: &[u8], b0: usize) -> [u16; 8] {
-    let mut h = [0u16; 8];
-    for (b, h) in h[..N].iter_mut().enumerate() {
-        let blk = block::<BB>(w, b0 + b);
-        *h = u16::from_le_bytes([blk[AT], blk[AT + 1]]);
-    }
-    h
-}
-
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) fn dot_q2_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
@@ -171,16 +159,9 @@ fn q2_group<const T: usize, const N: usize>(
             _mm512_shuffle_i32x4::<0b11_11_11_11>(sc, sc)
         });
     }
-    // [d, dmin] of each block as f32 pairs (the two f16 are adjacent), zero past N.
-    let dm = u16s::<N, 84, { q2_k::D }>(w, b0);
-    let dmin = u16s::<N, 84, { q2_k::DMIN }>(w, b0);
-    // SAFETY: both arrays are 8 u16 (16 bytes); the loads are unaligned.
-    let (d, dmin) = unsafe {
-        (
-            _mm_cvtph_ps(_mm_loadu_si128(dm.as_ptr().cast())),
-            _mm_cvtph_ps(_mm_loadu_si128(dmin.as_ptr().cast())),
-        )
-    };
+    // d and dmin of each block as f32 lanes, zero past N.
+    let d = f16x4(&u16s::<N, 84, { q2_k::D }>(w, b0));
+    let dmin = f16x4(&u16s::<N, 84, { q2_k::DMIN }>(w, b0));
     for t in 0..T {
         let i = reduce4(&[r[0][t], r[1][t], r[2][t], r[3][t]]);
         let m = weighted_sums16::<N>(mins, &x[t], b0);
