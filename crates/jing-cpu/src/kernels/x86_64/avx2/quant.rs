@@ -86,6 +86,11 @@ fn dot_iq4_xs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q3_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_q3_k_ymm::<T>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q6_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_q6_k_ymm::<T>(w, x)
 }
@@ -98,16 +103,6 @@ fn dot_iq2_xxs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_iq3_xxs<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_iq3_xxs_ymm::<T>(w, x)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q2_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
-    dot_q2_k_ymm::<T>(w, x)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q3_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
-    dot_q3_k_ymm::<T>(w, x)
 }
 
 /// `x` with byte `l` negated where bit `l` of `bits` is set.
@@ -268,6 +263,36 @@ fn k4_head<const N: usize, const BB: usize>(w: &[u8], b0: usize, j: usize) -> __
     }
 }
 
+/// Lane `j`: the sum of the 8 i32 lanes of `v[j]` (exact: the callers' sums fit i32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn sums4(v: [__m256i; 4]) -> __m128i {
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+}
+
+/// `acc += terms[j]` for `j < N`, in that order (the generic summation order).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn add_terms<const N: usize>(acc: &mut f32, terms: __m128) {
+    let mut t = [0.0f32; G];
+    // SAFETY: `t` is 4 f32; the store is unaligned.
+    unsafe { _mm_storeu_ps(t.as_mut_ptr(), terms) };
+    for v in &t[..N] {
+        *acc += v;
+    }
+}
+
+/// The activation scales of blocks `b0..b0 + N`, zero past `N`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dx4<const N: usize>(x: &XRow<'_>, b0: usize) -> __m128 {
+    let mut dx = [0.0f32; G];
+    dx[..N].copy_from_slice(&x.d[b0..b0 + N]);
+    // SAFETY: `dx` is 4 f32; the load is unaligned.
+    unsafe { _mm_loadu_ps(dx.as_ptr()) }
+}
+
 /// Blocks `b0..b0 + N` of a `Q4_K`/`Q5_K` row for one token: `Σ_b k_term(I_b, M_b)` added to
 /// `acc` in block order, with `I = Σ_j sc_j Σ u·q` and `M = Σ_j m_j·S_j` (generic `dot_k4`).
 #[inline]
@@ -326,9 +351,8 @@ fn k4_group<const N: usize, const BB: usize, const QS: usize, const QH: usize>(
     } else {
         zero
     };
-    // Lane j: I of block j, the sum of the 8 lanes of i_j (via [Σlo i0..i3 | Σhi i0..i3]).
-    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(i0, i1), _mm256_hadd_epi32(i2, i3));
-    let i = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+    // Lane j: I of block j.
+    let i = sums4([i0, i1, i2, i3]);
     // M per block: the mins as i16 (zero for absent blocks) times the sums of 32 codes gives
     // 4 partial sums per 128-bit lane, [b0 | b1] and [b2 | b3]; hadd makes
     // [b0, b0, b2, b2 | b1, b1, b3, b3] (pairs), then [b0, b2, b1, b3].
@@ -354,22 +378,13 @@ fn k4_group<const N: usize, const BB: usize, const QS: usize, const QH: usize>(
     let (lo, hi) = (_mm256_castps256_ps128(f), _mm256_extractf128_ps::<1>(f));
     let d = _mm_shuffle_ps::<0b10_00_10_00>(lo, hi);
     let dmin = _mm_shuffle_ps::<0b11_01_11_01>(lo, hi);
-    let mut dx = [0.0f32; G];
-    dx[..N].copy_from_slice(&x[0].d[b0..b0 + N]);
-    // SAFETY: `dx` is 4 f32; the load is unaligned.
-    let dx = unsafe { _mm_loadu_ps(dx.as_ptr()) };
+    let dx = dx4::<N>(&x[0], b0);
     // k_term: (dx·d)·I - (dx·dmin)·M, lane by lane.
     let terms = _mm_sub_ps(
         _mm_mul_ps(_mm_mul_ps(dx, d), _mm_cvtepi32_ps(i)),
         _mm_mul_ps(_mm_mul_ps(dx, dmin), _mm_cvtepi32_ps(m)),
     );
-    let mut t = [0.0f32; G];
-    // SAFETY: `t` is 4 f32; the store is unaligned.
-    unsafe { _mm_storeu_ps(t.as_mut_ptr(), terms) };
-    // In block order, as the generic kernel adds them.
-    for v in &t[..N] {
-        *acc += v;
-    }
+    add_terms::<N>(acc, terms);
 }
 
 /// `v` with bit `j` (< 8) of each byte moved to bit 4 (and other bits elsewhere: the caller
@@ -514,3 +529,6 @@ fn prefetch(w: &[u8], at: usize, len: usize) {
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast());
     }
 }
+
+mod k2;
+use k2::dot_q2_k;
