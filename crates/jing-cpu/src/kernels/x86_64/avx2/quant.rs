@@ -139,8 +139,38 @@ fn neg_where(x: __m256i, bits: u32) -> __m256i {
 // multiply-add), added to each token's sum one by one in block order: the generic kernel's
 // result, bit for bit.
 
-/// Blocks per group of the `Q4_K`/`Q5_K` kernel.
+/// Blocks per group of the `Q4_K`/`Q5_K` (and `Q2_K`) kernels.
 const G: usize = 4;
+
+/// Calls `$group::<N>(b0)` over the `nb` blocks of a row: full groups of `G`, then the rest.
+macro_rules! by_groups {
+    ($nb:expr, |$n:ident, $b0:ident| $call:expr) => {{
+        let nb = $nb;
+        let mut $b0 = 0;
+        while $b0 + G <= nb {
+            {
+                const $n: usize = G;
+                $call;
+            }
+            $b0 += G;
+        }
+        match nb - $b0 {
+            1 => {
+                const $n: usize = 1;
+                $call
+            }
+            2 => {
+                const $n: usize = 2;
+                $call
+            }
+            3 => {
+                const $n: usize = 3;
+                $call
+            }
+            _ => {}
+        }
+    }};
+}
 
 /// `K4_SCALE[j]`: from a vector holding a block's 8 scale bytes in bytes `0..8` of each
 /// 128-bit lane (see [`k4_scales_mins_x2`]), scale `j` as i16 in all 16 lanes (an index with
@@ -195,18 +225,9 @@ fn dot_k4<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
         return dot_k4_tiles::<T, BB, QS, QH>(w, x);
     }
     let (x, mut acc) = (std::array::from_ref(&x[0]), 0.0f32);
-    let nb = w.len() / BB;
-    let mut b0 = 0;
-    while b0 + G <= nb {
-        k4_group::<G, BB, QS, QH>(w, x, b0, &mut acc);
-        b0 += G;
-    }
-    match nb - b0 {
-        1 => k4_group::<1, BB, QS, QH>(w, x, b0, &mut acc),
-        2 => k4_group::<2, BB, QS, QH>(w, x, b0, &mut acc),
-        3 => k4_group::<3, BB, QS, QH>(w, x, b0, &mut acc),
-        _ => {}
-    }
+    by_groups!(w.len() / BB, |N, b0| k4_group::<N, BB, QS, QH>(
+        w, x, b0, &mut acc
+    ));
     let mut out = [0.0f32; T];
     out[0] = acc;
     out
@@ -291,6 +312,25 @@ fn dx4<const N: usize>(x: &XRow<'_>, b0: usize) -> __m128 {
     dx[..N].copy_from_slice(&x.d[b0..b0 + N]);
     // SAFETY: `dx` is 4 f32; the load is unaligned.
     unsafe { _mm_loadu_ps(dx.as_ptr()) }
+}
+
+/// `acc += k_term(I_b, M_b) = (dx·d)·I - (dx·dmin)·M` of blocks `b0..b0 + N` (lanes of `i`
+/// and `m`) in block order, with the blocks' `d` and `dmin` as f32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn add_min_terms<const N: usize>(
+    acc: &mut f32,
+    x: &XRow<'_>,
+    b0: usize,
+    (d, dmin): (__m128, __m128),
+    (i, m): (__m128i, __m128i),
+) {
+    let dx = dx4::<N>(x, b0);
+    let terms = _mm_sub_ps(
+        _mm_mul_ps(_mm_mul_ps(dx, d), _mm_cvtepi32_ps(i)),
+        _mm_mul_ps(_mm_mul_ps(dx, dmin), _mm_cvtepi32_ps(m)),
+    );
+    add_terms::<N>(acc, terms);
 }
 
 /// Blocks `b0..b0 + N` of a `Q4_K`/`Q5_K` row for one token: `Σ_b k_term(I_b, M_b)` added to
@@ -378,13 +418,7 @@ fn k4_group<const N: usize, const BB: usize, const QS: usize, const QH: usize>(
     let (lo, hi) = (_mm256_castps256_ps128(f), _mm256_extractf128_ps::<1>(f));
     let d = _mm_shuffle_ps::<0b10_00_10_00>(lo, hi);
     let dmin = _mm_shuffle_ps::<0b11_01_11_01>(lo, hi);
-    let dx = dx4::<N>(&x[0], b0);
-    // k_term: (dx·d)·I - (dx·dmin)·M, lane by lane.
-    let terms = _mm_sub_ps(
-        _mm_mul_ps(_mm_mul_ps(dx, d), _mm_cvtepi32_ps(i)),
-        _mm_mul_ps(_mm_mul_ps(dx, dmin), _mm_cvtepi32_ps(m)),
-    );
-    add_terms::<N>(acc, terms);
+    add_min_terms::<N>(acc, &x[0], b0, (d, dmin), (i, m));
 }
 
 /// `v` with bit `j` (< 8) of each byte moved to bit 4 (and other bits elsewhere: the caller

@@ -54,18 +54,7 @@ pub(super) fn dot_q2_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] 
         return dot_q2_k_ymm::<T>(w, x);
     }
     let (x, mut acc) = (&x[0], 0.0f32);
-    let nb = w.len() / 84;
-    let mut b0 = 0;
-    while b0 + G <= nb {
-        q2_group::<G>(w, x, b0, &mut acc);
-        b0 += G;
-    }
-    match nb - b0 {
-        1 => q2_group::<1>(w, x, b0, &mut acc),
-        2 => q2_group::<2>(w, x, b0, &mut acc),
-        3 => q2_group::<3>(w, x, b0, &mut acc),
-        _ => {}
-    }
+    by_groups!(w.len() / 84, |N, b0| q2_group::<N>(w, x, b0, &mut acc));
     let mut out = [0.0f32; T];
     out[0] = acc;
     out
@@ -98,13 +87,7 @@ fn q2_group<const N: usize>(w: &[u8], x: &XRow<'_>, b0: usize, acc: &mut f32) {
     let (i, m) = (sums4([i0, i1, i2, i3]), sums4([m0, m1, m2, m3]));
     let d = f16x4_at::<N, 84, { q2_k::D }>(w, b0);
     let dmin = f16x4_at::<N, 84, { q2_k::DMIN }>(w, b0);
-    let dx = dx4::<N>(x, b0);
-    // k_term: (dx·d)·I - (dx·dmin)·M, lane by lane.
-    let terms = _mm_sub_ps(
-        _mm_mul_ps(_mm_mul_ps(dx, d), _mm_cvtepi32_ps(i)),
-        _mm_mul_ps(_mm_mul_ps(dx, dmin), _mm_cvtepi32_ps(m)),
-    );
-    add_terms::<N>(acc, terms);
+    add_min_terms::<N>(acc, x, b0, (d, dmin), (i, m));
 }
 
 /// One `Q2_K` block `b` (`blk`) for one token: i32 lanes summing to `I`, and i32 lanes
