@@ -35,6 +35,38 @@
 //!   2·(nb + 4)·u·Σ_b |term_b|` (`u = 2^-24`), and `Σ_b |term_b| <= Σ_k (|ŵ_k| + 2μ_k)·|x̂_k|`
 //!   (`μ` the block min of Q4_1/Q5_1). The unit tests check exactly this bound.
 
+/// Calls `$group::<N>(b0)` over the `nb` blocks of a row: full groups of `G` (the invoking
+/// module's group size), then the rest as one group of `N < G` (the grouped kernels of both
+/// tables).
+macro_rules! by_groups {
+    ($nb:expr, |$n:ident, $b0:ident| $call:expr) => {{
+        let nb = $nb;
+        let mut $b0 = 0;
+        while $b0 + G <= nb {
+            {
+                const $n: usize = G;
+                $call;
+            }
+            $b0 += G;
+        }
+        match nb - $b0 {
+            1 => {
+                const $n: usize = 1;
+                $call
+            }
+            2 => {
+                const $n: usize = 2;
+                $call
+            }
+            3 => {
+                const $n: usize = 3;
+                $call
+            }
+            _ => {}
+        }
+    }};
+}
+
 /// Stamps out the quantized matmul for one ISA (see the module docs). The invoking module
 /// provides `dot_u8_i8`, `dot_u8_i8_scaled` and `dot_i8_i8` compiled with the features `$feat`,
 /// `short_rows` (a faster path for one token over very short rows, or `false` to decline),

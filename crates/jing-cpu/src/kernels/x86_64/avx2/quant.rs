@@ -142,36 +142,6 @@ fn neg_where(x: __m256i, bits: u32) -> __m256i {
 /// Blocks per group of the `Q4_K`/`Q5_K` (and `Q2_K`) kernels.
 const G: usize = 4;
 
-/// Calls `$group::<N>(b0)` over the `nb` blocks of a row: full groups of `G`, then the rest.
-macro_rules! by_groups {
-    ($nb:expr, |$n:ident, $b0:ident| $call:expr) => {{
-        let nb = $nb;
-        let mut $b0 = 0;
-        while $b0 + G <= nb {
-            {
-                const $n: usize = G;
-                $call;
-            }
-            $b0 += G;
-        }
-        match nb - $b0 {
-            1 => {
-                const $n: usize = 1;
-                $call
-            }
-            2 => {
-                const $n: usize = 2;
-                $call
-            }
-            3 => {
-                const $n: usize = 3;
-                $call
-            }
-            _ => {}
-        }
-    }};
-}
-
 /// `K4_SCALE[j]`: from a vector holding a block's 8 scale bytes in bytes `0..8` of each
 /// 128-bit lane (see [`k4_scales_mins_x2`]), scale `j` as i16 in all 16 lanes (an index with
 /// its top bit set makes a zero byte: the high byte of each u8 -> i16).

@@ -242,36 +242,6 @@ fn prefetch(w: &[u8], at: usize, len: usize) {
     }
 }
 
-/// Calls `$group::<N>(b0)` over the `nb` blocks of a row: full groups of `G`, then the rest.
-macro_rules! by_groups {
-    ($nb:expr, |$n:ident, $b0:ident| $call:expr) => {{
-        let nb = $nb;
-        let mut $b0 = 0;
-        while $b0 + G <= nb {
-            {
-                const $n: usize = G;
-                $call;
-            }
-            $b0 += G;
-        }
-        match nb - $b0 {
-            1 => {
-                const $n: usize = 1;
-                $call
-            }
-            2 => {
-                const $n: usize = 2;
-                $call
-            }
-            3 => {
-                const $n: usize = 3;
-                $call
-            }
-            _ => {}
-        }
-    }};
-}
-
 /// `Q4_K`/`Q5_K` (`BB` bytes per block, low nibbles at `QS`, fifth bits at `QH`, 0: none).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
