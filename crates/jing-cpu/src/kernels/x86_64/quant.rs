@@ -136,6 +136,51 @@ macro_rules! quant_kernels {
             }
         }
 
+        // ---- the float steps of the grouped K-quant kernels ------------------------------
+
+        /// The activation scales of blocks `b0..b0 + N`, zero-padded to `G` lanes (`G`: the
+        /// invoking module's group size, 4).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn dx4<const N: usize>(x: &XRow<'_>, b0: usize) -> __m128 {
+            let mut d = [0.0f32; G];
+            d[..N].copy_from_slice(&x.d[b0..b0 + N]);
+            // SAFETY: `d` is 4 f32; the load is unaligned.
+            unsafe { _mm_loadu_ps(d.as_ptr()) }
+        }
+
+        /// `acc += terms[j]` for `j` in `0..N`, in that order (the generic summation order).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn add_terms<const N: usize>(acc: &mut f32, terms: __m128) {
+            let mut a = [0.0f32; G];
+            // SAFETY: `a` is 4 f32; the store is unaligned.
+            unsafe { _mm_storeu_ps(a.as_mut_ptr(), terms) };
+            for v in &a[..N] {
+                *acc += v;
+            }
+        }
+
+        /// `acc += k_term(I_b, M_b) = (dx·d)·I - (dx·dmin)·M` of blocks `b0..b0 + N` (lanes of
+        /// `i` and `m`) in block order, with the blocks' `d` and `dmin` as f32 lanes (the
+        /// generic float steps, lane by lane, no fused multiply-add).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn add_min_terms<const N: usize>(
+            acc: &mut f32,
+            x: &XRow<'_>,
+            b0: usize,
+            (d, dmin): (__m128, __m128),
+            (i, m): (__m128i, __m128i),
+        ) {
+            let dx = dx4::<N>(x, b0);
+            let terms = _mm_sub_ps(
+                _mm_mul_ps(_mm_mul_ps(dx, d), _mm_cvtepi32_ps(i)),
+                _mm_mul_ps(_mm_mul_ps(dx, dmin), _mm_cvtepi32_ps(m)),
+            );
+            add_terms::<N>(acc, terms);
+        }
+
         // ---- loads and small helpers ---------------------------------------------------
 
         /// 16 bytes from the start of `b` (bounds-checked).

@@ -262,47 +262,6 @@ fn sums4(v: [__m256i; 4]) -> __m128i {
     _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
 }
 
-/// `acc += terms[j]` for `j < N`, in that order (the generic summation order).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn add_terms<const N: usize>(acc: &mut f32, terms: __m128) {
-    let mut t = [0.0f32; G];
-    // SAFETY: `t` is 4 f32; the store is unaligned.
-    unsafe { _mm_storeu_ps(t.as_mut_ptr(), terms) };
-    for v in &t[..N] {
-        *acc += v;
-    }
-}
-
-/// The activation scales of blocks `b0..b0 + N`, zero past `N`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dx4<const N: usize>(x: &XRow<'_>, b0: usize) -> __m128 {
-    let mut dx = [0.0f32; G];
-    dx[..N].copy_from_slice(&x.d[b0..b0 + N]);
-    // SAFETY: `dx` is 4 f32; the load is unaligned.
-    unsafe { _mm_loadu_ps(dx.as_ptr()) }
-}
-
-/// `acc += k_term(I_b, M_b) = (dx·d)·I - (dx·dmin)·M` of blocks `b0..b0 + N` (lanes of `i`
-/// and `m`) in block order, with the blocks' `d` and `dmin` as f32 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn add_min_terms<const N: usize>(
-    acc: &mut f32,
-    x: &XRow<'_>,
-    b0: usize,
-    (d, dmin): (__m128, __m128),
-    (i, m): (__m128i, __m128i),
-) {
-    let dx = dx4::<N>(x, b0);
-    let terms = _mm_sub_ps(
-        _mm_mul_ps(_mm_mul_ps(dx, d), _mm_cvtepi32_ps(i)),
-        _mm_mul_ps(_mm_mul_ps(dx, dmin), _mm_cvtepi32_ps(m)),
-    );
-    add_terms::<N>(acc, terms);
-}
-
 /// Blocks `b0..b0 + N` of a `Q4_K`/`Q5_K` row for one token: `Σ_b k_term(I_b, M_b)` added to
 /// `acc` in block order, with `I = Σ_j sc_j Σ u·q` and `M = Σ_j m_j·S_j` (generic `dot_k4`).
 #[inline]

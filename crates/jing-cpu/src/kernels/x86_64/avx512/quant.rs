@@ -203,28 +203,6 @@ fn lane_sums4(a: &[__m512i; 4]) -> __m512i {
     _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1))
 }
 
-/// The activation scales of blocks `b0..b0 + N`, zero-padded to `G` lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dx4<const N: usize>(x: &XRow<'_>, b0: usize) -> __m128 {
-    let mut d = [0.0f32; G];
-    d[..N].copy_from_slice(&x.d[b0..b0 + N]);
-    // SAFETY: `d` is 4 f32; the load is unaligned.
-    unsafe { _mm_loadu_ps(d.as_ptr()) }
-}
-
-/// `acc += terms[j]` for `j` in `0..N`, in that order (the generic summation order).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn add_terms<const N: usize>(acc: &mut f32, terms: __m128) {
-    let mut a = [0.0f32; G];
-    // SAFETY: `a` is 4 f32; the store is unaligned.
-    unsafe { _mm_storeu_ps(a.as_mut_ptr(), terms) };
-    for v in &a[..N] {
-        *acc += v;
-    }
-}
-
 /// How far ahead of the group being computed its weight bytes are prefetched.
 const PREFETCH: usize = 8192;
 
@@ -520,26 +498,6 @@ fn add_sym_terms_f32<const T: usize, const N: usize>(
         let terms = _mm_mul_ps(_mm_mul_ps(dx4::<N>(&x[t], b0), d), i);
         add_terms::<N>(&mut out[t], terms);
     }
-}
-
-/// `acc += k_term(I_b, M_b) = (dx·d)·I - (dx·dmin)·M` of blocks `b0..b0 + N` (lanes of `i`
-/// and `m`) in block order, with the blocks' `d` and `dmin` as f32 lanes (`Q2_K`, `Q4_K`,
-/// `Q5_K`).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn add_min_terms<const N: usize>(
-    acc: &mut f32,
-    x: &XRow<'_>,
-    b0: usize,
-    (d, dmin): (__m128, __m128),
-    (i, m): (__m128i, __m128i),
-) {
-    let dx = dx4::<N>(x, b0);
-    let terms = _mm_sub_ps(
-        _mm_mul_ps(_mm_mul_ps(dx, d), _mm_cvtepi32_ps(i)),
-        _mm_mul_ps(_mm_mul_ps(dx, dmin), _mm_cvtepi32_ps(m)),
-    );
-    add_terms::<N>(acc, terms);
 }
 
 /// One `Q6_K` block `b` (`blk`): per token, i32 lanes summing to `I`.
