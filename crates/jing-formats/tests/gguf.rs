@@ -370,6 +370,33 @@ fn hf_view_of_a_dense_file() {
     assert_eq!(w.dtype, DType::IQ4NL);
 }
 
+/// MLA's `kv_b_proj` is rebuilt from `attn_k_b` and `attn_v_b` shapes, which come from the
+/// file: shapes whose product overflows (a zero dimension keeps the tensor itself empty, so
+/// the reader's size checks pass) are an error naming the tensor, not an arithmetic panic (a
+/// fuzzer's find).
+#[test]
+fn hostile_kv_b_shapes_are_errors_not_overflows() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/deepseek-v2-tiny/model-f16.gguf");
+    let Ok(mut b) = std::fs::read(&path) else {
+        eprintln!("no fixture at {}; skipping", path.display());
+        return;
+    };
+    let name = b"blk.0.attn_k_b.weight";
+    // The tensor info: the name, then n_dims (u32), then the dims in GGUF order (innermost
+    // first: nope, kv_lora, heads).
+    let dims = find(&b, name) + name.len() + 4;
+    patch_u64(&mut b, dims, 0);
+    patch_u64(&mut b, dims + 16, 1 << 62);
+    let e = HfView::new(Arc::new(parse(&b).unwrap()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("attn_k_b") && e.contains("kv_b_proj") && e.contains("too large"),
+        "{e}"
+    );
+}
+
 #[test]
 fn unsupported_architecture_and_missing_keys_are_named() {
     let w = GgufWriter::new().kv("general.architecture", GgufValue::String("mamba".into()));

@@ -504,8 +504,22 @@ fn map_tensors(file: &GgufFile) -> Result<BTreeMap<String, Entry>, FormatError> 
                 });
             };
             let (k_shape, v_shape) = (&t.info.shape, &v.info.shape);
+            // The parts' shapes come from the file: a hostile one must not overflow here.
+            let too_big = || FormatError::BadTensor {
+                path: t.file.to_path_buf(),
+                tensor: name.to_string(),
+                reason: format!(
+                    "kv_b_proj rebuilt from shapes {k_shape:?} and {v_shape:?} (of `{v_b}`) \
+                     would be too large"
+                ),
+            };
             let shape = match (k_shape.as_slice(), v_shape.as_slice()) {
-                (&[h, kvl, nope], &[_, dv, _]) => vec![h * (nope + dv), kvl],
+                (&[h, kvl, nope], &[_, dv, _]) => vec![
+                    nope.checked_add(dv)
+                        .and_then(|d| h.checked_mul(d))
+                        .ok_or_else(too_big)?,
+                    kvl,
+                ],
                 _ => k_shape.clone(),
             };
             // Rebuilt in the parts' float type when they share one, else in f32.
@@ -521,6 +535,10 @@ fn map_tensors(file: &GgufFile) -> Result<BTreeMap<String, Entry>, FormatError> 
                 None if weight_type(ty).is_none() => (ty.name, 0),
                 None => (v.info.ggml_type.name, 0),
             };
+            let byte_len = shape
+                .iter()
+                .try_fold(elem, |a: usize, &d| a.checked_mul(d))
+                .ok_or_else(too_big)?;
             insert(
                 &mut out,
                 format!("model.layers.{layer}.self_attn.kv_b_proj.weight"),
@@ -531,7 +549,7 @@ fn map_tensors(file: &GgufFile) -> Result<BTreeMap<String, Entry>, FormatError> 
                     },
                     dtype,
                     ggml_type,
-                    byte_len: shape.iter().product::<usize>() * elem,
+                    byte_len,
                     shape,
                     file: t.file.to_path_buf(),
                 },
