@@ -233,6 +233,45 @@ fn simd_integer_dot_products_are_exact() {
     }
 }
 
+/// Every code at its largest (all bits set: `Q4_K` 15, `Q5_K` 31, `Q6_K` 63, the largest
+/// scales and mins) against activations all `+127` or all `-127`: the largest sums of a few
+/// products any kernel forms. The AVX-512 K-quant kernels pack sums of four products into i16
+/// (`|Σ_4| <= 4·63·127`), which saturates silently if a wider sum ever went in; this catches it
+/// where random codes almost never line up.
+#[test]
+fn largest_codes_against_largest_activations_are_exact() {
+    for d in all_block_types() {
+        let nb = 9;
+        let k = nb * d.block_size();
+        let mut b = vec![0xffu8; 3 * d.row_bytes(k)];
+        for blk in b.chunks_exact_mut(d.block_bytes()) {
+            for &at in scale_fields(d) {
+                if d == DType::Q8K {
+                    blk[at..at + 4].copy_from_slice(&0.0625f32.to_le_bytes());
+                } else if DType::IQUANTS.contains(&d) {
+                    quant::iq::set_d(d, blk, half::f16::from_f32(0.0625).to_bits());
+                } else {
+                    blk[at..at + 2]
+                        .copy_from_slice(&half::f16::from_f32(0.0625).to_bits().to_le_bytes());
+                }
+            }
+        }
+        let w = Weight::new("w", d, vec![3, k], Bytes::from_vec(b)).unwrap();
+        for sign in [1.0f32, -1.0] {
+            for m in MS {
+                let x = vec![sign * 127.0 / 128.0; m * k];
+                check(
+                    &w,
+                    &x,
+                    m,
+                    true,
+                    &format!("{d} largest codes, x = {sign}, m={m}"),
+                );
+            }
+        }
+    }
+}
+
 /// The x86 tables compute the 32-element types with the same float steps (eight blocks' terms
 /// into f32 lanes with fused multiply-adds, the lanes summed at the end) and exact integers,
 /// whatever the vector width of their integer part: so the AVX-512 kernels must give the AVX2
