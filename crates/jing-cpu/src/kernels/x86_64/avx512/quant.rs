@@ -1316,9 +1316,8 @@ fn reduce_pairs8(p: &[__m512i; 4]) -> __m256i {
 /// lanes 4-7 the second's, each in the order of `hsum_ps`, so the results equal the one-row
 /// kernel's bit for bit. That halves the per-row work (the scale gather, the reduction, the
 /// call), which on rows this short costs more than the codes: one head's `[512, 128]` in L2,
-/// one thread, `Q8_0` went from 19.5 to 35 GB/s, `Q5_0` from 12.6 to 24. Rows of `Q4_K`,
-/// `Q5_K` and `Q6_K` with one or two blocks past their groups of four pair their tails instead
-/// (`k_tails`). False (nothing done) for other shapes and types.
+/// one thread, `Q8_0` went from 19.5 to 35 GB/s, `Q5_0` from 12.6 to 24. False (nothing
+/// done) for other shapes and types.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn short_rows(
     d: DType,
@@ -1328,9 +1327,6 @@ fn short_rows(
     x: &QuantX,
     y: &OutMatrix,
 ) -> bool {
-    if d.block_size() == 256 {
-        return k_tails::tail_pairs(d, data, rb, rows, x, y);
-    }
     if d.block_size() != 32 || rb != 4 * d.block_bytes() {
         return false;
     }
@@ -1401,7 +1397,6 @@ fn hsum4(v: __m128) -> f32 {
 
 mod grid16;
 mod k23;
-mod k_tails;
 use k23::{dot_q2_k, dot_q3_k};
 
 /// `IQ2_XXS`: the grid-in-registers kernel (`grid16`) where the CPU has VBMI.
