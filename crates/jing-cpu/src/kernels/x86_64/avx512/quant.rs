@@ -295,6 +295,24 @@ fn k4_scales_mins_x4(heads: __m512i) -> __m512i {
     _mm512_or_si512(low, high)
 }
 
+/// The f16 pair in i32 `DW` of each 128-bit lane of `v` (a block's `[d | dmin << 16]`, from
+/// its head bytes) as f32 lanes: `(d of lanes 0-3, dmin of lanes 0-3)` (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn f16_pairs_x4<const DW: i32>(v: __m512i) -> (__m128, __m128) {
+    let dm = _mm512_castsi512_si128(_mm512_permutexvar_epi32(
+        _mm512_zextsi128_si512(_mm_setr_epi32(DW, 4 + DW, 8 + DW, 12 + DW)),
+        v,
+    ));
+    let f = _mm256_cvtph_ps(dm);
+    // f = [d0, dmin0, d1, dmin1 | d2, dmin2, d3, dmin3].
+    let (lo, hi) = (_mm256_castps256_ps128(f), _mm256_extractf128_ps::<1>(f));
+    (
+        _mm_shuffle_ps::<0b10_00_10_00>(lo, hi),
+        _mm_shuffle_ps::<0b11_01_11_01>(lo, hi),
+    )
+}
+
 /// Lane `j`: the sum of the 4 i32 of 128-bit lane `j` of `v`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -347,16 +365,7 @@ fn k4_group<const T: usize, const N: usize, const BB: usize, const QS: usize, co
     }
     // Per lane (block), its 8 mins as i16.
     let mins = _mm512_shuffle_epi8(sm, mins);
-    // [d | dmin << 16] of each block (f16 pairs), zero past N.
-    let dm = _mm512_castsi512_si128(_mm512_permutexvar_epi32(
-        _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0),
-        heads,
-    ));
-    let f = _mm256_cvtph_ps(dm);
-    // f = [d0, dmin0, d1, dmin1 | d2, dmin2, d3, dmin3].
-    let (lo, hi) = (_mm256_castps256_ps128(f), _mm256_extractf128_ps::<1>(f));
-    let d = _mm_shuffle_ps::<0b10_00_10_00>(lo, hi);
-    let dmin = _mm_shuffle_ps::<0b11_01_11_01>(lo, hi);
+    let (d, dmin) = f16_pairs_x4::<0>(heads);
     for t in 0..T {
         let i = reduce4(&[r[0][t], r[1][t], r[2][t], r[3][t]]);
         // M = Σ_j m_j · S_j (the sums of 32 codes), per block.

@@ -17,28 +17,39 @@
 use super::*;
 use jing_tensor::quant::{q2_k, q3_k};
 
-/// `SHUF_K23[p]`: for the 64 codes of chunk pair `p` (chunks `(0, 2)`, `(1, 3)`, `(4, 6)`,
-/// `(5, 7)`: sub-blocks of 16 `[2c, 2c + 1, 2c', 2c' + 1]`, one per 128-bit lane), makes i16
-/// scale `j` of each lane from a vector holding the block's 16 scale bytes in every lane. An
-/// index with its top bit set makes a zero byte (the high byte of each u8 -> i16).
-static SHUF_K23: [[u8; 64]; 4] = {
-    let mut t = [[0u8; 64]; 4];
-    let mut p = 0;
-    while p < 4 {
-        // The pair's first chunk: 0, 1, 4, 5; its second is two on.
-        let c = (p / 2) * 4 + p % 2;
+/// The sub-block of 16 (`0..16`) in 128-bit lane `lane` of chunk pair `p` (chunks `(0, 2)`,
+/// `(1, 3)`, `(4, 6)`, `(5, 7)`: sub-blocks `[2c, 2c + 1, 2c', 2c' + 1]`, one per lane).
+const fn pair_sub_block(p: usize, lane: usize) -> usize {
+    // The pair's first chunk: 0, 1, 4, 5; its second is two on.
+    let c = (p / 2) * 4 + p % 2;
+    if lane < 2 {
+        2 * c + lane
+    } else {
+        2 * (c + 2) + lane - 2
+    }
+}
+
+/// `SHUF_K23[h]`: the i16 scales that the packed sums of four of chunk pairs `2h` and `2h + 1`
+/// meet (see `k4_block`: `vpackssdw` puts, per 128-bit lane, four sums of pair `2h` (words
+/// 0-3) before four of pair `2h + 1` (words 4-7)), from a vector holding the block's 16 scale
+/// bytes in every lane. An index with its top bit set makes a zero byte (the high byte of each
+/// u8 -> i16).
+static SHUF_K23: [[u8; 64]; 2] = {
+    let mut t = [[0u8; 64]; 2];
+    let mut h = 0;
+    while h < 2 {
         let mut i = 0;
         while i < 64 {
-            let lane = i / 16;
-            let sub = if lane < 2 {
-                2 * c + lane
+            let (lane, word) = (i / 16, (i % 16) / 2);
+            let p = 2 * h + if word >= 4 { 1 } else { 0 };
+            t[h][i] = if i % 2 == 0 {
+                pair_sub_block(p, lane) as u8
             } else {
-                2 * (c + 2) + lane - 2
+                0x80
             };
-            t[p][i] = if i % 2 == 0 { sub as u8 } else { 0x80 };
             i += 1;
         }
-        p += 1;
+        h += 1;
     }
     t
 };
@@ -63,6 +74,19 @@ fn pair_shifts() -> [__m512i; 2] {
 fn two_bit_pair(q: __m512i, shift: __m512i) -> __m512i {
     // The mask keeps each byte's bits in that byte across the 16-bit shift.
     _mm512_and_si512(_mm512_srlv_epi16(q, shift), _mm512_set1_epi8(3))
+}
+
+/// `acc` plus the codes `u` of chunk pairs `2h` and `2h + 1` (`xq`: their 128 activation
+/// codes) times their scales `s` (from `SHUF_K23[h]`): sums of four products (`vpdpbusd`; they
+/// fit i16, `|Σ_4| <= 4·7·127`) packed into one vector meet their scales in one `vpdpwssd`, as
+/// in `k4_block`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn packed_pairs(acc: __m512i, u: &[__m512i; 2], xq: &[i8], s: __m512i) -> __m512i {
+    let zero = _mm512_setzero_si512();
+    let p0 = _mm512_dpbusd_epi32(zero, u[0], ldx64(xq));
+    let p1 = _mm512_dpbusd_epi32(zero, u[1], ldx64(&xq[64..]));
+    _mm512_dpwssd_epi32(acc, _mm512_packs_epi32(p0, p1), s)
 }
 
 /// 32 bytes from the start of `b` in both halves of a vector.
@@ -112,7 +136,7 @@ pub(super) fn dot_q2_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] 
         return dot_q2_k_ymm::<T>(w, x);
     }
     let mut out = [0.0f32; T];
-    let shuf = tables(&SHUF_K23);
+    let shuf = [ld_table(&SHUF_K23[0]), ld_table(&SHUF_K23[1])];
     let shifts = pair_shifts();
     by_groups!(w.len() / 84, |N, b0| q2_group::<T, N>(
         w, x, b0, &shuf, &shifts, &mut out
@@ -128,7 +152,7 @@ fn q2_group<const T: usize, const N: usize>(
     w: &[u8],
     x: &[XRow<'_>; T],
     b0: usize,
-    shuf: &[__m512i; 4],
+    shuf: &[__m512i; 2],
     shifts: &[__m512i; 2],
     out: &mut [f32; T],
 ) {
@@ -159,9 +183,11 @@ fn q2_group<const T: usize, const N: usize>(
             _mm512_shuffle_i32x4::<0b11_11_11_11>(sc, sc)
         });
     }
-    // d and dmin of each block as f32 lanes, zero past N.
-    let d = f16x4(&u16s::<N, 84, { q2_k::D }>(w, b0));
-    let dmin = f16x4(&u16s::<N, 84, { q2_k::DMIN }>(w, b0));
+    // d and dmin of each block as f32 lanes, zero past N: the last 16 bytes of each block
+    // hold them in i32 3 (vector loads: the scalar reads of the f16s, stored and reloaded as a
+    // vector, cost 4% of the kernel).
+    const { assert!(q2_k::D == 84 - 4 && q2_k::DMIN == q2_k::D + 2) };
+    let (d, dmin) = f16_pairs_x4::<3>(block_heads::<N, 84, { 84 - 16 }>(w, b0));
     for t in 0..T {
         let i = reduce4(&[r[0][t], r[1][t], r[2][t], r[3][t]]);
         let m = weighted_sums16::<N>(mins, &x[t], b0);
@@ -177,21 +203,17 @@ fn q2_block<const T: usize>(
     blk: &[u8; 84],
     x: &[XRow<'_>; T],
     b: usize,
-    shuf: &[__m512i; 4],
+    shuf: &[__m512i; 2],
     shifts: &[__m512i; 2],
     scales: __m512i,
 ) -> [__m512i; T] {
     let mut acc = [_mm512_setzero_si512(); T];
     for h in 0..2 {
         let q = ld32_twice(&blk[q2_k::QS + 32 * h..]);
-        for k in 0..2 {
-            let p = 2 * h + k;
-            let u = two_bit_pair(q, shifts[k]);
-            let s = _mm512_shuffle_epi8(scales, shuf[p]);
-            for t in 0..T {
-                let xq = ldx64(&x[t].qs_k4[256 * b + 64 * p..]);
-                acc[t] = _mm512_dpwssd_epi32(acc[t], _mm512_maddubs_epi16(u, xq), s);
-            }
+        let u = [two_bit_pair(q, shifts[0]), two_bit_pair(q, shifts[1])];
+        let s = _mm512_shuffle_epi8(scales, shuf[h]);
+        for t in 0..T {
+            acc[t] = packed_pairs(acc[t], &u, &x[t].qs_k4[256 * b + 128 * h..], s);
         }
     }
     acc
@@ -253,7 +275,7 @@ pub(super) fn dot_q3_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] 
         return dot_q3_k_ymm::<T>(w, x);
     }
     let mut out = [0.0f32; T];
-    let shuf = tables(&SHUF_K23);
+    let shuf = [ld_table(&SHUF_K23[0]), ld_table(&SHUF_K23[1])];
     let shifts = pair_shifts();
     let bits = q3_bits();
     by_groups!(w.len() / 110, |N, b0| q3_group::<T, N>(
@@ -270,13 +292,14 @@ fn q3_group<const T: usize, const N: usize>(
     w: &[u8],
     x: &[XRow<'_>; T],
     b0: usize,
-    shuf: &[__m512i; 4],
+    shuf: &[__m512i; 2],
     shifts: &[__m512i; 2],
     bits: &[__m512i; 4],
     out: &mut [f32; T],
 ) {
     prefetch(w, 110 * b0, 110 * N);
-    let sc = q3_scales_x4(block_heads::<N, 110, { q3_k::SCALES - 2 }>(w, b0));
+    let heads = block_heads::<N, 110, { q3_k::SCALES - 2 }>(w, b0);
+    let sc = q3_scales_x4(heads);
     // Written out per block, as in `k4_group`.
     let zero = [_mm512_setzero_si512(); T];
     let mut r = [zero; G];
@@ -298,8 +321,10 @@ fn q3_group<const T: usize, const N: usize>(
             _mm512_shuffle_i32x4::<0b11_11_11_11>(sc, sc)
         });
     }
-    let dh = u16s::<N, 110, { q3_k::D }>(w, b0);
-    add_sym_terms::<T, N>(&r, &dh, x, b0, out);
+    // d of each block, the last two bytes of its heads (i32 3's high half).
+    const { assert!(q3_k::D == q3_k::SCALES - 2 + 14 && q3_k::D + 2 == 110) };
+    let (_, d) = f16_pairs_x4::<3>(heads);
+    add_sym_terms_f32::<T, N>(&r, d, x, b0, out);
 }
 
 /// One `Q3_K` block `b` (`blk`), whose 16 scales plus 32 are bytes `0..16` of every 128-bit
@@ -310,7 +335,7 @@ fn q3_block<const T: usize>(
     blk: &[u8; 110],
     x: &[XRow<'_>; T],
     b: usize,
-    shuf: &[__m512i; 4],
+    shuf: &[__m512i; 2],
     shifts: &[__m512i; 2],
     bits: &[__m512i; 4],
     scales: __m512i,
@@ -321,16 +346,15 @@ fn q3_block<const T: usize>(
     let mut acc = [_mm512_setzero_si512(); T];
     for h in 0..2 {
         let q = ld32_twice(&blk[q3_k::QS + 32 * h..]);
-        for k in 0..2 {
-            let p = 2 * h + k;
-            // u = code + 4, in 0..=7.
+        // u = code + 4, in 0..=7.
+        let code = |k: usize| {
             let low = two_bit_pair(q, shifts[k]);
-            let u = _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hm, bits[p]), low, four);
-            let s = _mm512_sub_epi16(_mm512_shuffle_epi8(scales, shuf[p]), bias);
-            for t in 0..T {
-                let xq = ldx64(&x[t].qs_k4[256 * b + 64 * p..]);
-                acc[t] = _mm512_dpwssd_epi32(acc[t], _mm512_maddubs_epi16(u, xq), s);
-            }
+            _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hm, bits[2 * h + k]), low, four)
+        };
+        let u = [code(0), code(1)];
+        let s = _mm512_sub_epi16(_mm512_shuffle_epi8(scales, shuf[h]), bias);
+        for t in 0..T {
+            acc[t] = packed_pairs(acc[t], &u, &x[t].qs_k4[256 * b + 128 * h..], s);
         }
     }
     // Σ sc_j (u - 4)·q = Σ sc_j u·q - 4 Σ sc_j S_j: the offset as 8 i32 lanes to subtract.
