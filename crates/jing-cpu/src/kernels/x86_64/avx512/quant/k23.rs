@@ -76,19 +76,6 @@ fn two_bit_pair(q: __m512i, shift: __m512i) -> __m512i {
     _mm512_and_si512(_mm512_srlv_epi16(q, shift), _mm512_set1_epi8(3))
 }
 
-/// `acc` plus the codes `u` of chunk pairs `2h` and `2h + 1` (`xq`: their 128 activation
-/// codes) times their scales `s` (from `SHUF_K23[h]`): sums of four products (`vpdpbusd`; they
-/// fit i16, `|Σ_4| <= 4·7·127`) packed into one vector meet their scales in one `vpdpwssd`, as
-/// in `k4_block`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn packed_pairs(acc: __m512i, u: &[__m512i; 2], xq: &[i8], s: __m512i) -> __m512i {
-    let zero = _mm512_setzero_si512();
-    let p0 = _mm512_dpbusd_epi32(zero, u[0], ldx64(xq));
-    let p1 = _mm512_dpbusd_epi32(zero, u[1], ldx64(&xq[64..]));
-    _mm512_dpwssd_epi32(acc, _mm512_packs_epi32(p0, p1), s)
-}
-
 /// 32 bytes from the start of `b` in both halves of a vector.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -185,7 +172,7 @@ fn q2_group<const T: usize, const N: usize>(
     }
     // d and dmin of each block as f32 lanes, zero past N: the last 16 bytes of each block
     // hold them in i32 3 (vector loads: the scalar reads of the f16s, stored and reloaded as a
-    // vector, cost 4% of the kernel).
+    // vector, cost about 5% of the kernel).
     const { assert!(q2_k::D == 84 - 4 && q2_k::DMIN == q2_k::D + 2) };
     let (d, dmin) = f16_pairs_x4::<3>(block_heads::<N, 84, { 84 - 16 }>(w, b0));
     for t in 0..T {
@@ -213,7 +200,8 @@ fn q2_block<const T: usize>(
         let u = [two_bit_pair(q, shifts[0]), two_bit_pair(q, shifts[1])];
         let s = _mm512_shuffle_epi8(scales, shuf[h]);
         for t in 0..T {
-            acc[t] = packed_pairs(acc[t], &u, &x[t].qs_k4[256 * b + 128 * h..], s);
+            // Chunk pairs 2h and 2h + 1 (their scales by `SHUF_K23[h]`).
+            acc[t] = packed_sums(acc[t], &u, &x[t].qs_k4[256 * b + 128 * h..], s);
         }
     }
     acc
@@ -354,7 +342,8 @@ fn q3_block<const T: usize>(
         let u = [code(0), code(1)];
         let s = _mm512_sub_epi16(_mm512_shuffle_epi8(scales, shuf[h]), bias);
         for t in 0..T {
-            acc[t] = packed_pairs(acc[t], &u, &x[t].qs_k4[256 * b + 128 * h..], s);
+            // Chunk pairs 2h and 2h + 1 (their scales by `SHUF_K23[h]`).
+            acc[t] = packed_sums(acc[t], &u, &x[t].qs_k4[256 * b + 128 * h..], s);
         }
     }
     // Σ sc_j (u - 4)·q = Σ sc_j u·q - 4 Σ sc_j S_j: the offset as 8 i32 lanes to subtract.
