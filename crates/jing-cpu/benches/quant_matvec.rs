@@ -1,9 +1,11 @@
 //! Speed of the GGUF block-type matmul and of the float weights decode streams (bf16, and
 //! DeepSeek's block-scaled FP8 `f8_e4m3`) (no assertions): GB/s of weight bytes for the decode
 //! matvecs of a DeepSeek-V2-Lite-shaped model (an expert's `[1408, 2048]` gate/up projection
-//! and the `[102400, 2048]` output head), on 1 and 2 threads, next to a plain read loop; the
-//! prefill rate of `[1408, 2048]` at 128 tokens; and, for the 32-element types, the rate on
-//! rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`).
+//! and the `[102400, 2048]` output head), on 1 and 2 threads, next to a plain read loop; on 2
+//! threads, Qwen2.5-1.5B's `[8960, 1536]` gate/up projection (rows of 1536, which DeepSeek-V3's
+//! `q_b_proj` also has: six 256-blocks, a group of four and a group of two in the K-quant
+//! kernels); the prefill rate of `[1408, 2048]` at 128 tokens; and, for the 32-element types,
+//! the rate on rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`).
 //!
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
@@ -88,6 +90,13 @@ fn matmul(table: KernelTable, w: &Weight, x: &[f32], m: usize, y: &mut [f32]) {
     } else {
         (table.matmul)(w, x, m, 0..n, &OutMatrix::new(y, n));
     }
+}
+
+/// Copies of a `[rows, cols]` weight of `dtype` totalling at least 256 MiB, so that a matvec
+/// over all of them streams from DRAM, as decode does.
+fn dram_copies(dtype: DType, rows: usize, cols: usize, seed: u64) -> Vec<Arc<Weight>> {
+    let n = (256usize << 20).div_ceil(dtype.row_bytes(cols) * rows);
+    (0..n).map(|_| weight(dtype, rows, cols, seed)).collect()
 }
 
 /// One decode step's graph: `x [1, K]` times each of `ws`.
@@ -177,30 +186,27 @@ fn main() {
     let (r1, r2) = (read_gbs(1), read_gbs(2));
     println!("plain read loop: {r1:.1} GB/s (1 thread), {r2:.1} GB/s (2 threads)");
     println!(
-        "{:<7} {:>22} {:>22} {:>14} {:>18} {:>18}",
+        "{:<7} {:>22} {:>22} {:>16} {:>14} {:>18} {:>18}",
         "type",
         "[1408,2048] 1t / 2t",
         "[102400,2048] 1t / 2t",
+        "[8960,1536] 2t",
         "in L2, 1t",
         "prefill m=128, 1t",
         "short rows L2, 1t"
     );
     for d in types {
-        let one = weight(d, 1408, 2048, 1);
-        let copies: Vec<Arc<Weight>> = (0..(256usize << 20).div_ceil(one.stored_bytes()))
-            .map(|i| {
-                if i == 0 {
-                    one.clone()
-                } else {
-                    weight(d, 1408, 2048, 1)
-                }
-            })
-            .collect();
+        let copies = dram_copies(d, 1408, 2048, 1);
+        let one = copies[0].clone();
         let (e1, e2) = (matvec_gbs(&copies, 1, best), matvec_gbs(&copies, 2, best));
         drop(copies);
         let head = [weight(d, 102_400, 2048, 2)];
         let (h1, h2) = (matvec_gbs(&head, 1, best), matvec_gbs(&head, 2, best));
         drop(head);
+        // Rows of 1536, streaming from DRAM on two threads as decode does.
+        let gates = dram_copies(d, 8960, 1536, 8);
+        let q2 = matvec_gbs(&gates, 2, best);
+        drop(gates);
         // The kernel alone on a weight that stays in L2 (its in-core limit): the fastest of
         // many short runs, which a busy machine disturbs least.
         let l2 = in_cache_gbs(&one.slice_rows(0, 128), 4, best);
@@ -226,12 +232,13 @@ fn main() {
         let gops = 2.0 * (m * 1408 * 2048) as f64 / secs / 1e9;
         let short = short.map_or("-".to_string(), |v| format!("{v:.1} GB/s"));
         println!(
-            "{:<7} {:>9.1} / {:>5.1} GB/s {:>9.1} / {:>5.1} GB/s {:>9.1} GB/s {:>12.0} GOP/s {:>18}",
+            "{:<7} {:>9.1} / {:>5.1} GB/s {:>9.1} / {:>5.1} GB/s {:>11.1} GB/s {:>9.1} GB/s {:>12.0} GOP/s {:>18}",
             d.name(),
             e1,
             e2,
             h1,
             h2,
+            q2,
             l2,
             gops,
             short
