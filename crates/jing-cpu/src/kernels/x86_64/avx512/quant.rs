@@ -137,18 +137,17 @@ fn ldx64(q: &[i8]) -> __m512i {
     unsafe { _mm512_loadu_si512(q.as_ptr().cast()) }
 }
 
-/// The four 64-byte tables of `t` (of bytes, or of wider lanes) as vectors.
+/// The `K` 64-byte tables of `t` (of bytes, or of wider lanes) as vectors.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn tables<T>(t: &[T; 4]) -> [__m512i; 4] {
+fn tables<T, const K: usize>(t: &[T; K]) -> [__m512i; K] {
     // No `array::from_fn` in these kernels: its closure is not inlined into a function with
     // other target features, and the call spills every vector.
-    [
-        ld_table(&t[0]),
-        ld_table(&t[1]),
-        ld_table(&t[2]),
-        ld_table(&t[3]),
-    ]
+    let mut v = [_mm512_setzero_si512(); K];
+    for (v, t) in v.iter_mut().zip(t) {
+        *v = ld_table(t);
+    }
+    v
 }
 
 /// The 64-byte table `p` as a vector.
@@ -247,7 +246,7 @@ fn dot_k4_zmm<const T: usize, const BB: usize, const QS: usize, const QH: usize>
     x: &[XRow<'_>; T],
 ) -> [f32; T] {
     let mut out = [0.0f32; T];
-    let shuf = [ld_table(&SHUF_K4[0]), ld_table(&SHUF_K4[1])];
+    let shuf = tables(&SHUF_K4);
     let mins = ld64(&MINS_K4);
     by_groups!(w.len() / BB, |N, b0| k4_group::<T, N, BB, QS, QH>(
         w, x, b0, &shuf, mins, &mut out
@@ -458,7 +457,7 @@ fn k4_block<const T: usize, const BB: usize, const QS: usize, const QH: usize>(
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn dot_q6_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     let mut out = [0.0f32; T];
-    let idx = [ld_table(&IDX_Q6[0]), ld_table(&IDX_Q6[1])];
+    let idx = tables(&IDX_Q6);
     by_groups!(w.len() / 210, |N, b0| q6_group::<T, N>(
         w, x, b0, &idx, &mut out
     ));

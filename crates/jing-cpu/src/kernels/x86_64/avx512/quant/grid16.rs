@@ -287,11 +287,7 @@ impl Grid16 {
             to_magnitude: ld_table(&TO_MAGNITUDE3),
             sign_fields: ld_table(&SIGN_FIELDS3),
             scale_pair: tables(&SCALE_PAIR3),
-            ..Grid16::new(
-                &GRID3,
-                [ld_table(&PICK3[0]), ld_table(&PICK3[1])],
-                tables(&FIELDS3),
-            )
+            ..Grid16::new(&GRID3, tables(&PICK3), tables(&FIELDS3))
         }
     }
 

@@ -123,7 +123,7 @@ pub(super) fn dot_q2_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] 
         return dot_q2_k_ymm::<T>(w, x);
     }
     let mut out = [0.0f32; T];
-    let shuf = [ld_table(&SHUF_K23[0]), ld_table(&SHUF_K23[1])];
+    let shuf = tables(&SHUF_K23);
     let shifts = pair_shifts();
     by_groups!(w.len() / 84, |N, b0| q2_group::<T, N>(
         w, x, b0, &shuf, &shifts, &mut out
@@ -263,7 +263,7 @@ pub(super) fn dot_q3_k<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] 
         return dot_q3_k_ymm::<T>(w, x);
     }
     let mut out = [0.0f32; T];
-    let shuf = [ld_table(&SHUF_K23[0]), ld_table(&SHUF_K23[1])];
+    let shuf = tables(&SHUF_K23);
     let shifts = pair_shifts();
     let bits = q3_bits();
     by_groups!(w.len() / 110, |N, b0| q3_group::<T, N>(
