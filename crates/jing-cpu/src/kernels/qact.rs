@@ -67,8 +67,8 @@ pub(crate) struct XRow<'a> {
         allow(dead_code, reason = "read by the x86 kernels only")
     )]
     pub sums32: &'a [i16],
-    /// `QuantX::qs_nib4` of this token (empty unless the weights are `Q4_0`, `Q4_1`, `Q5_0` or
-    /// `Q5_1`).
+    /// `QuantX::qs_nib4` of this token (empty unless the weights are `Q4_0`, `Q4_1`, `Q5_0`,
+    /// `Q5_1` or `IQ4_NL`).
     #[cfg_attr(
         not(target_arch = "x86_64"),
         allow(dead_code, reason = "read by the x86 kernels only")
@@ -83,7 +83,10 @@ fn wants_k4(dtype: DType) -> bool {
 
 /// Whether activations for `dtype` weights carry `QuantX::qs_nib4`.
 fn wants_nib4(dtype: DType) -> bool {
-    matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1)
+    matches!(
+        dtype,
+        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::IQ4NL
+    )
 }
 
 /// Activation block size for weights of `dtype` (a GGUF block type).

@@ -72,9 +72,9 @@ macro_rules! by_groups {
 /// `short_rows` (a faster path for one token over very short rows, or `false` to decline),
 /// `Q6K_ONE_TOKEN` (whether `Q6_K` takes `drive_rows!`'s one-token loop),
 /// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q2_k`, `dot_q3_k`, `dot_q6_k`,
-/// `dot_iq2_xxs`, `dot_iq3_xxs`, `dot_iq4_xs`, `dot_q4_0`, `dot_q4_1`, `dot_q5_0`, `dot_q5_1`
-/// and `dot_q8_0` (from the 256-bit `dot_q2_k_ymm`, `dot_q6_k_ymm`, `dot_iq2_xxs_ymm`,
-/// `dot_iq4_xs_ymm`, `dot_q4_0_ymm`, .. here, or its own).
+/// `dot_iq2_xxs`, `dot_iq3_xxs`, `dot_iq4_xs`, `dot_iq4_nl`, `dot_q4_0`, `dot_q4_1`, `dot_q5_0`,
+/// `dot_q5_1` and `dot_q8_0` (from the 256-bit `dot_q2_k_ymm`, `dot_q6_k_ymm`,
+/// `dot_iq2_xxs_ymm`, `dot_iq4_xs_ymm`, `dot_iq4_nl_ymm`, `dot_q4_0_ymm`, .. here, or its own).
 macro_rules! quant_kernels {
     ($feat:literal) => {
         use crate::kernels::generic::quant::{f32_at, k_term, k_term_sym, u32_at};
@@ -550,8 +550,8 @@ macro_rules! quant_kernels {
             None::<usize>
         );
         dot32!(
-            #[doc = "`IQ4_NL`."]
-            dot_iq4_nl,
+            #[allow(dead_code, reason = "an ISA may bring its own IQ4_NL kernel")]
+            dot_iq4_nl_ymm,
             18,
             dot_i8_i8,
             unpack_iq4_nl,
@@ -569,6 +569,7 @@ macro_rules! quant_kernels {
         }
 
         /// The 32 signed codes of an `IQ4_NL` block.
+        #[allow(dead_code, reason = "only the 256-bit IQ4_NL kernel uses it")]
         #[inline]
         #[target_feature(enable = $feat)]
         fn unpack_iq4_nl(b: &[u8]) -> __m256i {

@@ -35,6 +35,11 @@ fn dot_q4_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+fn dot_iq4_nl<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot_iq4_nl_ymm::<T>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
     dot_q4_1_ymm::<T>(w, x)
 }

@@ -736,22 +736,42 @@ fn iq4_xs_block<const T: usize>(
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn dot_q4_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
-    dot32_zmm::<T, 18, 2, 0, 0, 3>(w, x)
+    dot32_zmm::<T, 18, 2, 0, 0, 3, false>(w, x)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn dot_q4_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
-    dot32_zmm::<T, 20, 4, 0, 2, 0>(w, x)
+    dot32_zmm::<T, 20, 4, 0, 2, 0, false>(w, x)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn dot_q5_0<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
-    dot32_zmm::<T, 22, 6, 2, 0, 4>(w, x)
+    dot32_zmm::<T, 22, 6, 2, 0, 4, false>(w, x)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn dot_q5_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
-    dot32_zmm::<T, 24, 8, 4, 2, 0>(w, x)
+    dot32_zmm::<T, 24, 8, 4, 2, 0, false>(w, x)
+}
+
+/// `IQ4_NL`: `Q4_0`'s layout with a table of 16 signed values for the nibbles, which the
+/// 512-bit path takes as `value + 128` (unsigned, for `vpdpbusd`) and `Q8_0`'s `128·S`
+/// correction. The 256-bit shared kernel it replaces ran 19.5 GB/s from L2 on rows of 2048 and
+/// 4.6 on rows of 128 (one thread); llama.cpp's quantizer gives this type to the tensors whose
+/// rows are not whole 256-blocks in its i-quant mixes (DeepSeek's `attn_k_b`; V2-Lite's
+/// experts' `ffn_down` too).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_iq4_nl<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
+    dot32_zmm::<T, 18, 2, 0, 0, 7, true>(w, x)
+}
+
+/// `IQ4_NL`'s 16 values plus 128, as u8, in every 128-bit lane (a `vpshufb` table).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn iq4_nl_table_u8() -> __m512i {
+    // SAFETY: `KVALUES_IQ4NL` is 16 bytes; the load is unaligned.
+    let t = unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()) };
+    _mm512_xor_si512(_mm512_broadcast_i32x4(t), _mm512_set1_epi8(0x80u8 as i8))
 }
 
 /// The `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` kernel (blocks of `BB` bytes: f16 `d` at 0, the f16 min at
@@ -774,6 +794,7 @@ fn dot32_zmm<
     const QH: usize,
     const MIN: usize,
     const SH: u32,
+    const LUT: bool,
 >(
     w: &[u8],
     x: &[XRow<'_>; T],
@@ -785,10 +806,10 @@ fn dot32_zmm<
     // registers (with a run-time count they went through memory, at half the speed).
     macro_rules! group {
         ($n:literal) => {
-            group32::<T, BB, QS, QH, MIN, SH, $n>(w, x, 8 * groups, 1, &mut acc, None)
+            group32::<T, BB, QS, QH, MIN, SH, LUT, $n>(w, x, 8 * groups, 1, &mut acc, None)
         };
     }
-    group32::<T, BB, QS, QH, MIN, SH, 8>(w, x, 0, groups, &mut acc, None);
+    group32::<T, BB, QS, QH, MIN, SH, LUT, 8>(w, x, 0, groups, &mut acc, None);
     match nb - 8 * groups {
         1 => group!(1),
         2 => group!(2),
@@ -990,6 +1011,7 @@ fn group32<
     const QH: usize,
     const MIN: usize,
     const SH: u32,
+    const LUT: bool,
     const N: usize,
 >(
     w: &[u8],
@@ -1048,7 +1070,15 @@ fn group32<
                 )
             };
             let zhi = _mm512_srli_epi16::<4>(z);
-            let (lo, hi) = if QH == 0 {
+            let (lo, hi) = if LUT {
+                // `IQ4_NL`: each nibble's value plus 128 (unsigned; `SH` = 7 takes the 128
+                // back out of the sums).
+                let kv = iq4_nl_table_u8();
+                (
+                    _mm512_shuffle_epi8(kv, _mm512_and_si512(z, nib)),
+                    _mm512_shuffle_epi8(kv, _mm512_and_si512(zhi, nib)),
+                )
+            } else if QH == 0 {
                 (_mm512_and_si512(z, nib), _mm512_and_si512(zhi, nib))
             } else {
                 // Lane `j`: block `4c + j`'s fifth-bit word; byte `l` of the low (high) nibbles
@@ -1388,10 +1418,11 @@ fn short_rows(
     }
     match d {
         DType::Q8_0 => pairs!(group_q8::<1, 8>, dot_q8_0),
-        DType::Q4_0 => pairs!(group32::<1, 18, 2, 0, 0, 3, 8>, dot_q4_0),
-        DType::Q4_1 => pairs!(group32::<1, 20, 4, 0, 2, 0, 8>, dot_q4_1),
-        DType::Q5_0 => pairs!(group32::<1, 22, 6, 2, 0, 4, 8>, dot_q5_0),
-        DType::Q5_1 => pairs!(group32::<1, 24, 8, 4, 2, 0, 8>, dot_q5_1),
+        DType::Q4_0 => pairs!(group32::<1, 18, 2, 0, 0, 3, false, 8>, dot_q4_0),
+        DType::Q4_1 => pairs!(group32::<1, 20, 4, 0, 2, 0, false, 8>, dot_q4_1),
+        DType::Q5_0 => pairs!(group32::<1, 22, 6, 2, 0, 4, false, 8>, dot_q5_0),
+        DType::Q5_1 => pairs!(group32::<1, 24, 8, 4, 2, 0, false, 8>, dot_q5_1),
+        DType::IQ4NL => pairs!(group32::<1, 18, 2, 0, 0, 7, true, 8>, dot_iq4_nl),
         _ => return false,
     }
     true
