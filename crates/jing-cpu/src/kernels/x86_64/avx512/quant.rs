@@ -10,8 +10,9 @@
 //! generic kernel's bit for bit, while the per-block horizontal sums and scalar float steps
 //! (which made these kernels compute-bound below DRAM speed) are gone.
 //!
-//! `Q4_0`, `Q4_1`, `Q5_0` and `Q5_1` ([`dot32_zmm`]) also run on 512-bit vectors here, four
-//! blocks per vector, with the float steps (and so the results) of the 256-bit kernel.
+//! `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1` and `IQ4_NL` ([`dot32_zmm`]) also run on 512-bit vectors
+//! here, four blocks per vector, with the float steps (and so the results) of the 256-bit
+//! kernel.
 //!
 //! `Q2_K` and `Q3_K` (`k23`) take the same groups for one token; for several tokens they keep
 //! the 256-bit kernels. `IQ2_XXS` and `IQ3_XXS` (`grid16`) take them too where the CPU has
@@ -774,9 +775,10 @@ fn iq4_nl_table_u8() -> __m512i {
     _mm512_xor_si512(_mm512_broadcast_i32x4(t), _mm512_set1_epi8(0x80u8 as i8))
 }
 
-/// The `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` kernel (blocks of `BB` bytes: f16 `d` at 0, the f16 min at
-/// `MIN` if nonzero, the fifth bits at `QH` if nonzero, 16 nibble bytes at `QS`; codes offset
-/// by `2^SH` if `SH` is nonzero) with the float steps of the 256-bit one (`dot32!`): groups
+/// The `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1`/`IQ4_NL` kernel (blocks of `BB` bytes: f16 `d` at 0, the f16
+/// min at `MIN` if nonzero, the fifth bits at `QH` if nonzero, 16 nibble bytes at `QS`; with
+/// `LUT`, each nibble stands for `IQ4_NL`'s value plus 128; codes offset by `2^SH` if `SH` is
+/// nonzero) with the float steps of the 256-bit one (`dot32!`): groups
 /// of 8 blocks whose 8 exact integer sums go into an f32 vector with the same fused
 /// multiply-adds, lane `j` for block `8g + j`, the last `nb % 8` blocks as one group padded
 /// with zero terms, the lanes summed at the end. So the results equal that kernel's bit for
