@@ -48,7 +48,7 @@ fn weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Arc<Weight> {
         }
         b
     };
-    let mut bytes = Vec::with_capacity(rows * dtype.row_bytes(cols));
+    let mut bytes = huge_vec(rows * dtype.row_bytes(cols));
     while bytes.len() < rows * dtype.row_bytes(cols) {
         let need = rows * dtype.row_bytes(cols) - bytes.len();
         bytes.extend_from_slice(&one[..need.min(one.len())]);
@@ -56,22 +56,34 @@ fn weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Arc<Weight> {
     Arc::new(Weight::new("w", dtype, vec![rows, cols], Bytes::from_vec(bytes)).unwrap())
 }
 
+/// An empty vector with room for `n` bytes in 2 MiB pages where the kernel has them, as
+/// `--no-mmap` puts a model's weights. In 4 KiB pages this bench hid a loss decode showed: a
+/// `Q6_K` kernel that read each pair of rows out of address order streamed `[8960, 1536]` as
+/// fast as the plain one there, and at 18 against 30-36 GB/s in 2 MiB pages (two Zen 4
+/// threads), as in decode.
+fn huge_vec<T>(n: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    jing_tensor::huge_pages::advise_huge_pages(v.spare_capacity_mut());
+    v
+}
+
 /// A `[rows, cols]` bf16 weight, or an FP8 one with 128x128 block scales as DeepSeek ships
 /// them (codes of values in (-1, 1), never NaN).
 fn float_weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Weight {
     let v = values(seed, rows * cols);
-    let bytes: Vec<u8> = match dtype {
-        DType::BF16 => v
-            .iter()
-            .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes())
-            .collect(),
+    let mut bytes = huge_vec(dtype.row_bytes(cols) * rows);
+    match dtype {
+        DType::BF16 => bytes.extend(
+            v.iter()
+                .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes()),
+        ),
         // Sign, then a magnitude below 0x7F (the NaN code).
-        DType::F8E4M3 => v
-            .iter()
-            .map(|x| ((*x < 0.0) as u8) << 7 | ((x.abs() * 126.0) as u8).min(0x7E))
-            .collect(),
+        DType::F8E4M3 => bytes.extend(
+            v.iter()
+                .map(|x| ((*x < 0.0) as u8) << 7 | ((x.abs() * 126.0) as u8).min(0x7E)),
+        ),
         other => panic!("no {other} weights in this bench"),
-    };
+    }
     let w = Weight::new("w", dtype, vec![rows, cols], Bytes::from_vec(bytes)).unwrap();
     if dtype != DType::F8E4M3 {
         return w;
@@ -126,7 +138,8 @@ fn matvec_gbs(ws: &[Arc<Weight>], threads: usize, table: KernelTable) -> f64 {
 
 /// A plain read of 256 MiB on `threads` threads: the bandwidth the matvecs are measured against.
 fn read_gbs(threads: usize) -> f64 {
-    let buf = vec![1u64; 32 << 20];
+    let mut buf = huge_vec(32 << 20);
+    buf.resize(32 << 20, 1u64);
     let secs = time(Duration::from_millis(1500), || {
         std::thread::scope(|s| {
             for part in buf.chunks(buf.len() / threads) {
