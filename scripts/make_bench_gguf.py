@@ -12,7 +12,8 @@ the K-quant mixes (Q4_K_M, Q2_K, Q3_K_M) come from a quantizer, e.g. `llama-quan
 matters to a speed test). The i-quants IQ2_XXS and IQ3_XXS, which `llama-quantize` makes only
 with an importance matrix, are written as random blocks instead (any byte pattern is a valid
 block once its scale is set), with the f16 scale chosen so the weights have about the
-intended spread; rows that are not whole 256-blocks fall back to Q8_0.
+intended spread; rows that are not whole 256-blocks fall back to IQ4_NL (random blocks too),
+as llama.cpp's quantizer does.
 
 Peak memory is one tensor (the largest, a 64-expert stack, is 0.7 GiB in f32): the header
 is written from shapes alone, then each tensor is generated, quantized and appended.
@@ -110,17 +111,19 @@ def stored_type(name, shape, want):
     if len(shape) == 1 or name.endswith("ffn_gate_inp.weight"):
         return Q.F32
     want = Q[want]
-    if want in (Q.Q8_0, Q.Q4_0) and shape[-1] % 32 != 0:
+    if want in (Q.Q8_0, Q.Q4_0, Q.IQ4_NL) and shape[-1] % 32 != 0:
         return Q.F16
-    if want.name in RANDOM_BLOCKS and shape[-1] % 256 != 0:
-        return stored_type(name, shape, "Q8_0")
+    if shape[-1] % gguf.GGML_QUANT_SIZES[want][0] != 0:
+        # llama.cpp's fallback for the 256-element i-quants (`llama_tensor_get_type`): IQ4_NL
+        # (DeepSeek's attn_k_b rows of 128, V2-Lite's expert ffn_down rows of 1408).
+        return stored_type(name, shape, "IQ4_NL")
     return want
 
 
 # The i-quants written as random blocks: the scale `d` (f16 at byte 0 of each block) that gives
 # weights of standard deviation 1 for random codes and scales (IQ2_XXS: |w| ~ d/8 * 16 * 25;
-# IQ3_XXS: |w| ~ d/4 * 16 * 30), by type name.
-RANDOM_BLOCKS = {"IQ2_XXS": 1 / 50, "IQ3_XXS": 1 / 120}
+# IQ3_XXS: |w| ~ d/4 * 16 * 30; IQ4_NL: |w| ~ d * 66, the rms of its 16 values), by type name.
+RANDOM_BLOCKS = {"IQ2_XXS": 1 / 50, "IQ3_XXS": 1 / 120, "IQ4_NL": 1 / 66}
 
 
 def generate(rng, shape, init):
@@ -162,7 +165,8 @@ def add_metadata(w, shape_name, s, want):
     ftype = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
              "BF16": gguf.LlamaFileType.MOSTLY_BF16, "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
              "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "IQ2_XXS": gguf.LlamaFileType.MOSTLY_IQ2_XXS,
-             "IQ3_XXS": gguf.LlamaFileType.MOSTLY_IQ3_XXS}[want]
+             "IQ3_XXS": gguf.LlamaFileType.MOSTLY_IQ3_XXS,
+             "IQ4_NL": gguf.LlamaFileType.MOSTLY_IQ4_NL}[want]
     w.add_type(gguf.GGUFType.MODEL)
     w.add_name(f"{shape_name}-{s['layers']}L-random")
     w.add_block_count(s["layers"])
