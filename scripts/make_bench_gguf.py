@@ -122,8 +122,8 @@ def stored_type(name, shape, want):
 
 # The i-quants written as random blocks: the scale `d` (f16 at byte 0 of each block) that gives
 # weights of standard deviation 1 for random codes and scales (IQ2_XXS: |w| ~ d/8 * 16 * 25;
-# IQ3_XXS: |w| ~ d/4 * 16 * 30; IQ4_NL: |w| ~ d * 66, the rms of its 16 values), by type name.
-RANDOM_BLOCKS = {"IQ2_XXS": 1 / 50, "IQ3_XXS": 1 / 120, "IQ4_NL": 1 / 66}
+# IQ3_XXS: |w| ~ d/4 * 16 * 30; IQ4_NL: |w| ~ d * 67, the rms of its 16 values), by type name.
+RANDOM_BLOCKS = {"IQ2_XXS": 1 / 50, "IQ3_XXS": 1 / 120, "IQ4_NL": 1 / 67}
 
 
 def generate(rng, shape, init):
