@@ -46,8 +46,7 @@ pub fn read_bandwidth(threads: usize, bytes: usize, reps: usize) -> f64 {
     // In 2 MiB pages where the kernel has them, as the weights are with --no-mmap (and, on a
     // fresh page cache, mapped): in 4 KiB pages the loop read a quarter to a half slower on a
     // Zen 5 VM, and decode then showed above 100% of its "roofline".
-    let mut buf: Vec<u64> = Vec::with_capacity(words);
-    jing_tensor::huge_pages::advise_huge_pages(buf.spare_capacity_mut());
+    let mut buf: Vec<u64> = jing_tensor::huge_pages::vec_in_huge_pages(words);
     buf.extend(0..words as u64);
     let chunk = words.div_ceil(threads);
     let mut passes = Vec::new();

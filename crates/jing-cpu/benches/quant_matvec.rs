@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use jing_cpu::kernels::{KernelTable, OutMatrix, QuantX};
 use jing_cpu::CpuBackend;
 use jing_graph::{Backend, Batch, Graph, GraphBuilder, KvCache};
+use jing_tensor::huge_pages::vec_in_huge_pages;
 use jing_tensor::{quant, Bytes, DType, Weight};
 
 /// A `[rows, cols]` weight of `dtype`: real quantized blocks for one row group, repeated (the
@@ -48,7 +49,11 @@ fn weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Arc<Weight> {
         }
         b
     };
-    let mut bytes = huge_vec(rows * dtype.row_bytes(cols));
+    // In 2 MiB pages, as `--no-mmap` puts a model's weights. In 4 KiB pages this bench hid a
+    // loss decode showed: a `Q6_K` kernel that read each pair of rows out of address order
+    // streamed `[8960, 1536]` as fast as the plain one there, and at 18 against 30-36 GB/s in
+    // 2 MiB pages (two Zen 4 threads), as in decode.
+    let mut bytes = vec_in_huge_pages(rows * dtype.row_bytes(cols));
     while bytes.len() < rows * dtype.row_bytes(cols) {
         let need = rows * dtype.row_bytes(cols) - bytes.len();
         bytes.extend_from_slice(&one[..need.min(one.len())]);
@@ -56,22 +61,11 @@ fn weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Arc<Weight> {
     Arc::new(Weight::new("w", dtype, vec![rows, cols], Bytes::from_vec(bytes)).unwrap())
 }
 
-/// An empty vector with room for `n` bytes in 2 MiB pages where the kernel has them, as
-/// `--no-mmap` puts a model's weights. In 4 KiB pages this bench hid a loss decode showed: a
-/// `Q6_K` kernel that read each pair of rows out of address order streamed `[8960, 1536]` as
-/// fast as the plain one there, and at 18 against 30-36 GB/s in 2 MiB pages (two Zen 4
-/// threads), as in decode.
-fn huge_vec<T>(n: usize) -> Vec<T> {
-    let mut v = Vec::with_capacity(n);
-    jing_tensor::huge_pages::advise_huge_pages(v.spare_capacity_mut());
-    v
-}
-
 /// A `[rows, cols]` bf16 weight, or an FP8 one with 128x128 block scales as DeepSeek ships
 /// them (codes of values in (-1, 1), never NaN).
 fn float_weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Weight {
     let v = values(seed, rows * cols);
-    let mut bytes = huge_vec(dtype.row_bytes(cols) * rows);
+    let mut bytes = vec_in_huge_pages(dtype.row_bytes(cols) * rows);
     match dtype {
         DType::BF16 => bytes.extend(
             v.iter()
@@ -138,7 +132,7 @@ fn matvec_gbs(ws: &[Arc<Weight>], threads: usize, table: KernelTable) -> f64 {
 
 /// A plain read of 256 MiB on `threads` threads: the bandwidth the matvecs are measured against.
 fn read_gbs(threads: usize) -> f64 {
-    let mut buf = huge_vec(32 << 20);
+    let mut buf = vec_in_huge_pages(32 << 20);
     buf.resize(32 << 20, 1u64);
     let secs = time(Duration::from_millis(1500), || {
         std::thread::scope(|s| {

@@ -170,6 +170,15 @@ pub fn advise_huge_pages<T>(buf: &[std::mem::MaybeUninit<T>]) -> bool {
     }
 }
 
+/// An empty vector with room for `capacity` elements, advised into 2 MiB pages
+/// ([`advise_huge_pages`]) before anything is written to it: for buffers streamed as weights
+/// are, where 4 KiB pages would make page walks part of what is measured.
+pub fn vec_in_huge_pages<T>(capacity: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(capacity);
+    advise_huge_pages(v.spare_capacity_mut());
+    v
+}
+
 /// Bytes of this process's anonymous memory in transparent huge pages (`AnonHugePages` of
 /// `/proc/self/smaps_rollup`), when the system says.
 pub fn anon_huge_page_bytes() -> Option<u64> {
