@@ -5,7 +5,8 @@
 //! threads, Qwen2.5-1.5B's `[8960, 1536]` gate/up projection (rows of 1536, which DeepSeek-V3's
 //! `q_b_proj` also has: six 256-blocks, a group of four and a group of two in the K-quant
 //! kernels); the prefill rate of `[1408, 2048]` at 128 tokens; and, for the 32-element types,
-//! the rate on rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`).
+//! the rate on rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`); and, where the table
+//! reads `Q4_K` rows interleaved by 16, that layout against the stored one.
 //!
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
@@ -202,7 +203,7 @@ fn main() {
         "prefill m=128, 1t",
         "short rows L2, 1t"
     );
-    for d in types {
+    for &d in &types {
         let copies = dram_copies(d, 1408, 2048, 1);
         let one = copies[0].clone();
         let (e1, e2) = (matvec_gbs(&copies, 1, best), matvec_gbs(&copies, 2, best));
@@ -251,4 +252,53 @@ fn main() {
             short
         );
     }
+    if best.interleaved_q4k && types.contains(&DType::Q4K) {
+        interleaved_q4k(best);
+    }
+}
+
+/// `Q4_K` as the backend loads it for a table that reads rows interleaved by 16 (see
+/// `jing_tensor::quant::q4_k_rows16`), against the rows as stored: Qwen2.5-1.5B's `[8960, 1536]`
+/// from DRAM on two threads, and in L2 on one thread for 1 and 4 tokens (4 tokens: a decode
+/// step of four sequences, or a short prompt).
+fn interleaved_q4k(best: KernelTable) {
+    let stored = dram_copies(DType::Q4K, 8960, 1536, 8);
+    let interleaved: Vec<Arc<Weight>> = stored
+        .iter()
+        .map(|w| Arc::new(w.interleave_rows16().expect("Q4_K rows of 16")))
+        .collect();
+    let dram = [
+        matvec_gbs(&stored, 2, best),
+        matvec_gbs(&interleaved, 2, best),
+    ];
+    let small = stored[0].slice_rows(0, 512);
+    let small_i = interleaved[0].slice_rows(0, 512);
+    let l2 = |m| {
+        [
+            tokens_in_cache_gbs(&small, m, best),
+            tokens_in_cache_gbs(&small_i, m, best),
+        ]
+    };
+    let (one, four) = (l2(1), l2(4));
+    println!("q4_K rows interleaved by 16 (as this table loads them) / as stored:");
+    println!(
+        "  [8960,1536] 2t {:.1} / {:.1} GB/s; in L2, 1t: 1 token {:.1} / {:.1} GB/s, 4 tokens {:.1} / {:.1} GB/s",
+        dram[1], dram[0], one[1], one[0], four[1], four[0]
+    );
+}
+
+/// GB/s of `w`'s bytes for `m` tokens at once on one thread, the weight in cache (the fastest
+/// of many runs).
+fn tokens_in_cache_gbs(w: &Weight, m: usize, best: KernelTable) -> f64 {
+    let n = w.rows();
+    let qx = QuantX::new(w.dtype, &values(9, m * w.cols()), m);
+    let mut y = vec![0.0f32; m * n];
+    let mut fastest = f64::INFINITY;
+    for _ in 0..500 {
+        let t0 = Instant::now();
+        (best.matmul_q)(w, &qx, 0..n, &OutMatrix::new(&mut y, n));
+        fastest = fastest.min(t0.elapsed().as_secs_f64());
+    }
+    black_box(&y);
+    w.stored_bytes() as f64 / fastest / 1e9
 }

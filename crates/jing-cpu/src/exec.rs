@@ -132,6 +132,27 @@ impl CpuBackend {
     pub fn kernels(&self) -> &KernelTable {
         &self.kernels
     }
+
+    /// What this backend does to a matmul weight as it loads (for `jing_models`'
+    /// `PrepareLinear`): where the table reads `Q4_K` rows interleaved by 16, such weights are
+    /// interleaved (`Weight::interleave_rows16`, a copy in memory of its own); `None` where
+    /// it keeps every weight as stored.
+    #[allow(
+        clippy::type_complexity,
+        reason = "the structural type of jing_models::PrepareLinear, which this crate does not see"
+    )]
+    pub fn prepare_linear(
+        &self,
+    ) -> Option<
+        std::sync::Arc<dyn Fn(&jing_tensor::Weight) -> Option<jing_tensor::Weight> + Send + Sync>,
+    > {
+        if !self.kernels.interleaved_q4k {
+            return None;
+        }
+        Some(std::sync::Arc::new(|w: &jing_tensor::Weight| {
+            w.interleave_rows16()
+        }))
+    }
 }
 
 /// What every thread sees during one graph.

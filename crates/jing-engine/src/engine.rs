@@ -2,7 +2,7 @@ use std::path::Path;
 
 use jing_cpu::CpuBackend;
 use jing_graph::{Backend, Batch, ExecError, Graph, KvCache};
-use jing_models::{load_model_with, CausalLm, LoadQuant, LogitRows, ModelError};
+use jing_models::{load_model_prepared, CausalLm, LoadQuant, LogitRows, ModelError};
 
 use crate::{Sampler, SamplingParams};
 
@@ -65,12 +65,10 @@ impl Engine {
         max_len: Option<usize>,
         quant: Option<&LoadQuant>,
     ) -> Result<Engine, EngineError> {
-        let model = load_model_with(path, quant)?;
-        Ok(Engine::new(
-            model,
-            Box::new(CpuBackend::new(threads)),
-            max_len,
-        ))
+        // The backend first: it says how it wants the matmul weights laid out as they load.
+        let cpu = CpuBackend::new(threads);
+        let model = load_model_prepared(path, quant, cpu.prepare_linear().as_ref())?;
+        Ok(Engine::new(model, Box::new(cpu), max_len))
     }
 
     pub fn new(

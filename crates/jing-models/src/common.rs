@@ -4,19 +4,62 @@ use std::sync::Arc;
 
 use jing_formats::TensorStore;
 use jing_graph::{GraphBuilder, Tensor};
-use jing_tensor::{DType, Weight};
+use jing_tensor::{Bytes, DType, Weight};
 
 use crate::{LogitRows, ModelError};
 
 pub type W = Arc<Weight>;
 
 /// Reads tensors from a store, checking shapes and counting bytes.
+/// A backend's rearrangement of a matmul weight for its kernels, applied as the weight loads:
+/// `None` keeps the weight as stored (see `CpuBackend::prepare_linear`, which interleaves the
+/// rows of `Q4_K` weights where its kernels read them so).
+pub type PrepareLinear = Arc<dyn Fn(&Weight) -> Option<Weight> + Send + Sync>;
+
 pub struct Loader<'a> {
     pub store: &'a TensorStore,
     pub bytes: usize,
+    /// Applied to the weights [`Loader::linear`] loads.
+    pub prepare: Option<&'a PrepareLinear>,
+    /// The stored bytes of weights `prepare` replaced: no weight views them any more.
+    pub replaced: Vec<Bytes>,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    pub fn new(store: &'a TensorStore, prepare: Option<&'a PrepareLinear>) -> Loader<'a> {
+        Loader {
+            store,
+            bytes: 0,
+            prepare,
+            replaced: Vec::new(),
+        }
+    }
+
+    /// The memory-mapped files, less the bytes of weights that were replaced as they loaded
+    /// (`ModelInfo::mapped`: what reading the weights in must read).
+    pub fn mapped(&self) -> Vec<Bytes> {
+        self.store
+            .maps()
+            .iter()
+            .flat_map(|m| m.without(&self.replaced))
+            .collect()
+    }
+
+    /// Tensor `name` as [`Loader::tensor`] loads it, for a weight the model only ever
+    /// multiplies (`x·Wᵀ` in a matmul node), so that the backend may rearrange its rows
+    /// ([`PrepareLinear`]). Never for a weight read by rows (an embedding table, MLA's
+    /// `kv_b_proj`).
+    pub fn linear(&mut self, name: &str, expected: &[usize], why: &str) -> Result<W, ModelError> {
+        let w = self.tensor(name, expected, why)?;
+        Ok(match self.prepare.and_then(|prepare| prepare(&w)) {
+            Some(rearranged) => {
+                self.replaced.push(w.data.clone());
+                Arc::new(rearranged)
+            }
+            None => w,
+        })
+    }
+
     /// The LM head `[vocab, d]`; a checkpoint with tied embeddings may omit it and reuse
     /// `embed` (Qwen2.5-0.5B..3B store no `lm_head.weight`).
     pub fn lm_head(
@@ -29,7 +72,7 @@ impl Loader<'_> {
         if tied && !self.store.contains("lm_head.weight") {
             return Ok(embed.clone());
         }
-        self.tensor("lm_head.weight", &[vocab, d], "vocab_size x hidden_size")
+        self.linear("lm_head.weight", &[vocab, d], "vocab_size x hidden_size")
     }
 
     /// Tensor `name` with `expected` shape (`why` explains where the shape comes from).
@@ -90,9 +133,9 @@ impl Mlp {
         why: &str,
     ) -> Result<Mlp, ModelError> {
         Ok(Mlp {
-            gate: ld.tensor(&format!("{prefix}.gate_proj.weight"), &[inter, d], why)?,
-            up: ld.tensor(&format!("{prefix}.up_proj.weight"), &[inter, d], why)?,
-            down: ld.tensor(&format!("{prefix}.down_proj.weight"), &[d, inter], why)?,
+            gate: ld.linear(&format!("{prefix}.gate_proj.weight"), &[inter, d], why)?,
+            up: ld.linear(&format!("{prefix}.up_proj.weight"), &[inter, d], why)?,
+            down: ld.linear(&format!("{prefix}.down_proj.weight"), &[d, inter], why)?,
         })
     }
 

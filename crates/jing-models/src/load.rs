@@ -5,7 +5,7 @@ use jing_formats::ModelDir;
 
 use crate::deepseek::DeepSeek;
 use crate::dense::Dense;
-use crate::{CausalLm, ModelError};
+use crate::{CausalLm, ModelError, PrepareLinear};
 
 /// Architectures jing runs, by `model_type`.
 const SUPPORTED: &[&str] = &["deepseek_v3", "deepseek_v2", "qwen2", "llama"];
@@ -25,14 +25,24 @@ pub fn load_model_with(
     path: &Path,
     quant: Option<&LoadQuant>,
 ) -> Result<Box<dyn CausalLm>, ModelError> {
+    load_model_prepared(path, quant, None)
+}
+
+/// [`load_model_with`], every matmul weight passed through `prepare` as it loads (the layout a
+/// backend's kernels want, see [`PrepareLinear`]).
+pub fn load_model_prepared(
+    path: &Path,
+    quant: Option<&LoadQuant>,
+    prepare: Option<&PrepareLinear>,
+) -> Result<Box<dyn CausalLm>, ModelError> {
     let mut dir = ModelDir::open(path)?;
     if let Some(q) = quant {
         dir.quantize_on_load(q.clone())?;
     }
     let model_type = dir.config.opt_str("model_type")?.unwrap_or("").to_string();
     match model_type.as_str() {
-        "deepseek_v3" | "deepseek_v2" => Ok(Box::new(DeepSeek::load(&dir)?)),
-        "qwen2" | "llama" => Ok(Box::new(Dense::load(&dir)?)),
+        "deepseek_v3" | "deepseek_v2" => Ok(Box::new(DeepSeek::load(&dir, prepare)?)),
+        "qwen2" | "llama" => Ok(Box::new(Dense::load(&dir, prepare)?)),
         "" => Err(ModelError::Config {
             field: "model_type".into(),
             problem: format!("is missing in {}/config.json", path.display()),

@@ -140,6 +140,45 @@ impl Bytes {
         self.owner.move_to_huge_pages(self.range.clone())
     }
 
+    /// These bytes' place in their owner (a file mapping: their offsets in the file).
+    pub fn owner_range(&self) -> Range<usize> {
+        self.range.clone()
+    }
+
+    /// Whether `other` views the same owner (the same mapped file) as this.
+    pub fn same_owner(&self, other: &Bytes) -> bool {
+        Arc::ptr_eq(&self.owner, &other.owner)
+    }
+
+    /// This view less the parts `drop` cover (views of any owner; those of another owner are
+    /// ignored): the rest, as views in order.
+    pub fn without(&self, drop: &[Bytes]) -> Vec<Bytes> {
+        let mut cut: Vec<Range<usize>> = drop
+            .iter()
+            .filter(|d| self.same_owner(d))
+            .map(|d| d.range.start.max(self.range.start)..d.range.end.min(self.range.end))
+            .filter(|r| r.start < r.end)
+            .collect();
+        cut.sort_by_key(|r| r.start);
+        let mut rest = Vec::new();
+        let mut at = self.range.start;
+        for r in cut {
+            if r.start > at {
+                rest.push(at..r.start);
+            }
+            at = at.max(r.end);
+        }
+        if at < self.range.end {
+            rest.push(at..self.range.end);
+        }
+        rest.into_iter()
+            .map(|r| Bytes {
+                owner: self.owner.clone(),
+                range: r,
+            })
+            .collect()
+    }
+
     /// A sub-view, relative to this view.
     pub fn slice(&self, range: Range<usize>) -> Bytes {
         assert!(range.start <= range.end && range.end <= self.len());
@@ -153,5 +192,30 @@ impl Bytes {
 impl fmt::Debug for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Bytes({} bytes)", self.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `without` leaves the parts no dropped view covers, ignoring views of other owners and
+    /// overlaps.
+    #[test]
+    fn without_leaves_the_uncovered_parts() {
+        let file = Bytes::from_vec((0..100u8).collect());
+        let view = file.slice(10..90);
+        let other = Bytes::from_vec(vec![0; 100]);
+        let drop = [
+            file.slice(30..40),
+            file.slice(35..50),
+            file.slice(0..12),
+            file.slice(85..100),
+            other.slice(50..60),
+        ];
+        let rest: Vec<Range<usize>> = view.without(&drop).iter().map(Bytes::owner_range).collect();
+        assert_eq!(rest, [12..30, 50..85]);
+        assert_eq!(view.without(&[])[0].as_slice(), view.as_slice());
+        assert!(view.without(&[file.clone()]).is_empty());
     }
 }

@@ -1,4 +1,6 @@
+use crate::quant::q4_k_rows16;
 use crate::{decode_to_f32, Bytes, DType};
+use std::borrow::Cow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
@@ -56,6 +58,17 @@ impl BlockScale {
     }
 }
 
+/// How the rows of a weight lie in its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RowLayout {
+    /// Row after row, as every checkpoint stores them.
+    #[default]
+    Rows,
+    /// `Q4_K` rows interleaved by 16 for the CPU kernels ([`crate::quant::q4_k_rows16`]):
+    /// the same bytes, rearranged within each group of 16 rows.
+    Q4KRows16,
+}
+
 /// A stored tensor as the checkpoint has it: element type, shape, the bytes (usually inside a
 /// memory map) and, for block-quantized formats, the block scales. A linear layer's weight is
 /// `[out, in]` (rows are output features), the layout of both HF safetensors and `x · Wᵀ`.
@@ -66,6 +79,8 @@ pub struct Weight {
     pub shape: Vec<usize>,
     pub data: Bytes,
     pub scale: Option<BlockScale>,
+    /// How the rows lie in `data` (rearranged only by [`Weight::interleave_rows16`]).
+    pub layout: RowLayout,
 }
 
 impl Weight {
@@ -109,6 +124,7 @@ impl Weight {
             shape,
             data,
             scale: None,
+            layout: RowLayout::Rows,
         })
     }
 
@@ -181,15 +197,94 @@ impl Weight {
         self.dtype.row_bytes(self.cols())
     }
 
-    /// The stored bytes of row `r`.
+    /// The stored bytes of row `r`. Panics for interleaved rows, which are not contiguous
+    /// (see [`Weight::row`]).
     pub fn row_data(&self, r: usize) -> &[u8] {
+        assert_eq!(
+            self.layout,
+            RowLayout::Rows,
+            "{}: row {r} of interleaved rows has no contiguous bytes",
+            self.name
+        );
         let n = self.row_bytes();
         &self.data.as_slice()[r * n..(r + 1) * n]
     }
 
-    /// Rows `start..end` as a zero-copy view with shape `[end - start, cols]`.
+    /// The bytes of row `r` as a checkpoint stores it, whatever the layout (interleaved rows
+    /// are taken apart, a copy).
+    pub fn row(&self, r: usize) -> Cow<'_, [u8]> {
+        match self.layout {
+            RowLayout::Rows => Cow::Borrowed(self.row_data(r)),
+            RowLayout::Q4KRows16 => {
+                let (n, g) = (self.row_bytes(), r / q4_k_rows16::ROWS);
+                let span = q4_k_rows16::ROWS * n;
+                let mut rows = vec![0u8; span];
+                q4_k_rows16::unpack_group(
+                    &self.data.as_slice()[g * span..(g + 1) * span],
+                    &mut rows,
+                );
+                let at = (r % q4_k_rows16::ROWS) * n;
+                Cow::Owned(rows[at..at + n].to_vec())
+            }
+        }
+    }
+
+    /// This `Q4_K` weight with its rows interleaved by 16 ([`RowLayout::Q4KRows16`]), in
+    /// memory of its own (2 MiB pages where the system has them); `None` for any other weight
+    /// (another dtype, a row count that is not a multiple of 16, block scales, already
+    /// interleaved).
+    pub fn interleave_rows16(&self) -> Option<Weight> {
+        let fits = self.dtype == DType::Q4K
+            && self.shape.len() == 2
+            && self.rows() > 0
+            && self.rows().is_multiple_of(q4_k_rows16::ROWS)
+            && self.scale.is_none()
+            && self.layout == RowLayout::Rows;
+        if !fits {
+            return None;
+        }
+        let span = q4_k_rows16::ROWS * self.row_bytes();
+        let mut out: Vec<u8> = crate::huge_pages::vec_in_huge_pages(self.data.len());
+        out.resize(self.data.len(), 0);
+        // On every core: a big model has hundreds of GB of these, read from its file here.
+        let groups = self.data.len() / span;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thread = groups.div_ceil(threads).max(1) * span;
+        std::thread::scope(|s| {
+            for (src, dst) in self
+                .data
+                .as_slice()
+                .chunks(per_thread)
+                .zip(out.chunks_mut(per_thread))
+            {
+                s.spawn(move || {
+                    for (rows, group) in src.chunks_exact(span).zip(dst.chunks_exact_mut(span)) {
+                        q4_k_rows16::pack_group(rows, group);
+                    }
+                });
+            }
+        });
+        Some(Weight {
+            name: self.name.clone(),
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            data: Bytes::from_vec(out),
+            scale: None,
+            layout: RowLayout::Q4KRows16,
+        })
+    }
+
+    /// Rows `start..end` as a zero-copy view with shape `[end - start, cols]` (for interleaved
+    /// rows, `start` and `end` must be multiples of 16).
     pub fn slice_rows(&self, start: usize, end: usize) -> Weight {
         assert!(start <= end && end <= self.rows(), "row slice out of range");
+        if self.layout == RowLayout::Q4KRows16 {
+            assert!(
+                start.is_multiple_of(q4_k_rows16::ROWS) && end.is_multiple_of(q4_k_rows16::ROWS),
+                "{}: rows {start}..{end} cut a group of 16 interleaved rows",
+                self.name
+            );
+        }
         let row_bytes = self.row_bytes();
         let mut scale = self.scale.clone();
         if let Some(s) = scale.as_mut() {
@@ -201,6 +296,7 @@ impl Weight {
             shape: vec![end - start, self.cols()],
             data: self.data.slice(start * row_bytes..end * row_bytes),
             scale,
+            layout: self.layout,
         }
     }
 
@@ -209,7 +305,7 @@ impl Weight {
     pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
         let cols = self.cols();
         assert_eq!(out.len(), cols);
-        decode_to_f32(self.dtype, self.row_data(r), out);
+        decode_to_f32(self.dtype, &self.row(r), out);
         if let Some(s) = &self.scale {
             for (cb, chunk) in out.chunks_mut(s.block[1]).enumerate() {
                 let m = s.get(r, cb);

@@ -22,8 +22,8 @@
 use super::driver::{Isa, RowGroup, MAX_TOKENS, ROWS};
 use super::layout::{dt, RowScale};
 use super::OutMatrix;
-use jing_tensor::quant::dequantize_row;
-use jing_tensor::{bf16_to_f32, DType, Weight};
+use jing_tensor::quant::{dequantize_row, q4_k_rows16};
+use jing_tensor::{bf16_to_f32, DType, RowLayout, Weight};
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -94,6 +94,34 @@ struct Scratch {
     xb: Vec<u16>,
     /// `[m, K]` `x` rounded to bf16 values (driver tile).
     xr: Vec<f32>,
+    /// The 16 GGUF rows of the interleaved group last taken apart.
+    group: GroupRows,
+}
+
+/// GGUF rows of `w` for dequantizing, whatever its layout: interleaved rows are taken apart a
+/// group of 16 at a time (once per group as the rows are read in order).
+#[derive(Default)]
+struct GroupRows {
+    /// The group in `rows` as (weight bytes address, group index).
+    at: Option<(usize, usize)>,
+    rows: Vec<u8>,
+}
+
+impl GroupRows {
+    fn row<'a>(&'a mut self, w: &'a Weight, r: usize) -> &'a [u8] {
+        if w.layout == RowLayout::Rows {
+            return w.row_data(r);
+        }
+        let (rb, g) = (w.row_bytes(), q4_k_rows16::ROWS);
+        let key = (w.data.as_slice().as_ptr() as usize, r / g);
+        if self.at != Some(key) {
+            self.rows.resize(g * rb, 0);
+            let span = &w.data.as_slice()[key.1 * g * rb..(key.1 + 1) * g * rb];
+            q4_k_rows16::unpack_group(span, &mut self.rows);
+            self.at = Some(key);
+        }
+        &self.rows[(r % g) * rb..(r % g + 1) * rb]
+    }
 }
 
 thread_local! {
@@ -126,6 +154,8 @@ pub(crate) unsafe fn matmul_dequant<I: Isa>(
         let s = &mut *cell.borrow_mut();
         s.w.resize(chunk_rows * k, 0);
         s.row.resize(k, 0.0);
+        // A group taken apart in an earlier call may belong to a weight since freed.
+        s.group.at = None;
         // Activations rounded once per call, in the layout the tile reads.
         if let Some(nat) = native {
             s.xb.resize(x.len(), 0);
@@ -140,13 +170,12 @@ pub(crate) unsafe fn matmul_dequant<I: Isa>(
             let c1 = rows.end.min(c0 + chunk_rows);
             // chunk: [c1 - c0, K] bf16, row j is weight row c0 + j.
             for (j, out) in s.w[..(c1 - c0) * k].chunks_exact_mut(k).enumerate() {
+                let bytes = s.group.row(w, c0 + j);
                 match native {
                     // SAFETY: the caller guarantees `native`'s features.
-                    Some(nat) => unsafe {
-                        (nat.dequant)(w.dtype, w.row_data(c0 + j), out, &mut s.row)
-                    },
+                    Some(nat) => unsafe { (nat.dequant)(w.dtype, bytes, out, &mut s.row) },
                     None => {
-                        dequantize_row(w.dtype, w.row_data(c0 + j), &mut s.row);
+                        dequantize_row(w.dtype, bytes, &mut s.row);
                         for (o, &v) in out.iter_mut().zip(&s.row) {
                             *o = bf16_bits(v);
                         }

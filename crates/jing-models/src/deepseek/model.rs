@@ -10,7 +10,7 @@ use super::mtp::Mtp;
 use super::weights::{Block, Ffn};
 use super::DeepSeekConfig;
 use crate::common::mlp;
-use crate::common::{finish_step, Loader, W};
+use crate::common::{finish_step, Loader, PrepareLinear, W};
 use crate::rope::{default_freqs, yarn_freqs};
 use crate::{CausalLm, LogitRows, ModelError, ModelInfo};
 
@@ -27,13 +27,11 @@ pub struct DeepSeek {
 }
 
 impl DeepSeek {
-    /// Load from an opened model folder.
-    pub fn load(dir: &ModelDir) -> Result<DeepSeek, ModelError> {
+    /// Load from an opened model folder, the matmul weights through `prepare` (see
+    /// [`PrepareLinear`]).
+    pub fn load(dir: &ModelDir, prepare: Option<&PrepareLinear>) -> Result<DeepSeek, ModelError> {
         let c = DeepSeekConfig::from_config(&dir.config)?;
-        let mut ld = Loader {
-            store: &dir.store,
-            bytes: 0,
-        };
+        let mut ld = Loader::new(&dir.store, prepare);
         let d = c.hidden_size;
         let embed = ld.tensor(
             "model.embed_tokens.weight",
@@ -75,7 +73,7 @@ impl DeepSeek {
             mtp_layers: mtp.len(),
             active_bytes_per_token: active,
             total_bytes: ld.bytes,
-            mapped: dir.store.maps(),
+            mapped: ld.mapped(),
         };
         Ok(DeepSeek {
             config: c,
@@ -91,7 +89,7 @@ impl DeepSeek {
 
     /// Open the folder and load.
     pub fn open(path: &Path) -> Result<DeepSeek, ModelError> {
-        DeepSeek::load(&ModelDir::open(path)?)
+        DeepSeek::load(&ModelDir::open(path)?, None)
     }
 
     /// One decoder block: `h + attn(norm(h))`, then `h + ffn(norm(h))`.

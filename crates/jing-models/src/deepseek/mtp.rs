@@ -42,7 +42,7 @@ impl Mtp {
             embed: opt(ld, format!("{p}.embed_tokens.weight"), &[c.vocab_size, d])?,
             enorm: ld.tensor(&format!("{p}.enorm.weight"), &[d], "hidden_size")?,
             hnorm: ld.tensor(&format!("{p}.hnorm.weight"), &[d], "hidden_size")?,
-            eh_proj: ld.tensor(
+            eh_proj: ld.linear(
                 &format!("{p}.eh_proj.weight"),
                 &[d, 2 * d],
                 "hidden_size x 2*hidden_size",

@@ -38,15 +38,15 @@ impl Attention {
         let p = format!("{prefix}.self_attn");
         let q = match c.q_lora_rank {
             Some(r) => QProj::LowRank {
-                a: ld.tensor(&format!("{p}.q_a_proj.weight"), &[r, d], "q_lora_rank x hidden_size")?,
+                a: ld.linear(&format!("{p}.q_a_proj.weight"), &[r, d], "q_lora_rank x hidden_size")?,
                 norm: ld.tensor(&format!("{p}.q_a_layernorm.weight"), &[r], "q_lora_rank")?,
-                b: ld.tensor(
+                b: ld.linear(
                     &format!("{p}.q_b_proj.weight"),
                     &[q_out, r],
                     "num_attention_heads*(qk_nope_head_dim+qk_rope_head_dim) x q_lora_rank",
                 )?,
             },
-            None => QProj::Full(ld.tensor(
+            None => QProj::Full(ld.linear(
                 &format!("{p}.q_proj.weight"),
                 &[q_out, d],
                 "num_attention_heads*(qk_nope_head_dim+qk_rope_head_dim) x hidden_size (q_lora_rank is null)",
@@ -54,7 +54,7 @@ impl Attention {
         };
         Ok(Attention {
             q,
-            kv_a: ld.tensor(
+            kv_a: ld.linear(
                 &format!("{p}.kv_a_proj_with_mqa.weight"),
                 &[c.kv_lora_rank + c.qk_rope_head_dim, d],
                 "(kv_lora_rank+qk_rope_head_dim) x hidden_size",
@@ -65,7 +65,7 @@ impl Attention {
                 "kv_lora_rank",
             )?,
             mla: Arc::new(Self::load_mla(ld, &p, c)?),
-            o: ld.tensor(
+            o: ld.linear(
                 &format!("{p}.o_proj.weight"),
                 &[d, h * c.v_head_dim],
                 "hidden_size x num_attention_heads*v_head_dim",

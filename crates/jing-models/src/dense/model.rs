@@ -4,7 +4,7 @@ use jing_formats::ModelDir;
 use jing_graph::{Batch, Graph, GraphBuilder, RopeFreqs, RopeStyle, Tensor};
 
 use super::DenseConfig;
-use crate::common::{finish_step, mlp, Loader, Mlp, W};
+use crate::common::{finish_step, mlp, Loader, Mlp, PrepareLinear, W};
 use crate::rope::{default_freqs, factor_freqs, llama3_freqs};
 use crate::{CausalLm, LogitRows, ModelError, ModelInfo};
 
@@ -24,7 +24,7 @@ impl Linear {
         why: &str,
     ) -> Result<Linear, ModelError> {
         Ok(Linear {
-            w: ld.tensor(&format!("{name}.weight"), &[out, inp], why)?,
+            w: ld.linear(&format!("{name}.weight"), &[out, inp], why)?,
             b: if bias {
                 Some(ld.tensor(&format!("{name}.bias"), &[out], why)?)
             } else {
@@ -68,12 +68,11 @@ pub struct Dense {
 }
 
 impl Dense {
-    pub fn load(dir: &ModelDir) -> Result<Dense, ModelError> {
+    /// Load from an opened model folder, the matmul weights through `prepare` (see
+    /// [`PrepareLinear`]).
+    pub fn load(dir: &ModelDir, prepare: Option<&PrepareLinear>) -> Result<Dense, ModelError> {
         let c = DenseConfig::from_config(&dir.config)?;
-        let mut ld = Loader {
-            store: &dir.store,
-            bytes: 0,
-        };
+        let mut ld = Loader::new(&dir.store, prepare);
         let (d, h, kv, hd) = (
             c.hidden_size,
             c.num_attention_heads,
@@ -179,7 +178,7 @@ impl Dense {
             mtp_layers: 0,
             active_bytes_per_token: active,
             total_bytes: ld.bytes,
-            mapped: dir.store.maps(),
+            mapped: ld.mapped(),
         };
         Ok(Dense {
             config: c,

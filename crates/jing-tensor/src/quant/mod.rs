@@ -30,6 +30,7 @@ pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
 pub mod q4_k;
+pub mod q4_k_rows16;
 pub mod q5_0;
 pub mod q5_k;
 pub mod q6_k;

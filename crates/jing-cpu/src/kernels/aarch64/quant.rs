@@ -44,6 +44,10 @@ macro_rules! quant_kernels {
         /// The quantized matmul of the table ([`MatmulQFn`](crate::kernels::MatmulQFn)).
         pub(crate) fn matmul_q(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
             check_matmul_q(w, x, &rows, y);
+            if w.layout != jing_tensor::RowLayout::Rows {
+                // Interleaved rows: no NEON kernel reads them (no NEON table makes them).
+                return crate::kernels::generic::matmul_q(w, x, rows, y);
+            }
             // SAFETY: only reachable through the kernel table, which checked the CPU
             // features; the contract on `y` is the caller's and `check_matmul_q` checked the
             // shapes.

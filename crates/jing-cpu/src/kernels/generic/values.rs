@@ -9,8 +9,9 @@ use jing_tensor::{decode_to_f32, Weight};
 /// them to a matmul.
 ///
 /// For a GGUF block type, `k0` and `out.len()` must be whole blocks (the row is whole blocks).
+/// Interleaved rows are taken apart first ([`Weight::row`], a copy of their group).
 pub(crate) fn row_values(w: &Weight, r: usize, k0: usize, out: &mut [f32]) {
-    let row = super::super::layout::row_bytes(w, r);
+    let row = w.row(r);
     let (bs, bb) = (w.dtype.block_size(), w.dtype.block_bytes());
     assert!(
         k0.is_multiple_of(bs) && out.len().is_multiple_of(bs),

@@ -4,6 +4,7 @@
 mod bandwidth;
 mod dequant_panel;
 mod fp8;
+mod interleaved;
 mod matmul;
 mod quant;
 mod util;

@@ -70,7 +70,8 @@ macro_rules! by_groups {
 /// Stamps out the quantized matmul for one ISA (see the module docs). The invoking module
 /// provides `dot_u8_i8`, `dot_u8_i8_scaled` and `dot_i8_i8` compiled with the features `$feat`,
 /// `short_rows` (a faster path for one token over very short rows, or `false` to decline),
-/// `Q6K_ONE_TOKEN` (whether `Q6_K` takes `drive_rows!`'s one-token loop),
+/// `Q6K_ONE_TOKEN` (whether `Q6_K` takes `drive_rows!`'s one-token loop), `interleaved` (the
+/// matmul of weights whose rows are interleaved, `jing_tensor::RowLayout`),
 /// and the kernels `dot_q4_k`, `dot_q5_k` (its own), `dot_q2_k`, `dot_q3_k`, `dot_q6_k`,
 /// `dot_iq2_xxs`, `dot_iq3_xxs`, `dot_iq4_xs`, `dot_iq4_nl`, `dot_q4_0`, `dot_q4_1`, `dot_q5_0`,
 /// `dot_q5_1` and `dot_q8_0` (from the 256-bit `dot_q2_k_ymm`, `dot_q6_k_ymm`,
@@ -102,6 +103,9 @@ macro_rules! quant_kernels {
         unsafe fn run(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
             // The row slices from the data once (`row_data` per row costs a call into the
             // byte owner).
+            if w.layout != jing_tensor::RowLayout::Rows {
+                return interleaved(w, x, rows, y);
+            }
             let (data, rb) = (w.data.as_slice(), w.row_bytes());
             if x.m == 1 && short_rows(w.dtype, data, rb, rows.clone(), x, y) {
                 return;

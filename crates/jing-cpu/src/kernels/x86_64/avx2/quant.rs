@@ -57,6 +57,12 @@ fn dot_q5_1<const T: usize>(w: &[u8], x: &[XRow<'_>; T]) -> [f32; T] {
 /// `Q6_K` takes one token through the row loop's decode path (see `drive_rows!`).
 const Q6K_ONE_TOKEN: bool = true;
 
+/// Interleaved rows (`jing_tensor::RowLayout`): this table makes none and has no kernel for
+/// them, so the generic one (a CPU whose table this is never interleaves).
+fn interleaved(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
+    crate::kernels::generic::matmul_q(w, x, rows, y)
+}
+
 /// No special path for short rows here (see the VNNI module's).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn short_rows(

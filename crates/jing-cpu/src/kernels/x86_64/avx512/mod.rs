@@ -54,6 +54,8 @@ pub(crate) fn table() -> Option<KernelTable> {
         row_axpy,
         rows_dot,
         rows_axpy,
+        // The 512-bit VNNI kernel of `quant::rows16`.
+        interleaved_q4k: vnni,
     })
 }
 

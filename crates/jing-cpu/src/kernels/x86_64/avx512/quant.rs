@@ -48,6 +48,15 @@ quant_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
 /// Blocks per group (see the module docs).
 const G: usize = 4;
 
+/// Interleaved rows: `Q4_K` by 16 (`rows16`), the only layout this table makes.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn interleaved(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
+    match (w.layout, w.dtype) {
+        (jing_tensor::RowLayout::Q4KRows16, DType::Q4K) => rows16::matmul_rows16(w, x, rows, y),
+        _ => crate::kernels::generic::matmul_q(w, x, rows, y),
+    }
+}
+
 /// Whether `Q6_K` takes one token through the row loop's own decode path (see `drive_rows!`:
 /// this kernel streams slower from DRAM there).
 const Q6K_ONE_TOKEN: bool = false;
@@ -1440,6 +1449,7 @@ fn hsum4(v: __m128) -> f32 {
 
 mod grid16;
 mod k23;
+mod rows16;
 use k23::{dot_q2_k, dot_q3_k};
 
 /// `IQ2_XXS`: the grid-in-registers kernel (`grid16`) where the CPU has VBMI.

@@ -1,0 +1,88 @@
+//! `Q4_K` rows interleaved by 16 (`RowLayout::Q4KRows16`): every table on the interleaved
+//! weight against the generic kernel on the GGUF rows, bit for bit (the interleaved kernel
+//! computes the generic integers and float steps, see `x86_64::avx512::quant::rows16`), for
+//! the quantized-activation path (`m < 16`) and the dequantizing one (`m >= 16`) alike.
+
+use super::quant::{quantized, random_blocks};
+use super::util::XorShift;
+use crate::kernels::{generic, KernelTable, OutMatrix, QuantX};
+use jing_tensor::{DType, RowLayout, Weight};
+
+/// `f` over rows `0..16` and `16..n` (as two pool threads would claim them), `[m][n]`.
+fn two_calls(f: crate::kernels::MatmulQFn, w: &Weight, x: &QuantX) -> Vec<f32> {
+    let (n, m) = (w.rows(), x.m());
+    let mut y = vec![f32::NAN; m * n];
+    {
+        let out = OutMatrix::new(&mut y, n);
+        f(w, x, 0..16, &out);
+        f(w, x, 16..n, &out);
+    }
+    y
+}
+
+#[test]
+fn interleaved_q4_k_matches_generic_rows() {
+    let mut rng = XorShift::new(91);
+    let n = 48;
+    for nb in [1, 2, 3, 6, 8] {
+        let k = 256 * nb;
+        for random in [true, false] {
+            let w = if random {
+                random_blocks(&mut rng, DType::Q4K, n, k, false)
+            } else {
+                quantized(&mut rng, DType::Q4K, n, k)
+            };
+            let packed = w.interleave_rows16().expect("48 Q4_K rows interleave");
+            assert_eq!(packed.layout, RowLayout::Q4KRows16);
+            assert_eq!(packed.data.len(), w.data.len());
+            assert_eq!(packed.to_f32_vec(), w.to_f32_vec(), "rows read back");
+            let what = format!("K={k} {}", if random { "random" } else { "quantized" });
+            for m in [1, 2, 3, 4, 5, 9, 15, 16, 20] {
+                let xf = rng.f32s(m * k);
+                let x = QuantX::new(DType::Q4K, &xf, m);
+                let want = two_calls(generic::matmul_q, &w, &x);
+                for t in KernelTable::available() {
+                    if m < 16 {
+                        let got = two_calls(t.matmul_q, &packed, &x);
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(
+                            same,
+                            "{} {what} m={m}: interleaved matmul_q differs",
+                            t.name
+                        );
+                    }
+                    // The f32 entry point: quantized activations below 16 tokens, dequantized
+                    // weights from 16 on; either way the result of the GGUF rows.
+                    let mut a = vec![0.0f32; m * n];
+                    let mut b = vec![0.0f32; m * n];
+                    (t.matmul)(&w, &xf, m, 0..n, &OutMatrix::new(&mut a, n));
+                    (t.matmul)(&packed, &xf, m, 0..n, &OutMatrix::new(&mut b, n));
+                    let same = a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{} {what} m={m}: interleaved matmul differs", t.name);
+                }
+            }
+        }
+    }
+}
+
+/// Only `Q4_K` weights of whole groups of 16 rows interleave, and row slices keep groups whole.
+#[test]
+fn interleaving_takes_whole_groups() {
+    let mut rng = XorShift::new(92);
+    assert!(quantized(&mut rng, DType::Q4K, 24, 256)
+        .interleave_rows16()
+        .is_none());
+    assert!(quantized(&mut rng, DType::Q6K, 32, 256)
+        .interleave_rows16()
+        .is_none());
+    let w = quantized(&mut rng, DType::Q4K, 48, 512);
+    let packed = w.interleave_rows16().unwrap();
+    assert!(packed.interleave_rows16().is_none(), "already interleaved");
+    let slice = packed.slice_rows(16, 48);
+    assert_eq!(slice.to_f32_vec(), w.slice_rows(16, 48).to_f32_vec());
+    let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| packed.slice_rows(8, 48)));
+    assert!(cut.is_err(), "a slice through a group");
+}

@@ -1,0 +1,156 @@
+//! Interleaved `Q4_K` rows end to end. A Qwen2-shaped model whose matmul weights are whole
+//! 256-blocks wide (hidden 256; the fixtures' hidden 64 has no `Q4_K` rows) is quantized to
+//! `Q4_K` as it loads, once kept as stored and once with every matmul weight interleaved by 16
+//! rows as `CpuBackend::prepare_linear` does on an AVX-512 VNNI CPU. The logits of a prefill of
+//! 20 tokens (dequantized weights), then of steps of 3 and 1 tokens (8-bit activations, the
+//! interleaved kernel where the CPU has it), must be the same bit for bit on every CPU kernel
+//! table and on the reference interpreter: interleaving only moves bytes, and every kernel on
+//! the interleaved rows computes what the generic one computes on the stored rows.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use jing_cpu::kernels::KernelTable;
+use jing_cpu::CpuBackend;
+use jing_formats::quantize::QuantTarget;
+use jing_formats::DType;
+use jing_graph::{Backend, Batch, KvCache, Reference};
+use jing_models::{load_model_prepared, CausalLm, LoadQuant, LogitRows, PrepareLinear};
+use jing_tensor::Weight;
+
+mod common;
+use common::Scratch;
+
+const HIDDEN: usize = 256;
+const INTER: usize = 512;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const VOCAB: usize = 512;
+const LAYERS: usize = 2;
+
+/// A Qwen2 checkpoint of random f32 weights (untied LM head, q/k/v biases).
+fn write_model(dir: &Path) {
+    let hd = HIDDEN / HEADS;
+    let config = serde_json::json!({
+        "architectures": ["Qwen2ForCausalLM"],
+        "model_type": "qwen2",
+        "hidden_size": HIDDEN,
+        "intermediate_size": INTER,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "num_key_value_heads": KV_HEADS,
+        "vocab_size": VOCAB,
+        "max_position_embeddings": 128,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": false,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("model.embed_tokens.weight".into(), vec![VOCAB, HIDDEN]),
+        ("model.norm.weight".into(), vec![HIDDEN]),
+        ("lm_head.weight".into(), vec![VOCAB, HIDDEN]),
+    ];
+    for l in 0..LAYERS {
+        let p = format!("model.layers.{l}");
+        for (name, shape) in [
+            ("input_layernorm.weight", vec![HIDDEN]),
+            ("post_attention_layernorm.weight", vec![HIDDEN]),
+            ("self_attn.q_proj.weight", vec![HEADS * hd, HIDDEN]),
+            ("self_attn.q_proj.bias", vec![HEADS * hd]),
+            ("self_attn.k_proj.weight", vec![KV_HEADS * hd, HIDDEN]),
+            ("self_attn.k_proj.bias", vec![KV_HEADS * hd]),
+            ("self_attn.v_proj.weight", vec![KV_HEADS * hd, HIDDEN]),
+            ("self_attn.v_proj.bias", vec![KV_HEADS * hd]),
+            ("self_attn.o_proj.weight", vec![HIDDEN, HEADS * hd]),
+            ("mlp.gate_proj.weight", vec![INTER, HIDDEN]),
+            ("mlp.up_proj.weight", vec![INTER, HIDDEN]),
+            ("mlp.down_proj.weight", vec![HIDDEN, INTER]),
+        ] {
+            shapes.push((format!("{p}.{name}"), shape));
+        }
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<Vec<u8>> = shapes
+        .iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let norm = name.ends_with("norm.weight");
+            (0..n)
+                .flat_map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                    let v = if norm { 1.0 + 0.2 * u } else { 0.12 * u };
+                    v.to_le_bytes()
+                })
+                .collect()
+        })
+        .collect();
+    jing_formats::safetensors::write(
+        &dir.join("model.safetensors"),
+        shapes
+            .iter()
+            .zip(&data)
+            .map(|((name, shape), d)| (name.as_str(), DType::F32, shape.as_slice(), d.as_slice())),
+    )
+    .unwrap();
+}
+
+/// Logits of a 20-token prefill, then of a 3-token and a 1-token step.
+fn logits(model: &dyn CausalLm, backend: &dyn Backend) -> Vec<f32> {
+    let info = model.info();
+    let mut cache = KvCache::new(info.cache_layers, info.cache_width, 64);
+    let slot = cache.alloc_slot();
+    let tokens: Vec<u32> = (0..24).map(|i| (i * 37 + 11) % VOCAB as u32).collect();
+    let mut out = Vec::new();
+    for (pos, len) in [(0, 20), (20, 3), (23, 1)] {
+        let batch = Batch::sequence(slot, pos, &tokens[pos..pos + len]);
+        let graph = model.build_step(&batch, &LogitRows::All);
+        let step = backend.execute(&graph, &batch, &mut cache).expect("step");
+        out.extend_from_slice(step.get("logits").expect("logits").1);
+    }
+    out
+}
+
+#[test]
+fn interleaved_q4_k_model_gives_the_same_logits() {
+    let dir = Scratch::new("interleaved-q4k");
+    write_model(&dir.0);
+    let quant = LoadQuant::new(QuantTarget::parse("q4_k").unwrap(), 2);
+    let plain = load_model_prepared(&dir.0, Some(&quant), None).unwrap();
+    let interleaved_weights = Arc::new(AtomicUsize::new(0));
+    let count = interleaved_weights.clone();
+    let prepare: PrepareLinear = Arc::new(move |w: &Weight| {
+        let p = w.interleave_rows16();
+        count.fetch_add(p.is_some() as usize, Ordering::Relaxed);
+        p
+    });
+    let interleaved = load_model_prepared(&dir.0, Some(&quant), Some(&prepare)).unwrap();
+    // q, k, v, o, gate, up, down per layer, and the LM head.
+    assert_eq!(interleaved_weights.load(Ordering::Relaxed), 7 * LAYERS + 1);
+
+    let mut backends: Vec<(String, Box<dyn Backend>)> =
+        vec![("reference".into(), Box::new(Reference))];
+    for table in KernelTable::available() {
+        backends.push((
+            table.name.into(),
+            Box::new(CpuBackend::with_kernels(Some(2), table)),
+        ));
+    }
+    for (name, backend) in &backends {
+        let want = logits(plain.as_ref(), backend.as_ref());
+        let got = logits(interleaved.as_ref(), backend.as_ref());
+        assert!(
+            want.iter().all(|v| v.is_finite()),
+            "{name}: logits not finite"
+        );
+        let same = want
+            .iter()
+            .zip(&got)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{name}: interleaved weights changed the logits");
+    }
+}
