@@ -6,7 +6,7 @@
 //! `q_b_proj` also has: six 256-blocks, a group of four and a group of two in the K-quant
 //! kernels); the prefill rate of `[1408, 2048]` at 128 tokens; and, for the 32-element types,
 //! the rate on rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`); and, where the table
-//! reads `Q4_K` rows interleaved by 16, that layout against the stored one.
+//! reads `Q4_K` and `Q6_K` rows interleaved by 16, that layout against the stored one.
 //!
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
@@ -252,20 +252,22 @@ fn main() {
             short
         );
     }
-    if best.interleaved_q4k && types.contains(&DType::Q4K) {
-        interleaved_q4k(best);
+    for d in [DType::Q4K, DType::Q6K] {
+        if best.interleaved_rows16 && types.contains(&d) {
+            interleaved_rows16(d, best);
+        }
     }
 }
 
-/// `Q4_K` as the backend loads it for a table that reads rows interleaved by 16 (see
-/// `jing_tensor::quant::q4_k_rows16`), against the rows as stored: Qwen2.5-1.5B's `[8960, 1536]`
-/// from DRAM on two threads, and in L2 on one thread for 1 and 4 tokens (4 tokens: a decode
-/// step of four sequences, or a short prompt).
-fn interleaved_q4k(best: KernelTable) {
-    let stored = dram_copies(DType::Q4K, 8960, 1536, 8);
+/// `Q4_K` or `Q6_K` as the backend loads it for a table that reads rows interleaved by 16
+/// (see `jing_tensor::quant::q4_k_rows16`), against the rows as stored: Qwen2.5-1.5B's
+/// `[8960, 1536]` from DRAM on two threads, and in L2 on one thread for 1 and 4 tokens (4
+/// tokens: a decode step of four sequences, or a short prompt).
+fn interleaved_rows16(d: DType, best: KernelTable) {
+    let stored = dram_copies(d, 8960, 1536, 8);
     let interleaved: Vec<Arc<Weight>> = stored
         .iter()
-        .map(|w| Arc::new(w.interleave_rows16().expect("Q4_K rows of 16")))
+        .map(|w| Arc::new(w.interleave_rows16().expect("rows of 16")))
         .collect();
     let dram = [
         matvec_gbs(&stored, 2, best),
@@ -280,7 +282,10 @@ fn interleaved_q4k(best: KernelTable) {
         ]
     };
     let (one, four) = (l2(1), l2(4));
-    println!("q4_K rows interleaved by 16 (as this table loads them) / as stored:");
+    println!(
+        "{} rows interleaved by 16 (as this table loads them) / as stored:",
+        d.name()
+    );
     println!(
         "  [8960,1536] 2t {:.1} / {:.1} GB/s; in L2, 1t: 1 token {:.1} / {:.1} GB/s, 4 tokens {:.1} / {:.1} GB/s",
         dram[1], dram[0], one[1], one[0], four[1], four[0]

@@ -146,7 +146,7 @@ impl CpuBackend {
     ) -> Option<
         std::sync::Arc<dyn Fn(&jing_tensor::Weight) -> Option<jing_tensor::Weight> + Send + Sync>,
     > {
-        if !self.kernels.interleaved_q4k {
+        if !self.kernels.interleaved_rows16 {
             return None;
         }
         Some(std::sync::Arc::new(|w: &jing_tensor::Weight| {

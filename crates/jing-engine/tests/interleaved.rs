@@ -1,7 +1,7 @@
-//! Interleaved `Q4_K` rows end to end. A Qwen2-shaped model whose matmul weights are whole
-//! 256-blocks wide (hidden 256; the fixtures' hidden 64 has no `Q4_K` rows) is quantized to
-//! `Q4_K` as it loads, once kept as stored and once with every matmul weight interleaved by 16
-//! rows as `CpuBackend::prepare_linear` does on an AVX-512 VNNI CPU. The logits of a prefill of
+//! Interleaved `Q4_K` and `Q6_K` rows end to end. A Qwen2-shaped model whose matmul weights are
+//! whole 256-blocks wide (hidden 256; the fixtures' hidden 64 has no such rows) is quantized to
+//! `Q4_K` (then `Q6_K`) as it loads, once kept as stored and once with every matmul weight
+//! interleaved by 16 rows as `CpuBackend::prepare_linear` does on an AVX-512 VNNI CPU. The logits of a prefill of
 //! 20 tokens (dequantized weights), then of steps of 3 and 1 tokens (8-bit activations, the
 //! interleaved kernel where the CPU has it), must be the same bit for bit on every CPU kernel
 //! table and on the reference interpreter: interleaving only moves bytes, and every kernel on
@@ -116,41 +116,50 @@ fn logits(model: &dyn CausalLm, backend: &dyn Backend) -> Vec<f32> {
 }
 
 #[test]
-fn interleaved_q4_k_model_gives_the_same_logits() {
-    let dir = Scratch::new("interleaved-q4k");
+fn interleaved_models_give_the_same_logits() {
+    let dir = Scratch::new("interleaved-rows");
     write_model(&dir.0);
-    let quant = LoadQuant::new(QuantTarget::parse("q4_k").unwrap(), 2);
-    let plain = load_model_prepared(&dir.0, Some(&quant), None).unwrap();
-    let interleaved_weights = Arc::new(AtomicUsize::new(0));
-    let count = interleaved_weights.clone();
-    let prepare: PrepareLinear = Arc::new(move |w: &Weight| {
-        let p = w.interleave_rows16();
-        count.fetch_add(p.is_some() as usize, Ordering::Relaxed);
-        p
-    });
-    let interleaved = load_model_prepared(&dir.0, Some(&quant), Some(&prepare)).unwrap();
-    // q, k, v, o, gate, up, down per layer, and the LM head.
-    assert_eq!(interleaved_weights.load(Ordering::Relaxed), 7 * LAYERS + 1);
-
-    let mut backends: Vec<(String, Box<dyn Backend>)> =
-        vec![("reference".into(), Box::new(Reference))];
-    for table in KernelTable::available() {
-        backends.push((
-            table.name.into(),
-            Box::new(CpuBackend::with_kernels(Some(2), table)),
-        ));
-    }
-    for (name, backend) in &backends {
-        let want = logits(plain.as_ref(), backend.as_ref());
-        let got = logits(interleaved.as_ref(), backend.as_ref());
-        assert!(
-            want.iter().all(|v| v.is_finite()),
-            "{name}: logits not finite"
+    for target in ["q4_k", "q6_k"] {
+        let quant = LoadQuant::new(QuantTarget::parse(target).unwrap(), 2);
+        let plain = load_model_prepared(&dir.0, Some(&quant), None).unwrap();
+        let interleaved_weights = Arc::new(AtomicUsize::new(0));
+        let count = interleaved_weights.clone();
+        let prepare: PrepareLinear = Arc::new(move |w: &Weight| {
+            let p = w.interleave_rows16();
+            count.fetch_add(p.is_some() as usize, Ordering::Relaxed);
+            p
+        });
+        let interleaved = load_model_prepared(&dir.0, Some(&quant), Some(&prepare)).unwrap();
+        // q, k, v, o, gate, up, down per layer, and the LM head.
+        assert_eq!(
+            interleaved_weights.load(Ordering::Relaxed),
+            7 * LAYERS + 1,
+            "{target}"
         );
-        let same = want
-            .iter()
-            .zip(&got)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "{name}: interleaved weights changed the logits");
+
+        let mut backends: Vec<(String, Box<dyn Backend>)> =
+            vec![("reference".into(), Box::new(Reference))];
+        for table in KernelTable::available() {
+            backends.push((
+                table.name.into(),
+                Box::new(CpuBackend::with_kernels(Some(2), table)),
+            ));
+        }
+        for (name, backend) in &backends {
+            let want = logits(plain.as_ref(), backend.as_ref());
+            let got = logits(interleaved.as_ref(), backend.as_ref());
+            assert!(
+                want.iter().all(|v| v.is_finite()),
+                "{target} {name}: logits not finite"
+            );
+            let same = want
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{target} {name}: interleaved weights changed the logits"
+            );
+        }
     }
 }

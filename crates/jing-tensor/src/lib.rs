@@ -12,7 +12,7 @@ mod weight;
 pub use bytes::{ByteOwner, Bytes};
 pub use dtype::DType;
 pub use fp8::{f8e4m3_to_f32, F8E4M3_TO_F32};
-pub use weight::{BlockScale, RowLayout, ScaleShapeError, Weight, WeightError};
+pub use weight::{BlockScale, RowLayout, ScaleShapeError, Weight, WeightError, INTERLEAVED_ROWS};
 
 /// bf16 bits to f32: exact (bf16 is the top half of an f32).
 #[inline(always)]

@@ -1,4 +1,4 @@
-use crate::quant::q4_k_rows16;
+use crate::quant::{q4_k_rows16, q6_k_rows16};
 use crate::{decode_to_f32, Bytes, DType};
 use std::borrow::Cow;
 
@@ -67,6 +67,40 @@ pub enum RowLayout {
     /// `Q4_K` rows interleaved by 16 for the CPU kernels ([`crate::quant::q4_k_rows16`]):
     /// the same bytes, rearranged within each group of 16 rows.
     Q4KRows16,
+    /// `Q6_K` rows interleaved by 16 ([`crate::quant::q6_k_rows16`]).
+    Q6KRows16,
+}
+
+/// Rows per group of the interleaved layouts.
+pub const INTERLEAVED_ROWS: usize = 16;
+
+impl RowLayout {
+    /// The interleaved layout of `dtype`, if there is one.
+    pub fn interleaved(dtype: DType) -> Option<RowLayout> {
+        match dtype {
+            DType::Q4K => Some(RowLayout::Q4KRows16),
+            DType::Q6K => Some(RowLayout::Q6KRows16),
+            _ => None,
+        }
+    }
+
+    /// The 16 stored rows of one interleaved `group` into `rows` (the same length). Panics
+    /// for [`RowLayout::Rows`].
+    pub fn unpack_group(self, group: &[u8], rows: &mut [u8]) {
+        match self {
+            RowLayout::Q4KRows16 => q4_k_rows16::unpack_group(group, rows),
+            RowLayout::Q6KRows16 => q6_k_rows16::unpack_group(group, rows),
+            RowLayout::Rows => panic!("unpack_group of rows that are not interleaved"),
+        }
+    }
+
+    fn pack_group(self, rows: &[u8], group: &mut [u8]) {
+        match self {
+            RowLayout::Q4KRows16 => q4_k_rows16::pack_group(rows, group),
+            RowLayout::Q6KRows16 => q6_k_rows16::pack_group(rows, group),
+            RowLayout::Rows => group.copy_from_slice(rows),
+        }
+    }
 }
 
 /// A stored tensor as the checkpoint has it: element type, shape, the bytes (usually inside a
@@ -215,35 +249,32 @@ impl Weight {
     pub fn row(&self, r: usize) -> Cow<'_, [u8]> {
         match self.layout {
             RowLayout::Rows => Cow::Borrowed(self.row_data(r)),
-            RowLayout::Q4KRows16 => {
-                let (n, g) = (self.row_bytes(), r / q4_k_rows16::ROWS);
-                let span = q4_k_rows16::ROWS * n;
+            layout => {
+                let (n, g) = (self.row_bytes(), r / INTERLEAVED_ROWS);
+                let span = INTERLEAVED_ROWS * n;
                 let mut rows = vec![0u8; span];
-                q4_k_rows16::unpack_group(
-                    &self.data.as_slice()[g * span..(g + 1) * span],
-                    &mut rows,
-                );
-                let at = (r % q4_k_rows16::ROWS) * n;
+                layout.unpack_group(&self.data.as_slice()[g * span..(g + 1) * span], &mut rows);
+                let at = (r % INTERLEAVED_ROWS) * n;
                 Cow::Owned(rows[at..at + n].to_vec())
             }
         }
     }
 
-    /// This `Q4_K` weight with its rows interleaved by 16 ([`RowLayout::Q4KRows16`]), in
-    /// memory of its own (2 MiB pages where the system has them); `None` for any other weight
-    /// (another dtype, a row count that is not a multiple of 16, block scales, already
-    /// interleaved).
+    /// This `Q4_K` or `Q6_K` weight with its rows interleaved by 16
+    /// ([`RowLayout::interleaved`]), in memory of its own (2 MiB pages where the system has
+    /// them); `None` for any other weight (another dtype, a row count that is not a multiple
+    /// of 16, block scales, already interleaved).
     pub fn interleave_rows16(&self) -> Option<Weight> {
-        let fits = self.dtype == DType::Q4K
-            && self.shape.len() == 2
+        let layout = RowLayout::interleaved(self.dtype)?;
+        let fits = self.shape.len() == 2
             && self.rows() > 0
-            && self.rows().is_multiple_of(q4_k_rows16::ROWS)
+            && self.rows().is_multiple_of(INTERLEAVED_ROWS)
             && self.scale.is_none()
             && self.layout == RowLayout::Rows;
         if !fits {
             return None;
         }
-        let span = q4_k_rows16::ROWS * self.row_bytes();
+        let span = INTERLEAVED_ROWS * self.row_bytes();
         let mut out: Vec<u8> = crate::huge_pages::vec_in_huge_pages(self.data.len());
         out.resize(self.data.len(), 0);
         // On every core: a big model has hundreds of GB of these, read from its file here.
@@ -259,7 +290,7 @@ impl Weight {
             {
                 s.spawn(move || {
                     for (rows, group) in src.chunks_exact(span).zip(dst.chunks_exact_mut(span)) {
-                        q4_k_rows16::pack_group(rows, group);
+                        layout.pack_group(rows, group);
                     }
                 });
             }
@@ -270,7 +301,7 @@ impl Weight {
             shape: self.shape.clone(),
             data: Bytes::from_vec(out),
             scale: None,
-            layout: RowLayout::Q4KRows16,
+            layout,
         })
     }
 
@@ -278,9 +309,9 @@ impl Weight {
     /// rows, `start` and `end` must be multiples of 16).
     pub fn slice_rows(&self, start: usize, end: usize) -> Weight {
         assert!(start <= end && end <= self.rows(), "row slice out of range");
-        if self.layout == RowLayout::Q4KRows16 {
+        if self.layout != RowLayout::Rows {
             assert!(
-                start.is_multiple_of(q4_k_rows16::ROWS) && end.is_multiple_of(q4_k_rows16::ROWS),
+                start.is_multiple_of(INTERLEAVED_ROWS) && end.is_multiple_of(INTERLEAVED_ROWS),
                 "{}: rows {start}..{end} cut a group of 16 interleaved rows",
                 self.name
             );

@@ -22,8 +22,8 @@
 use super::driver::{Isa, RowGroup, MAX_TOKENS, ROWS};
 use super::layout::{dt, RowScale};
 use super::OutMatrix;
-use jing_tensor::quant::{dequantize_row, q4_k_rows16};
-use jing_tensor::{bf16_to_f32, DType, RowLayout, Weight};
+use jing_tensor::quant::dequantize_row;
+use jing_tensor::{bf16_to_f32, DType, RowLayout, Weight, INTERLEAVED_ROWS};
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -112,12 +112,12 @@ impl GroupRows {
         if w.layout == RowLayout::Rows {
             return w.row_data(r);
         }
-        let (rb, g) = (w.row_bytes(), q4_k_rows16::ROWS);
+        let (rb, g) = (w.row_bytes(), INTERLEAVED_ROWS);
         let key = (w.data.as_slice().as_ptr() as usize, r / g);
         if self.at != Some(key) {
             self.rows.resize(g * rb, 0);
             let span = &w.data.as_slice()[key.1 * g * rb..(key.1 + 1) * g * rb];
-            q4_k_rows16::unpack_group(span, &mut self.rows);
+            w.layout.unpack_group(span, &mut self.rows);
             self.at = Some(key);
         }
         &self.rows[(r % g) * rb..(r % g + 1) * rb]

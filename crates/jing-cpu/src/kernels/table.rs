@@ -66,10 +66,10 @@ pub struct KernelTable {
     pub row_axpy: RowAxpyFn,
     pub rows_dot: RowsDotFn,
     pub rows_axpy: RowsAxpyFn,
-    /// Whether `matmul_q` has a kernel for `Q4_K` rows interleaved by 16
-    /// (`jing_tensor::RowLayout::Q4KRows16`), so that the backend interleaves such weights as
+    /// Whether `matmul_q` has kernels for `Q4_K` and `Q6_K` rows interleaved by 16
+    /// (`jing_tensor::RowLayout::interleaved`), so that the backend interleaves such weights as
     /// they load. Every table computes with them (the generic kernel takes them apart).
-    pub interleaved_q4k: bool,
+    pub interleaved_rows16: bool,
 }
 
 impl KernelTable {
@@ -84,7 +84,7 @@ impl KernelTable {
             row_axpy: generic::row_axpy,
             rows_dot: generic::rows_dot,
             rows_axpy: generic::rows_axpy,
-            interleaved_q4k: false,
+            interleaved_rows16: false,
         }
     }
 

@@ -34,6 +34,7 @@ pub mod q4_k_rows16;
 pub mod q5_0;
 pub mod q5_k;
 pub mod q6_k;
+pub mod q6_k_rows16;
 pub mod q8_0;
 pub mod q8_k;
 

@@ -28,8 +28,8 @@ use super::super::qact::{QuantX, XRow};
 use super::super::OutMatrix;
 use jing_tensor::quant::iq::{self, Decode};
 use jing_tensor::quant::unpack_scales_mins_k4;
-use jing_tensor::quant::{q2_k, q3_k, q4_0, q4_k, q4_k_rows16, q5_0, q5_k, q6_k, q8_0, q8_k};
-use jing_tensor::{f16_to_f32, DType, RowLayout, Weight};
+use jing_tensor::quant::{q2_k, q3_k, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0, q8_k};
+use jing_tensor::{f16_to_f32, DType, RowLayout, Weight, INTERLEAVED_ROWS};
 use std::ops::Range;
 
 /// A row's dot product with one token's quantized activations.
@@ -354,7 +354,7 @@ pub(crate) fn vec_dot(dtype: DType) -> VecDot {
 /// activations, `n ∈ rows` (see the module docs for the exact arithmetic). Same contract on `y`
 /// as [`MatmulFn`](crate::kernels::MatmulFn).
 ///
-/// Interleaved rows ([`RowLayout::Q4KRows16`]) are taken apart a group of 16 at a time and
+/// Interleaved rows ([`RowLayout::interleaved`]) are taken apart a group of 16 at a time and
 /// multiplied as GGUF rows: this is the oracle of the kernels on that layout.
 pub fn matmul_q(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
     check_matmul_q(w, x, &rows, y);
@@ -368,15 +368,15 @@ pub fn matmul_q(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
     };
     match w.layout {
         RowLayout::Rows => rows.for_each(|n| row_dots(n, w.row_data(n))),
-        RowLayout::Q4KRows16 => {
-            let (rb, g) = (w.row_bytes(), q4_k_rows16::ROWS);
+        layout => {
+            let (rb, g) = (w.row_bytes(), INTERLEAVED_ROWS);
             let mut group = vec![0u8; g * rb];
             let mut at = usize::MAX;
             for n in rows {
                 if n / g != at {
                     at = n / g;
                     let span = &w.data.as_slice()[at * g * rb..(at + 1) * g * rb];
-                    q4_k_rows16::unpack_group(span, &mut group);
+                    layout.unpack_group(span, &mut group);
                 }
                 row_dots(n, &group[(n % g) * rb..(n % g + 1) * rb]);
             }

@@ -1,7 +1,7 @@
-//! `Q4_K` rows interleaved by 16 (`RowLayout::Q4KRows16`): every table on the interleaved
-//! weight against the generic kernel on the GGUF rows, bit for bit (the interleaved kernel
-//! computes the generic integers and float steps, see `x86_64::avx512::quant::rows16`), for
-//! the quantized-activation path (`m < 16`) and the dequantizing one (`m >= 16`) alike.
+//! `Q4_K` and `Q6_K` rows interleaved by 16 (`RowLayout::interleaved`): every table on the
+//! interleaved weight against the generic kernel on the GGUF rows, bit for bit (the interleaved
+//! kernels compute the generic integers and float steps, see `x86_64::avx512::quant::rows16`),
+//! for the quantized-activation path (`m < 16`) and the dequantizing one (`m >= 16`) alike.
 
 use super::quant::{quantized, random_blocks};
 use super::util::XorShift;
@@ -21,25 +21,28 @@ fn two_calls(f: crate::kernels::MatmulQFn, w: &Weight, x: &QuantX) -> Vec<f32> {
 }
 
 #[test]
-fn interleaved_q4_k_matches_generic_rows() {
+fn interleaved_rows_match_generic_rows() {
     let mut rng = XorShift::new(91);
     let n = 48;
-    for nb in [1, 2, 3, 6, 8] {
+    for (d, nb) in [DType::Q4K, DType::Q6K]
+        .into_iter()
+        .flat_map(|d| [1, 2, 3, 6, 8].map(|nb| (d, nb)))
+    {
         let k = 256 * nb;
         for random in [true, false] {
             let w = if random {
-                random_blocks(&mut rng, DType::Q4K, n, k, false)
+                random_blocks(&mut rng, d, n, k, false)
             } else {
-                quantized(&mut rng, DType::Q4K, n, k)
+                quantized(&mut rng, d, n, k)
             };
-            let packed = w.interleave_rows16().expect("48 Q4_K rows interleave");
-            assert_eq!(packed.layout, RowLayout::Q4KRows16);
+            let packed = w.interleave_rows16().expect("48 rows interleave");
+            assert_eq!(Some(packed.layout), RowLayout::interleaved(d));
             assert_eq!(packed.data.len(), w.data.len());
             assert_eq!(packed.to_f32_vec(), w.to_f32_vec(), "rows read back");
-            let what = format!("K={k} {}", if random { "random" } else { "quantized" });
+            let what = format!("{d} K={k} {}", if random { "random" } else { "quantized" });
             for m in [1, 2, 3, 4, 5, 9, 15, 16, 20] {
                 let xf = rng.f32s(m * k);
-                let x = QuantX::new(DType::Q4K, &xf, m);
+                let x = QuantX::new(d, &xf, m);
                 let want = two_calls(generic::matmul_q, &w, &x);
                 for t in KernelTable::available() {
                     if m < 16 {
@@ -68,14 +71,18 @@ fn interleaved_q4_k_matches_generic_rows() {
     }
 }
 
-/// Only `Q4_K` weights of whole groups of 16 rows interleave, and row slices keep groups whole.
+/// Only `Q4_K` and `Q6_K` weights of whole groups of 16 rows interleave, and row slices keep
+/// groups whole.
 #[test]
 fn interleaving_takes_whole_groups() {
     let mut rng = XorShift::new(92);
     assert!(quantized(&mut rng, DType::Q4K, 24, 256)
         .interleave_rows16()
         .is_none());
-    assert!(quantized(&mut rng, DType::Q6K, 32, 256)
+    assert!(quantized(&mut rng, DType::Q6K, 40, 256)
+        .interleave_rows16()
+        .is_none());
+    assert!(quantized(&mut rng, DType::Q5K, 32, 256)
         .interleave_rows16()
         .is_none());
     let w = quantized(&mut rng, DType::Q4K, 48, 512);

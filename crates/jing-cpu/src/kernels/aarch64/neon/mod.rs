@@ -47,7 +47,7 @@ pub(crate) fn table() -> Option<KernelTable> {
         row_axpy,
         rows_dot,
         rows_axpy,
-        interleaved_q4k: false,
+        interleaved_rows16: false,
     })
 }
 
@@ -64,7 +64,7 @@ pub(crate) fn table_dotprod() -> Option<KernelTable> {
         row_axpy,
         rows_dot,
         rows_axpy,
-        interleaved_q4k: false,
+        interleaved_rows16: false,
     })
 }
 

@@ -44,7 +44,7 @@ pub(crate) fn table() -> Option<KernelTable> {
         row_axpy,
         rows_dot,
         rows_axpy,
-        interleaved_q4k: false,
+        interleaved_rows16: false,
     })
 }
 

@@ -55,7 +55,7 @@ pub(crate) fn table() -> Option<KernelTable> {
         rows_dot,
         rows_axpy,
         // The 512-bit VNNI kernel of `quant::rows16`.
-        interleaved_q4k: vnni,
+        interleaved_rows16: vnni,
     })
 }
 
