@@ -10,18 +10,20 @@ use crate::{LogitRows, ModelError};
 
 pub type W = Arc<Weight>;
 
-/// Reads tensors from a store, checking shapes and counting bytes.
 /// A backend's rearrangement of a matmul weight for its kernels, applied as the weight loads:
 /// `None` keeps the weight as stored (see `CpuBackend::prepare_linear`, which interleaves the
-/// rows of `Q4_K` weights where its kernels read them so).
+/// rows of `Q4_K` and `Q6_K` weights where its kernels read them so).
 pub type PrepareLinear = Arc<dyn Fn(&Weight) -> Option<Weight> + Send + Sync>;
 
+/// Reads tensors from a store, checking shapes and counting bytes.
 pub struct Loader<'a> {
     pub store: &'a TensorStore,
     pub bytes: usize,
     /// Applied to the weights [`Loader::linear`] loads.
     pub prepare: Option<&'a PrepareLinear>,
-    /// The stored bytes of weights `prepare` replaced: no weight views them any more.
+    /// The mapped bytes of weights `prepare` replaced: no weight views them any more. (Views
+    /// of the mapped files, which the store keeps open anyway; a weight converted in memory,
+    /// when quantizing at load, is freed as soon as it is replaced.)
     pub replaced: Vec<Bytes>,
 }
 
@@ -53,7 +55,9 @@ impl<'a> Loader<'a> {
         let w = self.tensor(name, expected, why)?;
         Ok(match self.prepare.and_then(|prepare| prepare(&w)) {
             Some(rearranged) => {
-                self.replaced.push(w.data.clone());
+                if w.data.is_mapped() {
+                    self.replaced.push(w.data.clone());
+                }
                 Arc::new(rearranged)
             }
             None => w,

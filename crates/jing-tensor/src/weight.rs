@@ -268,6 +268,7 @@ impl Weight {
         let layout = RowLayout::interleaved(self.dtype)?;
         let fits = self.shape.len() == 2
             && self.rows() > 0
+            && self.cols() > 0
             && self.rows().is_multiple_of(INTERLEAVED_ROWS)
             && self.scale.is_none()
             && self.layout == RowLayout::Rows;
