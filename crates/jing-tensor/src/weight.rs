@@ -249,15 +249,22 @@ impl Weight {
     pub fn row(&self, r: usize) -> Cow<'_, [u8]> {
         match self.layout {
             RowLayout::Rows => Cow::Borrowed(self.row_data(r)),
-            layout => {
-                let (n, g) = (self.row_bytes(), r / INTERLEAVED_ROWS);
-                let span = INTERLEAVED_ROWS * n;
-                let mut rows = vec![0u8; span];
-                layout.unpack_group(&self.data.as_slice()[g * span..(g + 1) * span], &mut rows);
-                let at = (r % INTERLEAVED_ROWS) * n;
+            _ => {
+                let mut rows = Vec::new();
+                self.group_rows(r / INTERLEAVED_ROWS, &mut rows);
+                let (n, at) = (self.row_bytes(), (r % INTERLEAVED_ROWS) * self.row_bytes());
                 Cow::Owned(rows[at..at + n].to_vec())
             }
         }
+    }
+
+    /// Rows `16g..16g + 16` of interleaved rows as a checkpoint stores them, back to back in
+    /// `rows` (resized). Panics for [`RowLayout::Rows`].
+    pub fn group_rows(&self, g: usize, rows: &mut Vec<u8>) {
+        let span = INTERLEAVED_ROWS * self.row_bytes();
+        rows.resize(span, 0);
+        self.layout
+            .unpack_group(&self.data.as_slice()[g * span..(g + 1) * span], rows);
     }
 
     /// This `Q4_K` or `Q6_K` weight with its rows interleaved by 16

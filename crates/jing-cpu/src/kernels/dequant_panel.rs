@@ -115,9 +115,7 @@ impl GroupRows {
         let (rb, g) = (w.row_bytes(), INTERLEAVED_ROWS);
         let key = (w.data.as_slice().as_ptr() as usize, r / g);
         if self.at != Some(key) {
-            self.rows.resize(g * rb, 0);
-            let span = &w.data.as_slice()[key.1 * g * rb..(key.1 + 1) * g * rb];
-            w.layout.unpack_group(span, &mut self.rows);
+            w.group_rows(key.1, &mut self.rows);
             self.at = Some(key);
         }
         &self.rows[(r % g) * rb..(r % g + 1) * rb]

@@ -368,15 +368,12 @@ pub fn matmul_q(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
     };
     match w.layout {
         RowLayout::Rows => rows.for_each(|n| row_dots(n, w.row_data(n))),
-        layout => {
+        _ => {
             let (rb, g) = (w.row_bytes(), INTERLEAVED_ROWS);
-            let mut group = vec![0u8; g * rb];
-            let mut at = usize::MAX;
+            let mut group = Vec::new();
             for n in rows {
-                if n / g != at {
-                    at = n / g;
-                    let span = &w.data.as_slice()[at * g * rb..(at + 1) * g * rb];
-                    layout.unpack_group(span, &mut group);
+                if n % g == 0 || group.is_empty() {
+                    w.group_rows(n / g, &mut group);
                 }
                 row_dots(n, &group[(n % g) * rb..(n % g + 1) * rb]);
             }
