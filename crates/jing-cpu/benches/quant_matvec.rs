@@ -6,7 +6,7 @@
 //! `q_b_proj` also has: six 256-blocks, a group of four and a group of two in the K-quant
 //! kernels); the prefill rate of `[1408, 2048]` at 128 tokens; and, for the 32-element types,
 //! the rate on rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`); and, where the table
-//! reads `Q4_K` and `Q6_K` rows interleaved by 16, that layout against the stored one.
+//! reads `Q4_K`, `Q6_K` and `Q8_0` rows interleaved by 16, that layout against the stored one.
 //!
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
@@ -252,17 +252,18 @@ fn main() {
             short
         );
     }
-    for d in [DType::Q4K, DType::Q6K] {
+    for d in [DType::Q4K, DType::Q6K, DType::Q8_0] {
         if best.interleaved_rows16 && types.contains(&d) {
             interleaved_rows16(d, best);
         }
     }
 }
 
-/// `Q4_K` or `Q6_K` as the backend loads it for a table that reads rows interleaved by 16
-/// (see `jing_tensor::quant::q4_k_rows16`), against the rows as stored: Qwen2.5-1.5B's
-/// `[8960, 1536]` from DRAM on two threads, and in L2 on one thread for 1 and 4 tokens (4
-/// tokens: a decode step of four sequences, or a short prompt).
+/// `Q4_K`, `Q6_K` or `Q8_0` as the backend loads it for a table that reads rows interleaved by
+/// 16 (see `jing_tensor::quant::q4_k_rows16`), against the rows as stored: Qwen2.5-1.5B's
+/// `[8960, 1536]` from DRAM on two threads, in L2 on one thread for 1 and 4 tokens (4 tokens:
+/// a decode step of four sequences, or a short prompt), and prefill (128 tokens, dequantized
+/// rows) on one thread.
 fn interleaved_rows16(d: DType, best: KernelTable) {
     let stored = dram_copies(d, 8960, 1536, 8);
     let interleaved: Vec<Arc<Weight>> = stored
@@ -282,13 +283,25 @@ fn interleaved_rows16(d: DType, best: KernelTable) {
         ]
     };
     let (one, four) = (l2(1), l2(4));
+    // Prefill: 128 tokens through the f32 entry point, which dequantizes the rows (taking
+    // interleaved groups apart first).
+    let prefill = |w: &Weight| {
+        let (n, m) = (w.rows(), 128);
+        let x = values(3, m * w.cols());
+        let mut y = vec![0.0f32; m * n];
+        let secs = time(Duration::from_millis(900), || {
+            (best.matmul)(w, &x, m, 0..n, &OutMatrix::new(&mut y, n));
+        });
+        2.0 * (m * n * w.cols()) as f64 / secs / 1e9
+    };
+    let pre = [prefill(&small), prefill(&small_i)];
     println!(
         "{} rows interleaved by 16 (as this table loads them) / as stored:",
         d.name()
     );
     println!(
-        "  [8960,1536] 2t {:.1} / {:.1} GB/s; in L2, 1t: 1 token {:.1} / {:.1} GB/s, 4 tokens {:.1} / {:.1} GB/s",
-        dram[1], dram[0], one[1], one[0], four[1], four[0]
+        "  [8960,1536] 2t {:.1} / {:.1} GB/s; in L2, 1t: 1 token {:.1} / {:.1} GB/s, 4 tokens {:.1} / {:.1} GB/s; prefill m=128, 1t {:.0} / {:.0} GOP/s",
+        dram[1], dram[0], one[1], one[0], four[1], four[0], pre[1], pre[0]
     );
 }
 

@@ -134,9 +134,9 @@ impl CpuBackend {
     }
 
     /// What this backend does to a matmul weight as it loads (for `jing_models`'
-    /// `PrepareLinear`): where the table reads `Q4_K` and `Q6_K` rows interleaved by 16, such
-    /// weights are interleaved (`Weight::interleave_rows16`, a copy in memory of its own);
-    /// `None` where it keeps every weight as stored.
+    /// `PrepareLinear`): where the table reads `Q4_K`, `Q6_K` and `Q8_0` rows interleaved by
+    /// 16, such weights are interleaved (`Weight::interleave_rows16`, a copy in memory of its
+    /// own); `None` where it keeps every weight as stored.
     #[allow(
         clippy::type_complexity,
         reason = "the structural type of jing_models::PrepareLinear, which this crate does not see"

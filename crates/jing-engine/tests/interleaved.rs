@@ -1,11 +1,15 @@
-//! Interleaved `Q4_K` and `Q6_K` rows end to end. A Qwen2-shaped model whose matmul weights are
-//! whole 256-blocks wide (hidden 256; the fixtures' hidden 64 has no such rows) is quantized to
-//! `Q4_K` (then `Q6_K`) as it loads, once kept as stored and once with every matmul weight
-//! interleaved by 16 rows as `CpuBackend::prepare_linear` does on an AVX-512 VNNI CPU. The logits of a prefill of
-//! 20 tokens (dequantized weights), then of steps of 3 and 1 tokens (8-bit activations, the
+//! Interleaved `Q4_K`, `Q6_K` and `Q8_0` rows end to end. A Qwen2-shaped model whose matmul
+//! weights are whole 256-blocks wide (hidden 256; the fixtures' hidden 64 has no such rows) is
+//! quantized to `Q4_K` (then `Q6_K`, then `Q8_0`) as it loads, once kept as stored and once
+//! with every matmul weight interleaved by 16 rows as `CpuBackend::prepare_linear` does on an
+//! AVX-512 VNNI CPU. The logits of a prefill of 20 tokens (dequantized weights), then of steps of 3 and 1 tokens (8-bit activations, the
 //! interleaved kernel where the CPU has it), must be the same bit for bit on every CPU kernel
 //! table and on the reference interpreter: interleaving only moves bytes, and every kernel on
-//! the interleaved rows computes what the generic one computes on the stored rows.
+//! the interleaved rows computes what the generic one computes on the stored rows, as the
+//! tables' own `Q4_K` and `Q6_K` kernels do on the stored rows. Their `Q8_0` kernels on the
+//! stored rows add a row's block terms in another order (the interleaved kernels are the
+//! generic ones bit for bit, `jing-cpu`'s kernel tests), so for `Q8_0` the tables agree up to
+//! that order and the reference exactly.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -119,7 +123,7 @@ fn logits(model: &dyn CausalLm, backend: &dyn Backend) -> Vec<f32> {
 fn interleaved_models_give_the_same_logits() {
     let dir = Scratch::new("interleaved-rows");
     write_model(&dir.0);
-    for target in ["q4_k", "q6_k"] {
+    for target in ["q4_k", "q6_k", "q8_0"] {
         let quant = LoadQuant::new(QuantTarget::parse(target).unwrap(), 2);
         let plain = load_model_prepared(&dir.0, Some(&quant), None).unwrap();
         let interleaved_weights = Arc::new(AtomicUsize::new(0));
@@ -137,25 +141,34 @@ fn interleaved_models_give_the_same_logits() {
             "{target}"
         );
 
-        let mut backends: Vec<(String, Box<dyn Backend>)> =
-            vec![("reference".into(), Box::new(Reference))];
+        // (name, backend, whether it must give the same bits)
+        let mut backends: Vec<(String, Box<dyn Backend>, bool)> =
+            vec![("reference".into(), Box::new(Reference), true)];
         for table in KernelTable::available() {
             backends.push((
                 table.name.into(),
                 Box::new(CpuBackend::with_kernels(Some(2), table)),
+                target != "q8_0",
             ));
         }
-        for (name, backend) in &backends {
+        for (name, backend, exact) in &backends {
             let want = logits(plain.as_ref(), backend.as_ref());
             let got = logits(interleaved.as_ref(), backend.as_ref());
             assert!(
                 want.iter().all(|v| v.is_finite()),
                 "{target} {name}: logits not finite"
             );
-            let same = want
-                .iter()
-                .zip(&got)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
+            let same = if *exact {
+                want.iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            } else {
+                // The order of ~K/32 f32 terms per row: a few ulps of the largest logit.
+                let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                want.iter()
+                    .zip(&got)
+                    .all(|(a, b)| (a - b).abs() <= 1e-5 * scale)
+            };
             assert!(
                 same,
                 "{target} {name}: interleaved weights changed the logits"

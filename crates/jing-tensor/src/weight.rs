@@ -1,4 +1,4 @@
-use crate::quant::{q4_k_rows16, q6_k_rows16};
+use crate::quant::{q4_k_rows16, q6_k_rows16, q8_0_rows16};
 use crate::{decode_to_f32, Bytes, DType};
 use std::borrow::Cow;
 
@@ -69,6 +69,8 @@ pub enum RowLayout {
     Q4KRows16,
     /// `Q6_K` rows interleaved by 16 ([`crate::quant::q6_k_rows16`]).
     Q6KRows16,
+    /// `Q8_0` rows interleaved by 16 ([`crate::quant::q8_0_rows16`]).
+    Q8_0Rows16,
 }
 
 /// Rows per group of the interleaved layouts.
@@ -80,6 +82,7 @@ impl RowLayout {
         match dtype {
             DType::Q4K => Some(RowLayout::Q4KRows16),
             DType::Q6K => Some(RowLayout::Q6KRows16),
+            DType::Q8_0 => Some(RowLayout::Q8_0Rows16),
             _ => None,
         }
     }
@@ -90,6 +93,7 @@ impl RowLayout {
         match self {
             RowLayout::Q4KRows16 => q4_k_rows16::unpack_group(group, rows),
             RowLayout::Q6KRows16 => q6_k_rows16::unpack_group(group, rows),
+            RowLayout::Q8_0Rows16 => q8_0_rows16::unpack_group(group, rows),
             RowLayout::Rows => panic!("unpack_group of rows that are not interleaved"),
         }
     }
@@ -98,6 +102,7 @@ impl RowLayout {
         match self {
             RowLayout::Q4KRows16 => q4_k_rows16::pack_group(rows, group),
             RowLayout::Q6KRows16 => q6_k_rows16::pack_group(rows, group),
+            RowLayout::Q8_0Rows16 => q8_0_rows16::pack_group(rows, group),
             RowLayout::Rows => group.copy_from_slice(rows),
         }
     }
@@ -267,7 +272,7 @@ impl Weight {
             .unpack_group(&self.data.as_slice()[g * span..(g + 1) * span], rows);
     }
 
-    /// This `Q4_K` or `Q6_K` weight with its rows interleaved by 16
+    /// This `Q4_K`, `Q6_K` or `Q8_0` weight with its rows interleaved by 16
     /// ([`RowLayout::interleaved`]), in memory of its own (2 MiB pages where the system has
     /// them); `None` for any other weight (another dtype, a row count that is not a multiple
     /// of 16, block scales, already interleaved).

@@ -36,6 +36,7 @@ pub mod q5_k;
 pub mod q6_k;
 pub mod q6_k_rows16;
 pub mod q8_0;
+pub mod q8_0_rows16;
 pub mod q8_k;
 
 use crate::DType;

@@ -62,15 +62,32 @@ pub fn pack_group(rows: &[u8], out: &mut [u8]) {
     }
 }
 
-/// The inverse of [`pack_group`]: the 16 GGUF rows of one group.
+/// The inverse of [`pack_group`]: the 16 GGUF rows of one group. (Prefill takes every group
+/// apart before dequantizing it, so this moves 4 bytes at a time rather than going through
+/// [`place`] byte by byte.)
 pub fn unpack_group(group: &[u8], rows: &mut [u8]) {
     let rb = group.len() / ROWS;
     assert!(rb.is_multiple_of(BLOCK) && group.len() == ROWS * rb && rows.len() == group.len());
     for (b, unit) in group.chunks_exact(GROUP_BLOCK).enumerate() {
+        let unit: &[u8; GROUP_BLOCK] = unit.try_into().expect("one group block");
         for r in 0..ROWS {
-            let blk = &mut rows[r * rb + b * BLOCK..r * rb + (b + 1) * BLOCK];
-            for (i, byte) in blk[..q6_k::D].iter_mut().enumerate() {
-                *byte = unit[place(i, r)];
+            let blk: &mut [u8; BLOCK] = (&mut rows[r * rb + b * BLOCK..r * rb + (b + 1) * BLOCK])
+                .try_into()
+                .expect("one block");
+            for h in 0..2 {
+                for k in 0..8 {
+                    let step = STEPS + STEP * (8 * h + k) + 4 * r;
+                    let qh = q6_k::QH + 32 * h + 4 * k;
+                    blk[qh..qh + 4].copy_from_slice(&unit[step..step + 4]);
+                    for half in 0..2 {
+                        let ql = 64 * h + 32 * half + 4 * k;
+                        let run = step + 64 * (1 + half);
+                        blk[ql..ql + 4].copy_from_slice(&unit[run..run + 4]);
+                    }
+                }
+            }
+            for j in 0..16 {
+                blk[q6_k::SCALES + j] = unit[ROWS * j + r];
             }
             blk[q6_k::D..BLOCK].copy_from_slice(&unit[DS + 2 * r..DS + 2 * r + 2]);
         }

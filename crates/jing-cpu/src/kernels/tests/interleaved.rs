@@ -1,4 +1,4 @@
-//! `Q4_K` and `Q6_K` rows interleaved by 16 (`RowLayout::interleaved`): every table on the
+//! `Q4_K`, `Q6_K` and `Q8_0` rows interleaved by 16 (`RowLayout::interleaved`): every table on the
 //! interleaved weight against the generic kernel on the GGUF rows, bit for bit (the interleaved
 //! kernels compute the generic integers and float steps, see `x86_64::avx512::quant::rows16`),
 //! for the quantized-activation path (`m < 16`) and the dequantizing one (`m >= 16`) alike.
@@ -27,8 +27,9 @@ fn interleaved_rows_match_generic_rows() {
     for (d, nb) in [DType::Q4K, DType::Q6K]
         .into_iter()
         .flat_map(|d| [1, 2, 3, 6, 8].map(|nb| (d, nb)))
+        .chain([1, 2, 3, 5, 8, 13].map(|nb| (DType::Q8_0, nb)))
     {
-        let k = 256 * nb;
+        let k = d.block_size() * nb;
         for random in [true, false] {
             let w = if random {
                 random_blocks(&mut rng, d, n, k, false)
@@ -57,13 +58,19 @@ fn interleaved_rows_match_generic_rows() {
                             t.name
                         );
                     }
-                    // The f32 entry point: quantized activations below 16 tokens, dequantized
-                    // weights from 16 on; either way the result of the GGUF rows.
+                    // The f32 entry point: quantized activations below 16 tokens, where the
+                    // result is the generic kernel's (a table's own kernel on the GGUF rows may
+                    // add in another order: the AVX2 `Q8_0`), dequantized weights from 16 on,
+                    // the table's result on the GGUF rows.
                     let mut a = vec![0.0f32; m * n];
                     let mut b = vec![0.0f32; m * n];
                     (t.matmul)(&w, &xf, m, 0..n, &OutMatrix::new(&mut a, n));
                     (t.matmul)(&packed, &xf, m, 0..n, &OutMatrix::new(&mut b, n));
-                    let same = a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits());
+                    let reference = if m < 16 { &want } else { &a };
+                    let same = reference
+                        .iter()
+                        .zip(&b)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "{} {what} m={m}: interleaved matmul differs", t.name);
                 }
             }
@@ -71,7 +78,7 @@ fn interleaved_rows_match_generic_rows() {
     }
 }
 
-/// Only `Q4_K` and `Q6_K` weights of whole groups of 16 rows interleave, and row slices keep
+/// Only `Q4_K`, `Q6_K` and `Q8_0` weights of whole groups of 16 rows interleave, and row slices keep
 /// groups whole.
 #[test]
 fn interleaving_takes_whole_groups() {
@@ -80,6 +87,9 @@ fn interleaving_takes_whole_groups() {
         .interleave_rows16()
         .is_none());
     assert!(quantized(&mut rng, DType::Q6K, 40, 256)
+        .interleave_rows16()
+        .is_none());
+    assert!(quantized(&mut rng, DType::Q8_0, 8, 256)
         .interleave_rows16()
         .is_none());
     assert!(quantized(&mut rng, DType::Q5K, 32, 256)
