@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
-use jing_engine::Engine;
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use jing_engine::{Engine, LoadEvent, LoadObserver};
 use jing_models::LoadQuant;
 use jing_tokenizer::Tokenizer;
 
@@ -92,7 +92,35 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
         }
         q
     });
-    let engine = Engine::load_with(&dir, args.threads, args.max_model_len, quant.as_ref());
+    // Weights the backend rearranges for its kernels are read from the file as they load: a
+    // byte bar in place of the spinner.
+    let rearranging = ProgressBar::hidden();
+    let observer: LoadObserver = {
+        let (bar, spinner) = (rearranging.clone(), spinner.clone());
+        Arc::new(move |e| match e {
+            LoadEvent::Rearranging { bytes } => {
+                spinner.finish_and_clear();
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "rearranging weights for the CPU kernels [{bar:30}] {bytes}/{total_bytes} \
+                         {bytes_per_sec} eta {eta}",
+                    )
+                    .expect("valid template"),
+                );
+                bar.set_length(bytes);
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+            }
+            LoadEvent::Rearranged { bytes } => bar.inc(bytes),
+        })
+    };
+    let engine = Engine::load_observed(
+        &dir,
+        args.threads,
+        args.max_model_len,
+        quant.as_ref(),
+        Some(observer),
+    );
+    rearranging.finish_and_clear();
     if let Some(p) = &progress {
         p.finish();
     }

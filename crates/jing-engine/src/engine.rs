@@ -1,8 +1,11 @@
 use std::path::Path;
 
 use jing_cpu::CpuBackend;
+use jing_formats::ModelDir;
 use jing_graph::{Backend, Batch, ExecError, Graph, KvCache};
-use jing_models::{load_model_prepared, CausalLm, LoadQuant, LogitRows, ModelError};
+use jing_models::{load_model_dir, CausalLm, LoadQuant, LogitRows, ModelError};
+
+use crate::rearrange::{limit_prepare, LoadObserver};
 
 use crate::{Sampler, SamplingParams};
 
@@ -65,9 +68,29 @@ impl Engine {
         max_len: Option<usize>,
         quant: Option<&LoadQuant>,
     ) -> Result<Engine, EngineError> {
-        // The backend first: it says how it wants the matmul weights laid out as they load.
+        Engine::load_observed(path, threads, max_len, quant, None)
+    }
+
+    /// [`Engine::load_with`], reporting the weights the backend rearranges as they load to
+    /// `observer` (see [`crate::LoadEvent`]: a progress bar for a long load).
+    pub fn load_observed(
+        path: &Path,
+        threads: Option<usize>,
+        max_len: Option<usize>,
+        quant: Option<&LoadQuant>,
+        observer: Option<LoadObserver>,
+    ) -> Result<Engine, EngineError> {
+        // The backend first: it says how it wants the matmul weights laid out as they load
+        // (only when the model fits in memory, see `rearrange`).
         let cpu = CpuBackend::new(threads);
-        let model = load_model_prepared(path, quant, cpu.prepare_linear().as_ref())?;
+        let dir = ModelDir::open(path).map_err(ModelError::from)?;
+        let prepare = limit_prepare(
+            cpu.prepare_linear(),
+            &dir,
+            jing_formats::available_memory(),
+            observer,
+        );
+        let model = load_model_dir(dir, quant, prepare.as_ref())?;
         Ok(Engine::new(model, Box::new(cpu), max_len))
     }
 

@@ -6,6 +6,7 @@
 mod constraint;
 mod engine;
 mod handle;
+mod rearrange;
 mod request;
 mod sampler;
 mod scheduler;
@@ -14,6 +15,7 @@ mod stop;
 pub use constraint::TokenConstraint;
 pub use engine::{Engine, EngineError, StepLogits};
 pub use handle::{EngineHandle, EngineStats, RequestStream, ServeConfig, SubmitError};
+pub use rearrange::{LoadEvent, LoadObserver};
 pub use request::{
     Admission, AdmissionInfo, Event, Finish, FinishReason, GeneratedToken, GenerationRequest,
     TokenLogprob, Usage,

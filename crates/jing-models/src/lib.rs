@@ -14,5 +14,5 @@ pub use common::PrepareLinear;
 pub use error::ModelError;
 /// Quantizing at load (`--quant`), re-exported so that callers need not name jing-formats.
 pub use jing_formats::quantize::LoadQuant;
-pub use load::{load_model, load_model_prepared, load_model_with};
+pub use load::{load_model, load_model_dir, load_model_prepared, load_model_with};
 pub use model::{CausalLm, LogitRows, ModelInfo};

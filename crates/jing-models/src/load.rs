@@ -35,7 +35,17 @@ pub fn load_model_prepared(
     quant: Option<&LoadQuant>,
     prepare: Option<&PrepareLinear>,
 ) -> Result<Box<dyn CausalLm>, ModelError> {
-    let mut dir = ModelDir::open(path)?;
+    load_model_dir(ModelDir::open(path)?, quant, prepare)
+}
+
+/// [`load_model_prepared`] of a model already opened (a caller that looks at the weights
+/// before they load, as the engine does to decide whether to rearrange them).
+pub fn load_model_dir(
+    mut dir: ModelDir,
+    quant: Option<&LoadQuant>,
+    prepare: Option<&PrepareLinear>,
+) -> Result<Box<dyn CausalLm>, ModelError> {
+    let path = dir.dir.clone();
     if let Some(q) = quant {
         dir.quantize_on_load(q.clone())?;
     }

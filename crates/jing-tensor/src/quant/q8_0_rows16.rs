@@ -46,32 +46,30 @@ pub fn block_at(b: usize, nb: usize) -> (usize, usize) {
     }
 }
 
-/// Row `r`'s block `b` as `(offset in the block, offset in the group, length)` pieces: the
-/// `d`, then the codes 4 at a time.
-fn pieces(b: usize, nb: usize, r: usize) -> impl Iterator<Item = (usize, usize, usize)> {
-    let (ds, runs) = block_at(b, nb);
-    std::iter::once((q8_0::D, ds + 2 * r, 2))
-        .chain((0..8).map(move |k| (q8_0::QS + 4 * k, runs + 64 * k + 4 * r, 4)))
-}
-
 /// Interleave one group: `rows` is 16 GGUF `Q8_0` rows back to back; `out` (the same length)
-/// receives them in the layout of the module docs.
+/// receives them in the layout of the module docs. (Fixed-size moves: loading a model
+/// rearranges every `Q8_0` matmul weight so.)
 pub fn pack_group(rows: &[u8], out: &mut [u8]) {
     let rb = rows.len() / ROWS;
     assert!(rb.is_multiple_of(BLOCK) && rows.len() == ROWS * rb && out.len() == rows.len());
     let nb = rb / BLOCK;
-    for r in 0..ROWS {
-        for b in 0..nb {
-            let blk = &rows[r * rb + b * BLOCK..r * rb + (b + 1) * BLOCK];
-            for (from, to, n) in pieces(b, nb, r) {
-                out[to..to + n].copy_from_slice(&blk[from..from + n]);
+    for b in 0..nb {
+        let (ds, runs) = block_at(b, nb);
+        for (r, row) in rows.chunks_exact(rb).enumerate() {
+            let blk: &[u8; BLOCK] = row[b * BLOCK..(b + 1) * BLOCK]
+                .try_into()
+                .expect("one block");
+            out[ds + 2 * r..ds + 2 * r + 2].copy_from_slice(&blk[q8_0::D..q8_0::D + 2]);
+            for k in 0..8 {
+                let (at, to) = (q8_0::QS + 4 * k, runs + 64 * k + 4 * r);
+                out[to..to + 4].copy_from_slice(&blk[at..at + 4]);
             }
         }
     }
 }
 
 /// The inverse of [`pack_group`]: the 16 GGUF rows of one group. (Prefill takes every group
-/// apart before dequantizing it, so this is written as fixed-size moves, not [`pieces`].)
+/// apart before dequantizing it: fixed-size moves.)
 pub fn unpack_group(group: &[u8], rows: &mut [u8]) {
     let rb = group.len() / ROWS;
     assert!(rb.is_multiple_of(BLOCK) && group.len() == ROWS * rb && rows.len() == group.len());
@@ -97,6 +95,14 @@ pub fn unpack_group(group: &[u8], rows: &mut [u8]) {
 mod tests {
     use super::*;
 
+    /// Row `r`'s block `b` as `(offset in the block, offset in the group, length)` pieces: the
+    /// `d`, then the codes 4 at a time.
+    fn pieces(b: usize, nb: usize, r: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+        let (ds, runs) = block_at(b, nb);
+        std::iter::once((q8_0::D, ds + 2 * r, 2))
+            .chain((0..8).map(move |k| (q8_0::QS + 4 * k, runs + 64 * k + 4 * r, 4)))
+    }
+
     /// Every byte of the 16 rows has exactly one place, runs start on 64-byte lines in whole
     /// pairs, and unpacking restores the rows; for even and odd numbers of blocks.
     #[test]
@@ -118,6 +124,8 @@ mod tests {
                         for s in &mut seen[to..to + n] {
                             assert!(!std::mem::replace(s, true), "nb={nb} b={b} r={r}");
                         }
+                        let at = r * nb * BLOCK + b * BLOCK + from;
+                        assert_eq!(packed[to..to + n], rows[at..at + n], "nb={nb} b={b} r={r}");
                     }
                     assert_eq!(covered, BLOCK);
                 }
