@@ -2,14 +2,14 @@
 //! weights are whole 256-blocks wide (hidden 256; the fixtures' hidden 64 has no such rows) is
 //! quantized to `Q4_K` (then `Q6_K`, then `Q8_0`) as it loads, once kept as stored and once
 //! with every matmul weight interleaved by 16 rows as `CpuBackend::prepare_linear` does on an
-//! AVX-512 VNNI CPU. The logits of a prefill of 20 tokens (dequantized weights), then of steps of 3 and 1 tokens (8-bit activations, the
-//! interleaved kernel where the CPU has it), must be the same bit for bit on every CPU kernel
-//! table and on the reference interpreter: interleaving only moves bytes, and every kernel on
-//! the interleaved rows computes what the generic one computes on the stored rows, as the
-//! tables' own `Q4_K` and `Q6_K` kernels do on the stored rows. Their `Q8_0` kernels on the
-//! stored rows add a row's block terms in another order (the interleaved kernels are the
-//! generic ones bit for bit, `jing-cpu`'s kernel tests), so for `Q8_0` the tables agree up to
-//! that order and the reference exactly.
+//! AVX-512 VNNI CPU. The logits of a prefill of 20 tokens (dequantized weights), then of steps
+//! of 3 and 1 tokens (8-bit activations, the interleaved kernel where the CPU has it), must be
+//! the same bit for bit on every CPU kernel table and on the reference interpreter:
+//! interleaving only moves bytes, and every kernel on the interleaved rows computes what the
+//! generic one computes on the stored rows, as the tables' own `Q4_K` and `Q6_K` kernels do on
+//! the stored rows. Their `Q8_0` kernels on the stored rows add a row's block terms in another
+//! order (the interleaved kernels are the generic ones bit for bit, `jing-cpu`'s kernel tests),
+//! so for `Q8_0` the tables agree up to that order and the reference exactly.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -78,8 +78,8 @@ fn interleaved_rows_match_generic_rows() {
     }
 }
 
-/// Only `Q4_K`, `Q6_K` and `Q8_0` weights of whole groups of 16 rows interleave, and row slices keep
-/// groups whole.
+/// Only `Q4_K`, `Q6_K` and `Q8_0` weights of whole groups of 16 rows interleave, and row slices
+/// keep groups whole.
 #[test]
 fn interleaving_takes_whole_groups() {
     let mut rng = XorShift::new(92);

@@ -1,6 +1,6 @@
 //! `Q4_K`, `Q6_K` and `Q8_0` with 16 rows interleaved (`jing_tensor::quant::q4_k_rows16`,
-//! `q6_k_rows16`, `q8_0_rows16`) on 512-bit vectors: i32 lane `r` is row `r` of the group, from the codes to
-//! the row sums.
+//! `q6_k_rows16`, `q8_0_rows16`) on 512-bit vectors: i32 lane `r` is row `r` of the group, from
+//! the codes to the row sums.
 //!
 //! `Q4_K`, per block and token: each 64-byte run of codes gives, through its low and high
 //! nibbles, four codes of two sub-blocks for every row, which meet the same four activation
