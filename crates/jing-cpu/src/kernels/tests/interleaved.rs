@@ -83,18 +83,16 @@ fn interleaved_rows_match_generic_rows() {
 #[test]
 fn interleaving_takes_whole_groups() {
     let mut rng = XorShift::new(92);
-    assert!(quantized(&mut rng, DType::Q4K, 24, 256)
-        .interleave_rows16()
-        .is_none());
-    assert!(quantized(&mut rng, DType::Q6K, 40, 256)
-        .interleave_rows16()
-        .is_none());
-    assert!(quantized(&mut rng, DType::Q8_0, 8, 256)
-        .interleave_rows16()
-        .is_none());
-    assert!(quantized(&mut rng, DType::Q5K, 32, 256)
-        .interleave_rows16()
-        .is_none());
+    // Rows that are not whole groups, and a type without an interleaved layout.
+    for (d, rows) in [
+        (DType::Q4K, 24),
+        (DType::Q6K, 40),
+        (DType::Q8_0, 8),
+        (DType::Q5K, 32),
+    ] {
+        let w = quantized(&mut rng, d, rows, 256);
+        assert!(w.interleave_rows16().is_none(), "{d} rows={rows}");
+    }
     let w = quantized(&mut rng, DType::Q4K, 48, 512);
     let packed = w.interleave_rows16().unwrap();
     assert!(packed.interleave_rows16().is_none(), "already interleaved");
