@@ -1,9 +1,9 @@
 //! Node values during one graph execution, shared by the pool threads.
 //!
-//! Thread 0 allocates a node's buffer before the barrier that starts the node, and frees
-//! buffers after the barrier that ends their last reader; in between, threads write disjoint
-//! parts of the node's buffer and only read buffers of earlier nodes. That schedule is what
-//! makes the unsynchronised access below sound.
+//! Thread 0 allocates a node's buffer before the barrier that starts the node's phase (see
+//! [`crate::exec`]), and frees buffers after the barrier that ends their last reader's phase;
+//! in between, threads write disjoint parts of the node's buffer and only read buffers of
+//! earlier phases. That schedule is what makes the unsynchronised access below sound.
 
 use std::cell::UnsafeCell;
 
@@ -87,7 +87,7 @@ impl Values {
         spare
     }
 
-    /// Allocate node `i`'s buffer (thread 0, before the node's barrier).
+    /// Allocate node `i`'s buffer (thread 0, before the barrier of the node's phase).
     ///
     /// # Safety
     /// No other thread may access cell `i` concurrently.
@@ -129,8 +129,8 @@ impl Values {
     /// Only threads computing node `i` may call this, with pairwise disjoint ranges.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn out_range(&self, i: usize, start: usize, end: usize) -> &mut [f32] {
-        // SAFETY: the buffer is allocated (thread 0 did so before the node's barrier) and the
-        // ranges of the threads are disjoint, so these slices never alias.
+        // SAFETY: the buffer is allocated (thread 0 did so before the barrier of the node's
+        // phase) and the ranges of the threads are disjoint, so these slices never alias.
         unsafe {
             let v = &mut *self.cells[i].get();
             assert!(start <= end && end <= v.len());

@@ -1,5 +1,9 @@
-//! The executor: one pool wake-up per graph; every thread walks the nodes in order, takes its
-//! share of each node, and meets the others at a barrier before the next node.
+//! The executor: one pool wake-up per graph; every thread walks the nodes in order and takes
+//! its share of each. The nodes go in phases, runs of consecutive nodes none of which reads
+//! another of its run (q, k and v of one `x`; gate and up); the threads meet at a barrier only
+//! between phases. A thread done with its share of one node of a phase (stealing included)
+//! goes on to the next, so one matmul's tail overlaps the next one's start, and the small
+//! matmuls of a phase stream as one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -46,10 +50,15 @@ struct StepPlan {
     /// `frees[free_at[i]..free_at[i + 1]]`: the buffers whose last reader is node `i`.
     free_at: Vec<usize>,
     frees: Vec<usize>,
+    /// `phase_at[p]..phase_at[p + 1]`: the nodes of phase `p` (see the module comment).
+    phase_at: Vec<usize>,
     /// `shares[i * threads + t]`: thread `t`'s remaining share of matmul node `i`.
     shares: Vec<Share>,
     /// With `JING_PROFILE`: when node `i` started, in nanoseconds into the run.
     starts: Vec<AtomicU64>,
+    /// With `JING_PROFILE`: nanoseconds thread `t` waited for the others, at the barriers
+    /// and after its last node.
+    waits: Vec<AtomicU64>,
 }
 
 impl StepPlan {
@@ -82,6 +91,15 @@ impl StepPlan {
             self.free_at[i] = self.free_at[i - 1];
         }
         self.free_at[0] = 0;
+        // A node starts a new phase when it reads a node of the current one.
+        self.phase_at.clear();
+        for (i, nd) in graph.nodes.iter().enumerate() {
+            let start = self.phase_at.last().copied();
+            if start.is_none_or(|s| nd.op.inputs().any(|t| t.0 >= s)) {
+                self.phase_at.push(i);
+            }
+        }
+        self.phase_at.push(n);
         self.shares
             .resize_with((n * threads).max(self.shares.len()), Share::default);
         for (i, nd) in graph.nodes.iter().enumerate() {
@@ -97,12 +115,25 @@ impl StepPlan {
         if profile::enabled() {
             self.starts
                 .resize_with(n.max(self.starts.len()), AtomicU64::default);
+            self.waits.resize_with(threads, AtomicU64::default);
+            self.waits
+                .iter()
+                .for_each(|w| w.store(0, Ordering::Relaxed));
         }
     }
 
     /// The buffers whose last reader is node `i`.
     fn frees(&self, i: usize) -> &[usize] {
         &self.frees[self.free_at[i]..self.free_at[i + 1]]
+    }
+
+    fn phases(&self) -> usize {
+        self.phase_at.len().saturating_sub(1)
+    }
+
+    /// The nodes of phase `p`.
+    fn phase(&self, p: usize) -> std::ops::Range<usize> {
+        self.phase_at[p]..self.phase_at[p + 1]
     }
 }
 
@@ -175,8 +206,8 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     /// The value of finished node `t`.
     pub fn get(&self, t: jing_graph::Tensor) -> &[f32] {
-        // SAFETY: inputs precede their users and a barrier separates them; buffers are freed
-        // only after their last reader's barrier.
+        // SAFETY: inputs are in earlier phases than their users, and a barrier separates the
+        // phases; buffers are freed only after the barrier that ends their last reader's phase.
         unsafe { self.vals.get(t.0) }
     }
 
@@ -267,39 +298,57 @@ impl Backend for CpuBackend {
                     shares: &plan.shares[..n * nth],
                     run,
                 };
-                for i in 0..n {
+                for p in 0..plan.phases() {
                     if tid == 0 {
-                        // SAFETY: only thread 0 touches these cells now. Node i has not
-                        // started. Thread 0 passed the barrier that started node i - 1, so
-                        // every thread finished node i - 2, the last reader of the freed
-                        // buffers (the other threads may still be computing node i - 1,
-                        // which neither reads them nor touches cell i).
+                        // SAFETY: only thread 0 touches these cells now. Phase p has not
+                        // started. Thread 0 passed the barrier that started phase p - 1, so
+                        // every thread finished phase p - 2, where the freed buffers had their
+                        // last readers (the other threads may still be computing phase p - 1,
+                        // which neither reads them nor touches the cells of phase p).
                         unsafe {
-                            if i > 1 {
-                                for &d in plan.frees(i - 2) {
-                                    vals.free(d);
+                            if p > 1 {
+                                for j in plan.phase(p - 2) {
+                                    for &d in plan.frees(j) {
+                                        vals.free(d);
+                                    }
                                 }
                             }
-                            vals.alloc(i, graph.nodes[i].numel());
+                            for i in plan.phase(p) {
+                                vals.alloc(i, graph.nodes[i].numel());
+                            }
                         }
                     }
+                    let arrived = self.profile.is_some().then(|| t0.elapsed());
                     barrier.wait();
-                    if tid == 0 && self.profile.is_some() {
-                        plan.starts[i].store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    if let Some(a) = arrived {
+                        let waited = (t0.elapsed() - a).as_nanos() as u64;
+                        plan.waits[tid].fetch_add(waited, Ordering::Relaxed);
                     }
-                    // A bug in a kernel must not hang the other threads at the next barrier
-                    // (or take the process down): it becomes this step's error.
-                    let r =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node(&ctx, i)))
-                            .unwrap_or_else(|p| {
-                                Err(ExecError::Internal(panic_message(&graph.nodes[i].name, p)))
-                            });
-                    if let Err(e) = r {
-                        error
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get_or_insert(e);
+                    for i in plan.phase(p) {
+                        if tid == 0 && self.profile.is_some() {
+                            let at = t0.elapsed().as_nanos() as u64;
+                            plan.starts[i].store(at, Ordering::Relaxed);
+                        }
+                        // A bug in a kernel must not hang the other threads at the next
+                        // barrier (or take the process down): it becomes this step's error.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            node(&ctx, i)
+                        }))
+                        .unwrap_or_else(|p| {
+                            Err(ExecError::Internal(panic_message(&graph.nodes[i].name, p)))
+                        });
+                        if let Err(e) = r {
+                            error
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get_or_insert(e);
+                        }
                     }
+                }
+                if self.profile.is_some() {
+                    // Until the run ends, which the report adds (the last thread's finish).
+                    let done = t0.elapsed().as_nanos() as u64;
+                    plan.waits[tid].fetch_sub(done, Ordering::Relaxed);
                 }
             });
             if let Some(p) = &self.profile {
@@ -307,10 +356,17 @@ impl Backend for CpuBackend {
                     .iter()
                     .map(|t| t.load(Ordering::Relaxed) as f64 * 1e-9)
                     .collect();
-                let end = t0.elapsed().as_secs_f64();
-                p.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .add(graph, &starts, end);
+                let end = t0.elapsed();
+                // Each thread's wait so far, less its finish time, plus the end of the run.
+                let waited: u64 = (plan.waits.iter())
+                    .map(|w| {
+                        w.load(Ordering::Relaxed)
+                            .wrapping_add(end.as_nanos() as u64)
+                    })
+                    .sum();
+                let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+                p.add(graph, &starts, end.as_secs_f64());
+                p.add_waits(plan.phases(), waited as f64 * 1e-9, nth, end.as_secs_f64());
             }
         }
         if let Some(e) = error.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -631,4 +687,92 @@ pub(crate) fn softmax(row: &mut [f32]) {
     }
     let inv = 1.0 / s;
     row.iter_mut().for_each(|v| *v *= inv);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jing_graph::GraphBuilder;
+    use jing_tensor::{quant, Bytes, DType, Weight};
+    use std::sync::Arc;
+
+    /// A `[rows, cols]` weight of `dtype` with values from `seed`.
+    fn weight(dtype: DType, rows: usize, cols: usize, seed: u32) -> Arc<Weight> {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i as u32 ^ seed).wrapping_mul(2_654_435_761) >> 8) as f32 / 2e7 - 0.4)
+            .collect();
+        let bytes = match dtype {
+            DType::F32 => Bytes::from_f32(&v),
+            d => Bytes::from_vec(quant::quantize(d, &v, cols)),
+        };
+        Arc::new(Weight::new("w", dtype, vec![rows, cols], bytes).unwrap())
+    }
+
+    #[test]
+    fn siblings_share_a_phase_and_a_reader_starts_the_next() {
+        let mut g = GraphBuilder::new(1);
+        let x = g.input("x", 64); //                                    node 0
+        let a = g.matmul(x, &weight(DType::F32, 32, 64, 1)); //         node 1
+        let b = g.matmul(x, &weight(DType::F32, 32, 64, 2)); //         node 2
+        let s = g.add(a, b); //                                         node 3, reads 1 and 2
+        let c = g.matmul(x, &weight(DType::F32, 32, 64, 3)); //         node 4, reads only x
+        let t = g.add(s, c); //                                         node 5
+        g.output("t", t);
+        let graph = g.finish();
+        let mut plan = StepPlan::default();
+        plan.build(&graph, 2);
+        let phases: Vec<_> = (0..plan.phases()).map(|p| plan.phase(p)).collect();
+        assert_eq!(phases, [0..1, 1..3, 3..5, 5..6]);
+    }
+
+    /// Many matmuls of one `x` (one phase), on three threads, again and again: the same bits
+    /// as on one thread, where phases change nothing (every column of a matmul is computed by
+    /// one thread, whichever it is).
+    #[test]
+    fn phases_on_three_threads_give_one_threads_bits() {
+        let mut g = GraphBuilder::new(3);
+        let x = g.input("x", 64);
+        let h = g.rms_norm(x, &weight(DType::F32, 1, 64, 9), 1e-6);
+        let ys: Vec<_> = [16, 48, 200, 64, 16, 96]
+            .into_iter()
+            .enumerate()
+            .map(|(i, rows)| {
+                let dtype = [DType::Q8_0, DType::F32, DType::Q4_0][i % 3];
+                g.matmul(h, &weight(dtype, rows, 64, i as u32))
+            })
+            .collect();
+        // Every sibling's first 16 columns, added up: [3, 16].
+        let mut sum = g.slice(ys[0], 0, 16);
+        for &y in &ys[1..] {
+            let y16 = g.slice(y, 0, 16);
+            sum = g.add(sum, y16);
+        }
+        g.output("sum", sum);
+        let graph = g.finish();
+        let mut batch = Batch::sequence(0, 0, &[1, 2, 3]);
+        let xs: Vec<f32> = (0..3 * 64).map(|i| (i as f32 * 0.37).sin()).collect();
+        batch.inputs = vec![("x".to_string(), xs)];
+        let mut cache = KvCache::new(1, 1, 1);
+        let one = CpuBackend::new(Some(1))
+            .execute(&graph, &batch, &mut cache)
+            .unwrap()
+            .values[0]
+            .2
+            .clone();
+        let backend = CpuBackend::new(Some(3));
+        let mut plan = StepPlan::default();
+        plan.build(&graph, 3);
+        assert_eq!(plan.phase(2), 2..8, "the six matmuls are one phase");
+        for _ in 0..200 {
+            let got = backend.execute(&graph, &batch, &mut cache).unwrap();
+            assert!(
+                got.values[0]
+                    .2
+                    .iter()
+                    .zip(&one)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "three threads gave other values"
+            );
+        }
+    }
 }

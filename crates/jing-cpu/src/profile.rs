@@ -1,7 +1,10 @@
 //! `JING_PROFILE=1`: where a backend's time went, by op (matmuls by weight type), printed to
-//! stderr when the backend is dropped. A node's time runs from the barrier that starts it to
-//! the one that starts the next, so it includes the wait for the slowest thread; matmuls also
-//! show the rate at which they read their weights.
+//! stderr when the backend is dropped. A node's time runs from when thread 0 starts it to when
+//! thread 0 starts the next: the last node of a phase (see [`crate::exec`]) includes the wait
+//! for the slowest thread, and a node that thread 0 leaves while another thread still works
+//! on it passes the rest of its time to the next. Matmuls also show the rate at which they
+//! read their weights. `JING_PROFILE=shapes` splits matmuls by
+//! weight shape as well.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -14,11 +17,22 @@ pub(crate) fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var("JING_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0"))
 }
 
+/// Whether `JING_PROFILE=shapes`: matmul rows keyed by weight shape too, read once.
+fn by_shape() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("JING_PROFILE").is_ok_and(|v| v == "shapes"))
+}
+
 /// Per op kind: nodes run, seconds, weight bytes read.
 #[derive(Default)]
 pub(crate) struct Profile {
     rows: BTreeMap<String, (u64, f64, f64)>,
     steps: u64,
+    /// Barriers passed (one per phase), and the seconds the threads spent waiting for one
+    /// another, summed over the threads, with the threads' total time (both per run summed).
+    barriers: u64,
+    waited: f64,
+    thread_secs: f64,
 }
 
 impl Profile {
@@ -30,6 +44,10 @@ impl Profile {
             let next = starts.get(i + 1).copied().unwrap_or(end);
             let secs = (next - starts[i]).max(0.0);
             let (key, bytes) = match &nd.op {
+                Op::MatMul { w, .. } if by_shape() => (
+                    format!("matmul {} {:?}", w.dtype, w.shape),
+                    w.stored_bytes() as f64,
+                ),
                 Op::MatMul { w, .. } => (format!("matmul {}", w.dtype), w.stored_bytes() as f64),
                 Op::MatMulId { experts, ids, .. } => {
                     // Every selected slot's expert, at most every expert: exact for one token.
@@ -52,15 +70,30 @@ impl Profile {
         }
     }
 
+    /// A run of `secs` seconds on `threads` threads: its barriers, and the seconds the threads
+    /// waited for one another in all.
+    pub(crate) fn add_waits(&mut self, barriers: usize, waited: f64, threads: usize, secs: f64) {
+        self.barriers += barriers as u64;
+        self.waited += waited;
+        self.thread_secs += secs * threads as f64;
+    }
+
     /// The table, slowest op first.
     pub(crate) fn report(&self) -> String {
         let total: f64 = self.rows.values().map(|r| r.1).sum();
         let mut rows: Vec<_> = self.rows.iter().collect();
         rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
         let mut out = format!(
-            "JING_PROFILE: {} graph runs, {:.3} s in nodes\n{:<22} {:>9} {:>10} {:>7} {:>10}\n",
+            "JING_PROFILE: {} graph runs, {:.3} s in nodes\n{:<32} {:>9} {:>10} {:>7} {:>10}\n",
             self.steps, total, "op", "nodes", "ms", "share", "weights"
         );
+        if self.thread_secs > 0.0 {
+            out += &format!(
+                "threads waited for one another {:.1}% of their time, at {:.0} barriers per run\n",
+                100.0 * self.waited / self.thread_secs,
+                self.barriers as f64 / self.steps.max(1) as f64
+            );
+        }
         for (key, &(n, secs, bytes)) in rows {
             let rate = if bytes > 0.0 && secs > 0.0 {
                 format!("{:.1} GB/s", bytes / secs / 1e9)
@@ -68,7 +101,7 @@ impl Profile {
                 String::new()
             };
             out += &format!(
-                "{key:<22} {n:>9} {:>10.1} {:>6.1}% {rate:>10}\n",
+                "{key:<32} {n:>9} {:>10.1} {:>6.1}% {rate:>10}\n",
                 secs * 1e3,
                 100.0 * secs / total.max(f64::MIN_POSITIVE)
             );

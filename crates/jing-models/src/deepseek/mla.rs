@@ -29,14 +29,20 @@ pub fn attention(
     );
     let eps = c.rms_norm_eps;
 
-    // Queries: q = W_UQ · norm(W_DQ · x), or W_Q · x without q_lora.
+    // Queries: q = W_UQ · norm(W_DQ · x), or W_Q · x without q_lora. The first projection
+    // of x for the queries and the one for the keys and values (below) come side by side in
+    // the graph, so an executor can run them as one stretch of weight reads.
+    let q_first = match &w.q {
+        QProj::LowRank { a, .. } => g.matmul(x, a), //                  [T, q_lora]
+        QProj::Full(wq) => g.matmul(x, wq),         //                          [T, H·(dn+dr)]
+    };
+    let kv = g.matmul(x, &w.kv_a); //                                   [T, kvl + dr]
     let q = match &w.q {
-        QProj::LowRank { a, norm, b } => {
-            let c_q = g.matmul(x, a); //                               [T, q_lora]
-            let c_q = g.rms_norm(c_q, norm, eps);
+        QProj::LowRank { norm, b, .. } => {
+            let c_q = g.rms_norm(q_first, norm, eps);
             g.matmul(c_q, b) //                                         [T, H·(dn+dr)]
         }
-        QProj::Full(wq) => g.matmul(x, wq), //                          [T, H·(dn+dr)]
+        QProj::Full(_) => q_first,
     };
     let q = g.reshape(q, &[t, h, dn + dr]);
     let q_nope = g.slice(q, 0, dn); //                                  [T, H, dn]
@@ -44,7 +50,6 @@ pub fn attention(
     let q_pe = g.rope(q_pe, rope); //                                   [T, H, dr]
 
     // Keys and values: the compressed latent and one rope key shared by all heads.
-    let kv = g.matmul(x, &w.kv_a); //                                   [T, kvl + dr]
     let c_kv = g.slice(kv, 0, kvl);
     let c_kv = g.rms_norm(c_kv, &w.kv_a_norm, eps); //                  [T, kvl]
     let k_pe = g.slice(kv, kvl, dr);

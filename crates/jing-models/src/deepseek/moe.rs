@@ -4,7 +4,6 @@ use jing_graph::{GraphBuilder, GroupScore, Tensor};
 
 use super::weights::Moe;
 use super::{DeepSeekConfig, RouterKind};
-use crate::common::mlp;
 
 /// Routed experts weighted by the router plus the shared experts, for `x [T, d]`: `[T, d]`.
 pub fn moe(g: &mut GraphBuilder, c: &DeepSeekConfig, w: &Moe, x: Tensor) -> Tensor {
@@ -12,7 +11,13 @@ pub fn moe(g: &mut GraphBuilder, c: &DeepSeekConfig, w: &Moe, x: Tensor) -> Tens
 
     // Router: V3 scores experts with a sigmoid and picks them on scores + correction bias,
     // within the best groups; V2 uses a softmax. Combine weights use the unbiased scores.
+    // The shared experts' gate and up projections read x too: side by side in the graph with
+    // the router's, so an executor can run the three as one stretch of weight reads.
     let logits = g.matmul(x, &w.router); //             [T, E]
+    let shared_gate_up = w.shared.as_ref().map(|s| {
+        let gate = g.matmul(x, &s.gate); //             [T, I_s]
+        (gate, g.matmul(x, &s.up))
+    });
     let scores = if c.sigmoid_scores {
         g.sigmoid(logits)
     } else {
@@ -36,18 +41,17 @@ pub fn moe(g: &mut GraphBuilder, c: &DeepSeekConfig, w: &Moe, x: Tensor) -> Tens
     }
     let weights = g.scale(weights, c.routed_scaling_factor);
 
-    // Each token through its k experts, then their weighted sum.
+    // Each token through its k experts, then their weighted sum; the shared experts' MLP
+    // (`common::mlp`, not scaled) alongside, each of its steps next to the routed one.
     let gate = g.matmul_id(x, &w.gate, ids); //         [T, k, I]
     let up = g.matmul_id(x, &w.up, ids); //             [T, k, I]
     let act = g.silu_mul(gate, up);
+    let shared_act = shared_gate_up.map(|(gate, up)| g.silu_mul(gate, up));
     let down = g.matmul_id(act, &w.down, ids); //       [T, k, d]
+    let shared = (w.shared.as_ref().zip(shared_act)).map(|(s, act)| g.matmul(act, &s.down));
     let routed = g.weighted_sum(down, weights); //      [T, d]
-
-    match &w.shared {
-        Some(shared) => {
-            let s = mlp(g, shared, x); //                [T, d], not scaled
-            g.add(routed, s)
-        }
+    match shared {
+        Some(s) => g.add(routed, s),
         None => routed,
     }
 }

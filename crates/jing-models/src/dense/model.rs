@@ -35,6 +35,11 @@ impl Linear {
 
     fn apply(&self, g: &mut GraphBuilder, x: Tensor) -> Tensor {
         let y = g.matmul(x, &self.w);
+        self.bias(g, y)
+    }
+
+    /// `y + b` (`y` itself without a bias): the second half of [`Linear::apply`].
+    fn bias(&self, g: &mut GraphBuilder, y: Tensor) -> Tensor {
         match &self.b {
             Some(b) => g.add_bias(y, b),
             None => y,
@@ -196,14 +201,17 @@ impl Dense {
         let c = &self.config;
         let t = g.n_tokens();
         let (h, kv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        let q = b.q.apply(g, x); //                                     [T, H·hd]
+        // The three projections of x first, side by side in the graph: they read only x, so
+        // an executor can run them as one stretch of weight reads.
+        let q = g.matmul(x, &b.q.w); //                                 [T, H·hd]
+        let k = g.matmul(x, &b.k.w); //                                 [T, KV·hd]
+        let v = g.matmul(x, &b.v.w); //                                 [T, KV·hd]
+        let (q, k, v) = (b.q.bias(g, q), b.k.bias(g, k), b.v.bias(g, v));
         let q = g.reshape(q, &[t, h, hd]);
         let q = g.rope(q, &self.rope); //                               [T, H, hd]
-        let k = b.k.apply(g, x); //                                     [T, KV·hd]
         let k = g.reshape(k, &[t, kv, hd]);
         let k = g.rope(k, &self.rope);
         let k = g.reshape(k, &[t, kv * hd]);
-        let v = b.v.apply(g, x); //                                     [T, KV·hd]
         let written = g.kv_write(layer, k, v); //                       cache ← [k ‖ v]
         let o = g.gqa_attention(q, written, layer, kv, (hd as f32).powf(-0.5)); // [T, H·hd]
         b.o.apply(g, o) //                                              [T, d]
