@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use jing_cpu::kernels::KernelTable;
 use jing_cpu::CpuBackend;
-use jing_formats::quantize::QuantTarget;
+use jing_formats::quantize::{quantize_to_gguf, QuantTarget, QuantizeOptions};
 use jing_formats::DType;
 use jing_graph::{Backend, Batch, KvCache, Reference};
 use jing_models::{load_model_prepared, CausalLm, LoadQuant, LogitRows, PrepareLinear};
@@ -33,8 +33,9 @@ const KV_HEADS: usize = 2;
 const VOCAB: usize = 512;
 const LAYERS: usize = 2;
 
-/// A Qwen2 checkpoint of random f32 weights (untied LM head, q/k/v biases).
-fn write_model(dir: &Path) {
+/// A Qwen2 checkpoint of random f32 weights (q/k/v biases), with an LM head of its own or
+/// (`tied`) none, the embedding table serving as the head.
+fn write_model(dir: &Path, tied: bool) {
     let hd = HIDDEN / HEADS;
     let config = serde_json::json!({
         "architectures": ["Qwen2ForCausalLM"],
@@ -48,14 +49,16 @@ fn write_model(dir: &Path) {
         "max_position_embeddings": 128,
         "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0,
-        "tie_word_embeddings": false,
+        "tie_word_embeddings": tied,
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
         ("model.embed_tokens.weight".into(), vec![VOCAB, HIDDEN]),
         ("model.norm.weight".into(), vec![HIDDEN]),
-        ("lm_head.weight".into(), vec![VOCAB, HIDDEN]),
     ];
+    if !tied {
+        shapes.push(("lm_head.weight".into(), vec![VOCAB, HIDDEN]));
+    }
     for l in 0..LAYERS {
         let p = format!("model.layers.{l}");
         for (name, shape) in [
@@ -119,20 +122,26 @@ fn logits(model: &dyn CausalLm, backend: &dyn Backend) -> Vec<f32> {
     out
 }
 
+/// A preparation that interleaves every weight it can, counting them.
+fn counting_prepare() -> (PrepareLinear, Arc<AtomicUsize>) {
+    let interleaved_weights = Arc::new(AtomicUsize::new(0));
+    let count = interleaved_weights.clone();
+    let prepare: PrepareLinear = Arc::new(move |w: &Weight| {
+        let p = w.interleave_rows16();
+        count.fetch_add(p.is_some() as usize, Ordering::Relaxed);
+        p
+    });
+    (prepare, interleaved_weights)
+}
+
 #[test]
 fn interleaved_models_give_the_same_logits() {
     let dir = Scratch::new("interleaved-rows");
-    write_model(&dir.0);
+    write_model(&dir.0, false);
     for target in ["q4_k", "q6_k", "q8_0"] {
         let quant = LoadQuant::new(QuantTarget::parse(target).unwrap(), 2);
         let plain = load_model_prepared(&dir.0, Some(&quant), None).unwrap();
-        let interleaved_weights = Arc::new(AtomicUsize::new(0));
-        let count = interleaved_weights.clone();
-        let prepare: PrepareLinear = Arc::new(move |w: &Weight| {
-            let p = w.interleave_rows16();
-            count.fetch_add(p.is_some() as usize, Ordering::Relaxed);
-            p
-        });
+        let (prepare, interleaved_weights) = counting_prepare();
         let interleaved = load_model_prepared(&dir.0, Some(&quant), Some(&prepare)).unwrap();
         // q, k, v, o, gate, up, down per layer, and the LM head.
         assert_eq!(
@@ -140,39 +149,73 @@ fn interleaved_models_give_the_same_logits() {
             7 * LAYERS + 1,
             "{target}"
         );
+        same_logits(
+            target,
+            plain.as_ref(),
+            interleaved.as_ref(),
+            target != "q8_0",
+        );
+    }
+}
 
-        // (name, backend, whether it must give the same bits)
-        let mut backends: Vec<(String, Box<dyn Backend>, bool)> =
-            vec![("reference".into(), Box::new(Reference), true)];
-        for table in KernelTable::available() {
-            backends.push((
-                table.name.into(),
-                Box::new(CpuBackend::with_kernels(Some(2), table)),
-                target != "q8_0",
-            ));
-        }
-        for (name, backend, exact) in &backends {
-            let want = logits(plain.as_ref(), backend.as_ref());
-            let got = logits(interleaved.as_ref(), backend.as_ref());
-            assert!(
-                want.iter().all(|v| v.is_finite()),
-                "{target} {name}: logits not finite"
-            );
-            let same = if *exact {
-                want.iter()
-                    .zip(&got)
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
-            } else {
-                // The order of ~K/32 f32 terms per row: a few ulps of the largest logit.
-                let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                want.iter()
-                    .zip(&got)
-                    .all(|(a, b)| (a - b).abs() <= 1e-5 * scale)
-            };
-            assert!(
-                same,
-                "{target} {name}: interleaved weights changed the logits"
-            );
-        }
+/// Tied embeddings: the table, quantized in a GGUF file (`Q6_K` for `q4_k_m`, `Q8_0` for
+/// `q8_0`), is interleaved once for the LM head and read by rows from that layout for the
+/// embedding.
+#[test]
+fn a_tied_table_interleaved_gives_the_same_logits() {
+    let dir = Scratch::new("interleaved-tied");
+    write_model(&dir.0, true);
+    for (target, exact) in [("q4_k_m", true), ("q8_0", false)] {
+        let file = dir.0.join(format!("tied-{target}.gguf"));
+        let opts = QuantizeOptions::new(QuantTarget::parse(target).unwrap(), 2);
+        quantize_to_gguf(&dir.0, &file, &opts, &mut |_| {}).unwrap();
+        let plain = load_model_prepared(&file, None, None).unwrap();
+        let (prepare, interleaved_weights) = counting_prepare();
+        let interleaved = load_model_prepared(&file, None, Some(&prepare)).unwrap();
+        // q, k, v, o, gate, up, down per layer, and the table once.
+        assert_eq!(
+            interleaved_weights.load(Ordering::Relaxed),
+            7 * LAYERS + 1,
+            "{target}"
+        );
+        same_logits(target, plain.as_ref(), interleaved.as_ref(), exact);
+    }
+}
+
+/// The logits of `plain` and `interleaved` on the reference (bit for bit) and on every kernel
+/// table (bit for bit where `tables_exact`, else within the order of a row's block terms).
+fn same_logits(target: &str, plain: &dyn CausalLm, interleaved: &dyn CausalLm, tables_exact: bool) {
+    // (name, backend, whether it must give the same bits)
+    let mut backends: Vec<(String, Box<dyn Backend>, bool)> =
+        vec![("reference".into(), Box::new(Reference), true)];
+    for table in KernelTable::available() {
+        backends.push((
+            table.name.into(),
+            Box::new(CpuBackend::with_kernels(Some(2), table)),
+            tables_exact,
+        ));
+    }
+    for (name, backend, exact) in &backends {
+        let want = logits(plain, backend.as_ref());
+        let got = logits(interleaved, backend.as_ref());
+        assert!(
+            want.iter().all(|v| v.is_finite()),
+            "{target} {name}: logits not finite"
+        );
+        let same = if *exact {
+            want.iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        } else {
+            // The order of ~K/32 f32 terms per row: a few ulps of the largest logit.
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            want.iter()
+                .zip(&got)
+                .all(|(a, b)| (a - b).abs() <= 1e-5 * scale)
+        };
+        assert!(
+            same,
+            "{target} {name}: interleaved weights changed the logits"
+        );
     }
 }

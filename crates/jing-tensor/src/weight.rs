@@ -345,11 +345,25 @@ impl Weight {
     }
 
     /// Dequantize row `r` into `out` (`out.len() == cols`). The plain path every kernel is
-    /// checked against.
+    /// checked against, and an embedding lookup's (rows interleaved by 16 are taken apart in
+    /// a buffer of this thread's, which a decode step then does not allocate).
     pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
         let cols = self.cols();
         assert_eq!(out.len(), cols);
-        decode_to_f32(self.dtype, &self.row(r), out);
+        match self.layout {
+            RowLayout::Rows => decode_to_f32(self.dtype, self.row_data(r), out),
+            _ => {
+                thread_local! {
+                    static GROUP: std::cell::RefCell<Vec<u8>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
+                }
+                GROUP.with_borrow_mut(|rows| {
+                    self.group_rows(r / INTERLEAVED_ROWS, rows);
+                    let (n, at) = (self.row_bytes(), (r % INTERLEAVED_ROWS) * self.row_bytes());
+                    decode_to_f32(self.dtype, &rows[at..at + n], out)
+                })
+            }
+        }
         if let Some(s) = &self.scale {
             for (cb, chunk) in out.chunks_mut(s.block[1]).enumerate() {
                 let m = s.get(r, cb);

@@ -33,7 +33,7 @@ impl DeepSeek {
         let c = DeepSeekConfig::from_config(&dir.config)?;
         let mut ld = Loader::new(&dir.store, prepare);
         let d = c.hidden_size;
-        let embed = ld.tensor(
+        let mut embed = ld.tensor(
             "model.embed_tokens.weight",
             &[c.vocab_size, d],
             "vocab_size x hidden_size",
@@ -42,7 +42,7 @@ impl DeepSeek {
             .map(|l| Block::load(&mut ld, l, &c))
             .collect::<Result<Vec<_>, _>>()?;
         let norm = ld.tensor("model.norm.weight", &[d], "hidden_size")?;
-        let lm_head = ld.lm_head(c.tie_word_embeddings, &embed, c.vocab_size, d)?;
+        let lm_head = ld.lm_head(c.tie_word_embeddings, &mut embed, c.vocab_size, d)?;
         // MTP modules follow the main layers; a checkpoint converted without them still loads.
         let mtp = (0..c.num_nextn_predict_layers)
             .map(|i| c.num_hidden_layers + i)

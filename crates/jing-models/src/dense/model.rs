@@ -84,7 +84,7 @@ impl Dense {
             c.num_key_value_heads,
             c.head_dim,
         );
-        let embed = ld.tensor(
+        let mut embed = ld.tensor(
             "model.embed_tokens.weight",
             &[c.vocab_size, d],
             "vocab_size x hidden_size",
@@ -146,7 +146,7 @@ impl Dense {
             });
         }
         let norm = ld.tensor("model.norm.weight", &[d], "hidden_size")?;
-        let lm_head = ld.lm_head(c.tie_word_embeddings, &embed, c.vocab_size, d)?;
+        let lm_head = ld.lm_head(c.tie_word_embeddings, &mut embed, c.vocab_size, d)?;
         let style = if c.rope_interleave {
             RopeStyle::Interleaved
         } else {
