@@ -84,8 +84,8 @@ impl Profile {
         let mut rows: Vec<_> = self.rows.iter().collect();
         rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
         let mut out = format!(
-            "JING_PROFILE: {} graph runs, {:.3} s in nodes\n{:<32} {:>9} {:>10} {:>7} {:>10}\n",
-            self.steps, total, "op", "nodes", "ms", "share", "weights"
+            "JING_PROFILE: {} graph runs, {:.3} s in nodes\n",
+            self.steps, total
         );
         if self.thread_secs > 0.0 {
             out += &format!(
@@ -94,6 +94,10 @@ impl Profile {
                 self.barriers as f64 / self.steps.max(1) as f64
             );
         }
+        out += &format!(
+            "{:<32} {:>9} {:>10} {:>7} {:>10}\n",
+            "op", "nodes", "ms", "share", "weights"
+        );
         for (key, &(n, secs, bytes)) in rows {
             let rate = if bytes > 0.0 && secs > 0.0 {
                 format!("{:.1} GB/s", bytes / secs / 1e9)
@@ -131,7 +135,9 @@ mod tests {
         let end = 0.010 * graph.nodes.len() as f64;
         let mut p = Profile::default();
         p.add(&graph, &starts, end);
+        p.add_waits(3, 0.005, 2, 0.020);
         p.add(&graph, &starts, end);
+        p.add_waits(3, 0.003, 2, 0.020);
         let (n, secs, bytes) = p.rows["matmul f32"];
         assert_eq!(n, 2);
         assert!((secs - 0.020).abs() < 1e-9, "{secs}");
@@ -139,6 +145,11 @@ mod tests {
         let report = p.report();
         assert!(
             report.contains("matmul f32") && report.contains("2 graph runs"),
+            "{report}"
+        );
+        // 8 ms of waits in 2 runs of 20 ms on 2 threads: a tenth of 80 thread-ms.
+        assert!(
+            report.contains("waited for one another 10.0% of their time, at 3 barriers per run"),
             "{report}"
         );
     }
