@@ -1,7 +1,11 @@
 //! `jing bench`: how fast a model runs here, against what the machine allows. Decode reads
 //! every active weight once per token, so its ceiling is the memory read bandwidth divided by
-//! the active bytes per token (the roofline); the command measures that bandwidth itself, in
-//! the same run, so the percentage holds on a shared, drifting machine.
+//! the active bytes per token (the roofline); the command measures that bandwidth itself,
+//! before the first repetition and after each, and sets each repetition's decode against the
+//! mean of the two measurements around it, so the percentage holds on a shared, drifting
+//! machine. (A Zen 4 VM's two vCPUs read 33-36 GB/s while the host kept them on one core
+//! complex, and 42-60 while it kept them on two, switching every few seconds to minutes; a
+//! bandwidth measured once, or the highest of two, put decode anywhere from 53% to 119%.)
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -130,31 +134,39 @@ pub fn bench(model: &ModelArgs, o: &BenchOptions) -> Result<ExitCode> {
     let prompt = bench_prompt(o.prompt_tokens, info.vocab_size);
 
     eprintln!(
-        "measuring read bandwidth ({} threads, {} MB per pass; again after the runs)...",
+        "prefill {} tokens and decode {} tokens, {} repetitions (plus one warm-up), measuring \
+         the read bandwidth ({} threads, {} MB per pass) before the first and after each...",
+        o.prompt_tokens,
+        o.gen_tokens,
+        o.reps,
         threads,
         o.bandwidth_bytes / 1_000_000
     );
-    let before = read_bandwidth(threads, o.bandwidth_bytes, 5);
-
-    eprintln!(
-        "prefill {} tokens and decode {} tokens, {} repetitions (plus one warm-up)...",
-        o.prompt_tokens, o.gen_tokens, o.reps
-    );
     one_run(&mut m.engine, &prompt, 2.min(o.gen_tokens)).context("warm-up run")?;
+    let sample = || read_bandwidth(threads, o.bandwidth_bytes, 3);
+    let mut bandwidths = vec![sample()];
     let mut prefill = Vec::new();
     let mut decode = Vec::new();
     for _ in 0..o.reps {
         let r = one_run(&mut m.engine, &prompt, o.gen_tokens)?;
         prefill.push(o.prompt_tokens as f64 / r.prefill.as_secs_f64());
         decode.push(o.gen_tokens as f64 / r.decode.as_secs_f64());
+        bandwidths.push(sample());
     }
-    // Measured again after the runs, and the higher figure kept: a shared machine's bandwidth
-    // drifts by tens of percent within minutes, and the roofline is the most it could give.
-    let bandwidth = before.max(read_bandwidth(threads, o.bandwidth_bytes, 5));
+    let active = info.active_bytes_per_token as f64;
+    // Each repetition against the bandwidth measured around it, GB/s.
+    let around: Vec<f64> = bandwidths.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
+    let fraction = median(
+        decode
+            .iter()
+            .zip(&around)
+            .map(|(tg, bw)| tg * active / (bw * 1e9))
+            .collect(),
+    );
     let pp = median(prefill.clone());
     let tg = median(decode.clone());
-    let active = info.active_bytes_per_token as f64;
     let achieved = tg * active / 1e9;
+    let bandwidth = median(around.clone());
     let roofline = bandwidth * 1e9 / active;
     if o.json {
         let out = json!({
@@ -173,8 +185,9 @@ pub fn bench(model: &ModelArgs, o: &BenchOptions) -> Result<ExitCode> {
             "total_weight_bytes": info.total_bytes,
             "decode_gb_s": achieved,
             "read_bandwidth_gb_s": bandwidth,
+            "read_bandwidth_gb_s_all": bandwidths,
             "decode_roofline_tok_s": roofline,
-            "decode_fraction_of_roofline": tg / roofline,
+            "decode_fraction_of_roofline": fraction,
         });
         println!("{out}");
     } else {
@@ -192,11 +205,15 @@ pub fn bench(model: &ModelArgs, o: &BenchOptions) -> Result<ExitCode> {
             active / 1e6,
             achieved
         );
+        let (lo, hi) = bandwidths
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), &b| {
+                (lo.min(b), hi.max(b))
+            });
         println!(
-            "  read bandwidth {:.1} GB/s -> roofline {:.1} tok/s; decode at {:.0}% of it",
-            bandwidth,
-            roofline,
-            100.0 * tg / roofline
+            "  read bandwidth {bandwidth:.1} GB/s ({lo:.1}-{hi:.1}) -> roofline {roofline:.1} \
+             tok/s; decode at {:.0}% of it (median over repetitions)",
+            100.0 * fraction
         );
     }
     Ok(ExitCode::SUCCESS)

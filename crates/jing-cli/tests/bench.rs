@@ -48,6 +48,23 @@ fn bench_reports_speeds_against_the_measured_bandwidth() {
         v["decode_gb_s"].as_f64().unwrap(),
     );
     assert!((tg * active / 1e9 - gbs).abs() <= 1e-9 * gbs.max(1.0));
+    // The bandwidth before the first repetition and after each; each repetition is set against
+    // the mean of the two around it, and the median of those fractions reported (of two: their
+    // mean).
+    let all = |key: &str| -> Vec<f64> {
+        let a = v[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} missing: {v}"));
+        a.iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let (bws, tgs) = (all("read_bandwidth_gb_s_all"), all("decode_tok_s_all"));
+    assert_eq!(bws.len(), 3, "{v}");
+    let fractions: Vec<f64> = (0..2)
+        .map(|i| tgs[i] * active / ((bws[i] + bws[i + 1]) / 2.0 * 1e9))
+        .collect();
+    let want = (fractions[0] + fractions[1]) / 2.0;
+    let got = v["decode_fraction_of_roofline"].as_f64().unwrap();
+    assert!((got - want).abs() <= 1e-9 * want, "{got} against {want}");
 }
 
 #[test]
