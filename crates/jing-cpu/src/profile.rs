@@ -3,8 +3,7 @@
 //! thread 0 starts the next: the last node of a phase (see [`crate::exec`]) includes the wait
 //! for the slowest thread, and a node that thread 0 leaves while another thread still works
 //! on it passes the rest of its time to the next. Matmuls also show the rate at which they
-//! read their weights. `JING_PROFILE=shapes` splits matmuls by
-//! weight shape as well.
+//! read their weights. `JING_PROFILE=shapes` splits matmuls by weight shape as well.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

@@ -14,9 +14,9 @@ pub fn moe(g: &mut GraphBuilder, c: &DeepSeekConfig, w: &Moe, x: Tensor) -> Tens
     // The shared experts' gate and up projections read x too: side by side in the graph with
     // the router's, so an executor can run the three as one stretch of weight reads.
     let logits = g.matmul(x, &w.router); //             [T, E]
-    let shared_gate_up = w.shared.as_ref().map(|s| {
+    let shared = w.shared.as_ref().map(|s| {
         let gate = g.matmul(x, &s.gate); //             [T, I_s]
-        (gate, g.matmul(x, &s.up))
+        (s, gate, g.matmul(x, &s.up))
     });
     let scores = if c.sigmoid_scores {
         g.sigmoid(logits)
@@ -46,9 +46,9 @@ pub fn moe(g: &mut GraphBuilder, c: &DeepSeekConfig, w: &Moe, x: Tensor) -> Tens
     let gate = g.matmul_id(x, &w.gate, ids); //         [T, k, I]
     let up = g.matmul_id(x, &w.up, ids); //             [T, k, I]
     let act = g.silu_mul(gate, up);
-    let shared_act = shared_gate_up.map(|(gate, up)| g.silu_mul(gate, up));
+    let shared = shared.map(|(s, gate, up)| (s, g.silu_mul(gate, up)));
     let down = g.matmul_id(act, &w.down, ids); //       [T, k, d]
-    let shared = (w.shared.as_ref().zip(shared_act)).map(|(s, act)| g.matmul(act, &s.down));
+    let shared = shared.map(|(s, act)| g.matmul(act, &s.down)); // [T, d]
     let routed = g.weighted_sum(down, weights); //      [T, d]
     match shared {
         Some(s) => g.add(routed, s),
