@@ -6,7 +6,8 @@
 //! `q_b_proj` also has: six 256-blocks, a group of four and a group of two in the K-quant
 //! kernels); the prefill rate of `[1408, 2048]` at 128 tokens; and, for the 32-element types,
 //! the rate on rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`); and, where the table
-//! reads `Q4_K`, `Q6_K` and `Q8_0` rows interleaved by 16, that layout against the stored one.
+//! reads `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` rows interleaved by 16, that layout against the
+//! stored one.
 //!
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
@@ -252,14 +253,14 @@ fn main() {
             short
         );
     }
-    for d in [DType::Q4K, DType::Q6K, DType::Q8_0] {
+    for d in [DType::Q4K, DType::Q6K, DType::Q8_0, DType::Q5_0] {
         if best.interleaved_rows16 && types.contains(&d) {
             interleaved_rows16(d, best);
         }
     }
 }
 
-/// `Q4_K`, `Q6_K` or `Q8_0` as the backend loads it for a table that reads rows interleaved by
+/// `Q4_K`, `Q6_K`, `Q8_0` or `Q5_0` as the backend loads it for a table that reads rows interleaved by
 /// 16 (see `jing_tensor::quant::q4_k_rows16`), against the rows as stored: Qwen2.5-1.5B's
 /// `[8960, 1536]` from DRAM on one and two threads, in L2 on one thread for 1 and 4 tokens (4 tokens:
 /// a decode step of four sequences, or a short prompt), and prefill (128 tokens, dequantized

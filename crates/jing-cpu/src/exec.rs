@@ -165,8 +165,8 @@ impl CpuBackend {
     }
 
     /// What this backend does to a matmul weight as it loads (for `jing_models`'
-    /// `PrepareLinear`): where the table reads `Q4_K`, `Q6_K` and `Q8_0` rows interleaved by
-    /// 16, such weights are interleaved (`Weight::interleave_rows16`, a copy in memory of its
+    /// `PrepareLinear`): where the table reads `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` rows
+    /// interleaved by 16, such weights are interleaved (`Weight::interleave_rows16`, a copy in memory of its
     /// own); `None` where it keeps every weight as stored.
     #[allow(
         clippy::type_complexity,

@@ -1,15 +1,15 @@
-//! Interleaved `Q4_K`, `Q6_K` and `Q8_0` rows end to end. A Qwen2-shaped model whose matmul
-//! weights are whole 256-blocks wide (hidden 256; the fixtures' hidden 64 has no such rows) is
-//! quantized to `Q4_K` (then `Q6_K`, then `Q8_0`) as it loads, once kept as stored and once
+//! Interleaved `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` rows end to end. A Qwen2-shaped model whose
+//! matmul weights are whole 256-blocks wide (hidden 256; the fixtures' hidden 64 has no such
+//! rows) is quantized to `Q4_K` (then `Q6_K`, `Q8_0`, `Q5_0`) as it loads, once kept as stored and once
 //! with every matmul weight interleaved by 16 rows as `CpuBackend::prepare_linear` does on an
 //! AVX-512 VNNI CPU. The logits of a prefill of 20 tokens (dequantized weights), then of steps
 //! of 3 and 1 tokens (8-bit activations, the interleaved kernel where the CPU has it), must be
 //! the same bit for bit on every CPU kernel table and on the reference interpreter:
 //! interleaving only moves bytes, and every kernel on the interleaved rows computes what the
 //! generic one computes on the stored rows, as the tables' own `Q4_K` and `Q6_K` kernels do on
-//! the stored rows. Their `Q8_0` kernels on the stored rows add a row's block terms in another
-//! order (the interleaved kernels are the generic ones bit for bit, `jing-cpu`'s kernel tests),
-//! so for `Q8_0` the tables agree up to that order and the reference exactly.
+//! the stored rows. Their `Q8_0` and `Q5_0` kernels on the stored rows add a row's block terms
+//! in another order (the interleaved kernels are the generic ones bit for bit, `jing-cpu`'s
+//! kernel tests), so for those the tables agree up to that order and the reference exactly.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -138,7 +138,7 @@ fn counting_prepare() -> (PrepareLinear, Arc<AtomicUsize>) {
 fn interleaved_models_give_the_same_logits() {
     let dir = Scratch::new("interleaved-rows");
     write_model(&dir.0, false);
-    for target in ["q4_k", "q6_k", "q8_0"] {
+    for target in ["q4_k", "q6_k", "q8_0", "q5_0"] {
         let quant = LoadQuant::new(QuantTarget::parse(target).unwrap(), 2);
         let plain = load_model_prepared(&dir.0, Some(&quant), None).unwrap();
         let (prepare, interleaved_weights) = counting_prepare();
@@ -153,7 +153,7 @@ fn interleaved_models_give_the_same_logits() {
             target,
             plain.as_ref(),
             interleaved.as_ref(),
-            target != "q8_0",
+            target.ends_with("_k"),
         );
     }
 }

@@ -1,4 +1,4 @@
-use crate::quant::{q4_k_rows16, q6_k_rows16, q8_0_rows16};
+use crate::quant::{q4_k_rows16, q5_0_rows16, q6_k_rows16, q8_0_rows16};
 use crate::{decode_to_f32, Bytes, DType};
 use std::borrow::Cow;
 
@@ -71,6 +71,8 @@ pub enum RowLayout {
     Q6KRows16,
     /// `Q8_0` rows interleaved by 16 ([`crate::quant::q8_0_rows16`]).
     Q8_0Rows16,
+    /// `Q5_0` rows interleaved by 16 ([`crate::quant::q5_0_rows16`]).
+    Q5_0Rows16,
 }
 
 /// Rows per group of the interleaved layouts.
@@ -83,6 +85,7 @@ impl RowLayout {
             DType::Q4K => Some(RowLayout::Q4KRows16),
             DType::Q6K => Some(RowLayout::Q6KRows16),
             DType::Q8_0 => Some(RowLayout::Q8_0Rows16),
+            DType::Q5_0 => Some(RowLayout::Q5_0Rows16),
             _ => None,
         }
     }
@@ -94,6 +97,7 @@ impl RowLayout {
             RowLayout::Q4KRows16 => q4_k_rows16::unpack_group(group, rows),
             RowLayout::Q6KRows16 => q6_k_rows16::unpack_group(group, rows),
             RowLayout::Q8_0Rows16 => q8_0_rows16::unpack_group(group, rows),
+            RowLayout::Q5_0Rows16 => q5_0_rows16::unpack_group(group, rows),
             RowLayout::Rows => panic!("unpack_group of rows that are not interleaved"),
         }
     }
@@ -103,6 +107,7 @@ impl RowLayout {
             RowLayout::Q4KRows16 => q4_k_rows16::pack_group(rows, group),
             RowLayout::Q6KRows16 => q6_k_rows16::pack_group(rows, group),
             RowLayout::Q8_0Rows16 => q8_0_rows16::pack_group(rows, group),
+            RowLayout::Q5_0Rows16 => q5_0_rows16::pack_group(rows, group),
             RowLayout::Rows => group.copy_from_slice(rows),
         }
     }
@@ -272,7 +277,7 @@ impl Weight {
             .unpack_group(&self.data.as_slice()[g * span..(g + 1) * span], rows);
     }
 
-    /// This `Q4_K`, `Q6_K` or `Q8_0` weight with its rows interleaved by 16
+    /// This `Q4_K`, `Q6_K`, `Q8_0` or `Q5_0` weight with its rows interleaved by 16
     /// ([`RowLayout::interleaved`]), in memory of its own (2 MiB pages where the system has
     /// them); `None` for any other weight (another dtype, a row count that is not a multiple
     /// of 16, block scales, already interleaved).

@@ -66,7 +66,7 @@ pub struct KernelTable {
     pub row_axpy: RowAxpyFn,
     pub rows_dot: RowsDotFn,
     pub rows_axpy: RowsAxpyFn,
-    /// Whether `matmul_q` has kernels for `Q4_K`, `Q6_K` and `Q8_0` rows interleaved by 16
+    /// Whether `matmul_q` has kernels for `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` rows interleaved by 16
     /// (`jing_tensor::RowLayout::interleaved`), so that the backend interleaves such weights as
     /// they load. Every table computes with them (the generic kernel takes them apart).
     pub interleaved_rows16: bool,

@@ -32,6 +32,7 @@ pub mod q4_0;
 pub mod q4_k;
 pub mod q4_k_rows16;
 pub mod q5_0;
+pub mod q5_0_rows16;
 pub mod q5_k;
 pub mod q6_k;
 pub mod q6_k_rows16;

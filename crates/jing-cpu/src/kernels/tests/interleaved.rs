@@ -1,4 +1,4 @@
-//! `Q4_K`, `Q6_K` and `Q8_0` rows interleaved by 16 (`RowLayout::interleaved`): every table on the
+//! `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` rows interleaved by 16 (`RowLayout::interleaved`): every table on the
 //! interleaved weight against the generic kernel on the GGUF rows, bit for bit (the interleaved
 //! kernels compute the generic integers and float steps, see `x86_64::avx512::quant::rows16`),
 //! for the quantized-activation path (`m < 16`) and the dequantizing one (`m >= 16`) alike.
@@ -28,6 +28,7 @@ fn interleaved_rows_match_generic_rows() {
         .into_iter()
         .flat_map(|d| [1, 2, 3, 6, 8].map(|nb| (d, nb)))
         .chain([1, 2, 3, 5, 8, 13].map(|nb| (DType::Q8_0, nb)))
+        .chain([1, 2, 3, 4, 5, 8, 13, 44].map(|nb| (DType::Q5_0, nb)))
     {
         let k = d.block_size() * nb;
         for random in [true, false] {
@@ -78,7 +79,7 @@ fn interleaved_rows_match_generic_rows() {
     }
 }
 
-/// Only `Q4_K`, `Q6_K` and `Q8_0` weights of whole groups of 16 rows interleave, and row slices
+/// Only `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` weights of whole groups of 16 rows interleave, and row slices
 /// keep groups whole.
 #[test]
 fn interleaving_takes_whole_groups() {

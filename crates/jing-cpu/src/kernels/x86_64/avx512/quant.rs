@@ -48,13 +48,15 @@ quant_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
 /// Blocks per group (see the module docs).
 const G: usize = 4;
 
-/// Interleaved rows: `Q4_K`, `Q6_K` and `Q8_0` by 16 (`rows16`), the layouts this table makes.
+/// Interleaved rows: `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` by 16 (`rows16`), the layouts this table
+/// makes.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn interleaved(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
     match (w.layout, w.dtype) {
         (jing_tensor::RowLayout::Q4KRows16, DType::Q4K)
         | (jing_tensor::RowLayout::Q6KRows16, DType::Q6K)
-        | (jing_tensor::RowLayout::Q8_0Rows16, DType::Q8_0) => rows16::matmul_rows16(w, x, rows, y),
+        | (jing_tensor::RowLayout::Q8_0Rows16, DType::Q8_0)
+        | (jing_tensor::RowLayout::Q5_0Rows16, DType::Q5_0) => rows16::matmul_rows16(w, x, rows, y),
         _ => crate::kernels::generic::matmul_q(w, x, rows, y),
     }
 }
