@@ -40,6 +40,7 @@ fn a_model_without_a_template_says_how_to_give_one() {
         msg.contains("--chat-template FILE") && msg.contains(&dir.display().to_string()),
         "{msg}"
     );
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -128,6 +129,7 @@ fn model_directory_files_take_priority() {
     );
     let with_tools = RenderOptions::default().with_tools(vec![json!({"type": "function"})]);
     assert_eq!(template.render(&hi(), &with_tools).unwrap(), "tools: 1");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -241,6 +243,7 @@ fn template_files() {
         ChatTemplate::from_file(&syntax, specials),
         Err(TemplateError::Syntax { .. })
     ));
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
