@@ -278,9 +278,10 @@ impl Weight {
     }
 
     /// This `Q4_K`, `Q6_K`, `Q8_0` or `Q5_0` weight with its rows interleaved by 16
-    /// ([`RowLayout::interleaved`]), in memory of its own (2 MiB pages where the system has
-    /// them); `None` for any other weight (another dtype, a row count that is not a multiple
-    /// of 16, block scales, already interleaved).
+    /// ([`RowLayout::interleaved`]), in memory of its own (a piece of
+    /// [`crate::huge_pages::HugeArena::global`], in 2 MiB pages where the system has them);
+    /// `None` for any other weight (another dtype, a row count that is not a multiple of 16,
+    /// block scales, already interleaved).
     pub fn interleave_rows16(&self) -> Option<Weight> {
         let layout = RowLayout::interleaved(self.dtype)?;
         let fits = self.shape.len() == 2
@@ -292,9 +293,33 @@ impl Weight {
         if !fits {
             return None;
         }
+        // In the process's arena of huge pages (a weight of a few MiB in memory of its own
+        // would sit in 4 KiB pages, see `HugeArena`), or, where no memory can be mapped for
+        // it, on the heap.
+        let data = match crate::huge_pages::HugeArena::global().alloc(self.data.len()) {
+            Ok(mut piece) => {
+                self.pack_rows16(layout, piece.as_mut_slice());
+                piece.freeze()
+            }
+            Err(_) => {
+                let mut out = vec![0u8; self.data.len()];
+                self.pack_rows16(layout, &mut out);
+                Bytes::from_vec(out)
+            }
+        };
+        Some(Weight {
+            name: self.name.clone(),
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            data,
+            scale: None,
+            layout,
+        })
+    }
+
+    /// This weight's rows, interleaved by 16 in `layout`, into `out` (as long as the weight).
+    fn pack_rows16(&self, layout: RowLayout, out: &mut [u8]) {
         let span = INTERLEAVED_ROWS * self.row_bytes();
-        let mut out: Vec<u8> = crate::huge_pages::vec_in_huge_pages(self.data.len());
-        out.resize(self.data.len(), 0);
         // On every core: a big model has hundreds of GB of these, read from its file here.
         let groups = self.data.len() / span;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -313,14 +338,6 @@ impl Weight {
                 });
             }
         });
-        Some(Weight {
-            name: self.name.clone(),
-            dtype: self.dtype,
-            shape: self.shape.clone(),
-            data: Bytes::from_vec(out),
-            scale: None,
-            layout,
-        })
     }
 
     /// Rows `start..end` as a zero-copy view with shape `[end - start, cols]` (for interleaved
