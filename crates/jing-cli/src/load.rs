@@ -210,8 +210,8 @@ fn read_weights_in(engine: &Engine, threads: Option<usize>, no_mmap: bool) -> Re
         Ok(moved) if no_mmap => {
             // What the kernel gave: huge pages need free 2 MiB stretches, and THP may be off.
             let huge = jing_tensor::huge_pages::anon_huge_page_bytes().unwrap_or(0);
-            // Weights the backend rearranged as they loaded (interleaved `Q4_K`, `Q6_K`, `Q8_0`
-            // and `Q5_0` rows) are in memory already and not part of the mapping any more.
+            // Weights the backend rearranged as they loaded (copied into 2 MiB pages, some
+            // interleaved) are in memory already and not part of the mapping any more.
             let rearranged = (engine.model().info().total_bytes as u64).saturating_sub(total);
             let also = if rearranged > 0 {
                 format!(

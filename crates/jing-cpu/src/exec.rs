@@ -165,9 +165,10 @@ impl CpuBackend {
     }
 
     /// What this backend does to a matmul weight as it loads (for `jing_models`'
-    /// `PrepareLinear`): where the table reads `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` rows
-    /// interleaved by 16, such weights are interleaved (`Weight::interleave_rows16`, a copy in memory of its
-    /// own); `None` where it keeps every weight as stored.
+    /// `PrepareLinear`): a copy in memory of its own, in 2 MiB pages (the file's page cache is
+    /// mostly in 4 KiB pages, which slow a weight stream down: `HugeArena`), with the rows of
+    /// `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` weights interleaved by 16 where the table reads them so
+    /// (`Weight::interleave_rows16`), every other weight as stored (`Weight::in_huge_pages`).
     #[allow(
         clippy::type_complexity,
         reason = "the structural type of jing_models::PrepareLinear, which this crate does not see"
@@ -177,11 +178,14 @@ impl CpuBackend {
     ) -> Option<
         std::sync::Arc<dyn Fn(&jing_tensor::Weight) -> Option<jing_tensor::Weight> + Send + Sync>,
     > {
-        if !self.kernels.interleaved_rows16 {
-            return None;
-        }
-        Some(std::sync::Arc::new(|w: &jing_tensor::Weight| {
-            w.interleave_rows16()
+        let interleave = self.kernels.interleaved_rows16;
+        Some(std::sync::Arc::new(move |w: &jing_tensor::Weight| {
+            let interleaved = if interleave {
+                w.interleave_rows16()
+            } else {
+                None
+            };
+            interleaved.or_else(|| w.in_huge_pages())
         }))
     }
 }

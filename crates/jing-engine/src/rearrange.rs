@@ -1,24 +1,25 @@
 //! Whether the backend may rearrange the matmul weights as they load, and what loading reports
 //! while it does.
 //!
-//! A rearranged weight (the CPU backend's rows interleaved by 16) is a copy in this process's
-//! memory, not a view of the file mapping: the system cannot drop it under pressure as it drops
-//! file pages, only swap it. So a model whose weights do not fit in the available memory keeps
-//! its mapped weights as stored, and the system pages them in and out as they are used (the
-//! weights quantized at load are in memory already, and are still rearranged). Rearranging
-//! reads every such weight from the file during the load, so loading reports it.
+//! A rearranged weight (the CPU backend's: in 2 MiB pages, its rows interleaved by 16 where the
+//! kernels read them so) is a copy in this process's memory, not a view of the file mapping: the
+//! system cannot drop it under pressure as it drops file pages, only swap it. So a model whose
+//! weights do not fit in the available memory keeps its mapped weights as stored, and the system
+//! pages them in and out as they are used (the weights quantized at load are in memory already, and
+//! are still rearranged). Rearranging reads every such weight from the file during the load, so
+//! loading reports it.
 
 use std::sync::Arc;
 
 use jing_formats::ModelDir;
 use jing_models::PrepareLinear;
-use jing_tensor::{RowLayout, Weight};
+use jing_tensor::Weight;
 
 /// What loading reports about the rearranged weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadEvent {
-    /// About `bytes` of stored weights will be rearranged (the stored weights of types that
-    /// have a rearranged layout; embeddings among them stay as stored).
+    /// About `bytes` of stored weights will be rearranged (the stored matrices; embeddings and
+    /// weights read by rows, MLA's `kv_b_proj`, among them stay as stored).
     Rearranging { bytes: u64 },
     /// One weight of `bytes` was rearranged.
     Rearranged { bytes: u64 },
@@ -41,7 +42,7 @@ pub(crate) fn limit_prepare(
     let candidates: u64 = dir
         .store
         .iter()
-        .filter(|t| RowLayout::interleaved(t.dtype).is_some())
+        .filter(|t| t.shape.len() == 2)
         .map(|t| t.byte_len as u64)
         .sum();
     if let Some(o) = observer.as_ref().filter(|_| fits && candidates > 0) {

@@ -11,8 +11,9 @@ use crate::{LogitRows, ModelError};
 pub type W = Arc<Weight>;
 
 /// A backend's rearrangement of a matmul weight for its kernels, applied as the weight loads:
-/// `None` keeps the weight as stored (see `CpuBackend::prepare_linear`, which interleaves the
-/// rows of `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` weights where its kernels read them so).
+/// `None` keeps the weight as stored (see `CpuBackend::prepare_linear`, which copies weights
+/// into 2 MiB pages and interleaves the rows of `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` weights
+/// where its kernels read them so).
 pub type PrepareLinear = Arc<dyn Fn(&Weight) -> Option<Weight> + Send + Sync>;
 
 /// Reads tensors from a store, checking shapes and counting bytes.
