@@ -296,15 +296,7 @@ fn q8_group_dot<const T: usize>(group: &[u8], nb: usize, x: &[XRow<'_>; T]) -> [
             }
         }
         for t in 0..T {
-            let s = x[t].sums[2 * b] as i32 + x[t].sums[2 * b + 1] as i32;
-            let total = _mm512_sub_epi32(
-                _mm512_add_epi32(i[t][0], i[t][1]),
-                _mm512_set1_epi32(128 * s),
-            );
-            // The generic float step, lane by lane: `(d·dx)·I`.
-            let dx = _mm512_set1_ps(x[t].d[b]);
-            let term = _mm512_mul_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(total));
-            acc[t] = _mm512_add_ps(acc[t], term);
+            add_block32_term(&mut acc[t], &i[t], 128, &x[t], b, d);
         }
     }
     acc
@@ -348,16 +340,28 @@ fn q5_group_dot<const T: usize>(group: &[u8], nb: usize, x: &[XRow<'_>; T]) -> [
             }
         }
         for t in 0..T {
-            let s = x[t].sums[2 * b] as i32 + x[t].sums[2 * b + 1] as i32;
-            let total = _mm512_sub_epi32(
-                _mm512_add_epi32(i[t][0], i[t][1]),
-                _mm512_set1_epi32(16 * s),
-            );
-            // The generic float step, lane by lane: `(d·dx)·I`.
-            let dx = _mm512_set1_ps(x[t].d[b]);
-            let term = _mm512_mul_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(total));
-            acc[t] = _mm512_add_ps(acc[t], term);
+            add_block32_term(&mut acc[t], &i[t], 16, &x[t], b, d);
         }
     }
     acc
+}
+
+/// The generic float step of 32-element block `b` for 16 rows, lane by lane: `acc += (d·dx)·I`
+/// with `I = i[0] + i[1] - offset·S` (`S`: the activations' sum over the block; the codes were
+/// taken as unsigned, `offset` above the signed ones), exact in i32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn add_block32_term(
+    acc: &mut __m512,
+    i: &[__m512i; 2],
+    offset: i32,
+    x: &XRow<'_>,
+    b: usize,
+    d: __m512,
+) {
+    let s = x.sums[2 * b] as i32 + x.sums[2 * b + 1] as i32;
+    let total = _mm512_sub_epi32(_mm512_add_epi32(i[0], i[1]), _mm512_set1_epi32(offset * s));
+    let dx = _mm512_set1_ps(x.d[b]);
+    let term = _mm512_mul_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(total));
+    *acc = _mm512_add_ps(*acc, term);
 }
