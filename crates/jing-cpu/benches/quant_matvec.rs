@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use jing_cpu::kernels::{KernelTable, OutMatrix, QuantX};
 use jing_cpu::CpuBackend;
 use jing_graph::{Backend, Batch, Graph, GraphBuilder, KvCache};
-use jing_tensor::huge_pages::{vec_in_huge_pages, HugeArena};
+use jing_tensor::huge_pages::vec_in_huge_pages;
 use jing_tensor::{quant, Bytes, DType, Weight};
 
 /// A `[rows, cols]` weight of `dtype`: real quantized blocks for one row group, repeated (the
@@ -56,19 +56,13 @@ fn weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Arc<Weight> {
         let need = rows * dtype.row_bytes(cols) - bytes.len();
         bytes.extend_from_slice(&one[..need.min(one.len())]);
     }
-    Arc::new(Weight::new("w", dtype, vec![rows, cols], in_huge_pages(&bytes)).unwrap())
-}
-
-/// `bytes` copied into 2 MiB pages, as `--no-mmap` puts a model's weights and the backend its
-/// interleaved ones (a piece of the arena, so that a weight of a few MiB is not in 4 KiB pages:
-/// `jing_tensor::huge_pages::HugeArena`). In 4 KiB pages this bench hid a loss decode showed: a
-/// `Q6_K` kernel that read each pair of rows out of address order streamed `[8960, 1536]` as
-/// fast as the plain one there, and at 18 against 30-36 GB/s in 2 MiB pages (two Zen 4
-/// threads), as in decode.
-fn in_huge_pages(bytes: &[u8]) -> Bytes {
-    let mut piece = HugeArena::global().alloc(bytes.len()).expect("map memory");
-    piece.as_mut_slice().copy_from_slice(bytes);
-    piece.freeze()
+    // In 2 MiB pages, as the backend puts the weights of a model that fits in memory (a piece
+    // of an arena, so that a weight of a few MiB is not in 4 KiB pages). In 4 KiB pages this
+    // bench hid a loss decode showed: a `Q6_K` kernel that read each pair of rows out of
+    // address order streamed `[8960, 1536]` as fast as the plain one there, and at 18 against
+    // 30-36 GB/s in 2 MiB pages (two Zen 4 threads), as in decode.
+    let w = Weight::new("w", dtype, vec![rows, cols], Bytes::from_vec(bytes)).unwrap();
+    Arc::new(w.in_huge_pages().expect("memory mapped for the weight"))
 }
 
 /// A `[rows, cols]` bf16 weight, or an FP8 one with 128x128 block scales as DeepSeek ships
@@ -88,7 +82,9 @@ fn float_weight(dtype: DType, rows: usize, cols: usize, seed: u64) -> Weight {
         ),
         other => panic!("no {other} weights in this bench"),
     }
-    let w = Weight::new("w", dtype, vec![rows, cols], in_huge_pages(&bytes)).unwrap();
+    let w = Weight::new("w", dtype, vec![rows, cols], Bytes::from_vec(bytes)).unwrap();
+    // In 2 MiB pages, as above.
+    let w = w.in_huge_pages().expect("memory mapped for the weight");
     if dtype != DType::F8E4M3 {
         return w;
     }
