@@ -197,7 +197,7 @@ pub const ARENA_CHUNK: usize = 32 << 20;
 const PIECE_ALIGN: usize = 64;
 
 /// One chunk: a mapping advised into huge pages (heap memory where there is no `mmap`).
-pub struct Chunk {
+struct Chunk {
     #[cfg(target_os = "linux")]
     map: AlignedAnon,
     #[cfg(not(target_os = "linux"))]
@@ -263,14 +263,6 @@ unsafe impl Send for ArenaBuf {}
 unsafe impl Sync for ArenaBuf {}
 
 impl ArenaBuf {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: `at..at + len` lies in the chunk, which this piece keeps mapped, and no other
         // piece covers it; `&mut self` makes this the only reference to it.
