@@ -69,6 +69,17 @@ pub(super) fn fp8_top_byte(t: __m512i) -> __m512 {
     ))
 }
 
+/// The f32 of [`fp8_top_byte`] from 16-bit halves already shifted: each i32 lane's upper half
+/// is `sign_extend(code) << 4` (its lower half is ignored).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) fn fp8_upper_half(t: __m512i) -> __m512 {
+    _mm512_castsi512_ps(_mm512_and_si512(
+        t,
+        _mm512_set1_epi32(0x87F0_0000u32 as i32),
+    ))
+}
+
 /// 16 codes to `code · 2^-120` (the raw decode of [`fp8_top_byte`], for the columns of a block
 /// that do not fill a group of 64).
 #[inline]

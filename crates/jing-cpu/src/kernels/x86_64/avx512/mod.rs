@@ -184,6 +184,11 @@ impl Isa for Avx512 {
         (D == dt::F8).then(|| fp8_prepare_x(x, k, width, L, buf))
     }
 
+    fn fuses_fp8_scales(width: usize) -> bool {
+        // Whole groups per block: one block of K columns then reads the same layout.
+        width.is_multiple_of(matmul::GROUP)
+    }
+
     unsafe fn row_axpy<const D: u8>(
         row: *const u8,
         scale: RowScale<'_>,
