@@ -33,11 +33,11 @@ const NEXT_GROUP_MAX: usize = 32 * 1024;
 /// On AMD family 19h (Zen 3, Zen 4) a short group prefetches [`FAMILY_19H_AHEAD`] bytes on
 /// instead, see there.
 #[inline(always)]
-fn prefetch_distance<const R: usize>(row_bytes: usize) -> usize {
+fn prefetch_distance<const R: usize>(row_bytes: usize, ahead_19h: usize) -> usize {
     if R * row_bytes > NEXT_GROUP_MAX {
         PREFETCH
     } else if family_19h() {
-        FAMILY_19H_AHEAD
+        ahead_19h
     } else {
         2 * R * row_bytes
     }
@@ -50,6 +50,13 @@ fn prefetch_distance<const R: usize>(row_bytes: usize) -> usize {
 /// loop's 33; 8 KiB gave 17 and 18-21; 12 KiB 21-22 and 18-19, and decoded that file at
 /// 40.9-42.8 tok/s against 35.5-37.8 (8 KiB: 38.8-41.3). Zen 5 had measured two groups on best.
 const FAMILY_19H_AHEAD: usize = 12 * 1024;
+
+/// [`FAMILY_19H_AHEAD`] for the AVX-512 FP8 kernel, which since its decode got faster streams
+/// more from 8 KiB ahead. One Zen 4 thread, 16 weights of 5.5 MiB in 2 MiB pages in turn, GB/s
+/// with 12 / 10 / 8 / 7 KiB (two rounds): `[4096, 1408]` 22.8 / 23.6 / 24.1 / 23.8,
+/// `[2816, 2048]` 23.1 / 24.3 / 24.7 / 24.6, `[2048, 2816]` 17.2 / 18.8 / 20.6 / 18.3. Two
+/// threads on a busy host varied more between runs (22-28 GB/s) than between distances.
+pub(super) const FAMILY_19H_AHEAD_FP8: usize = 8 * 1024;
 
 /// Whether this CPU is AMD family 19h (Zen 3 and Zen 4; measured on Zen 4 only), read once.
 fn family_19h() -> bool {
@@ -88,7 +95,18 @@ impl<const R: usize> GroupPrefetch<R> {
     /// For rows starting at `rows`, `row_bytes` long.
     #[inline(always)]
     pub(super) fn new(rows: [*const u8; R], row_bytes: usize) -> GroupPrefetch<R> {
-        let ahead = prefetch_distance::<R>(row_bytes);
+        Self::with_19h_ahead(rows, row_bytes, FAMILY_19H_AHEAD)
+    }
+
+    /// As [`GroupPrefetch::new`], except that on AMD family 19h a short group prefetches
+    /// `ahead_19h` bytes ahead.
+    #[inline(always)]
+    pub(super) fn with_19h_ahead(
+        rows: [*const u8; R],
+        row_bytes: usize,
+        ahead_19h: usize,
+    ) -> GroupPrefetch<R> {
+        let ahead = prefetch_distance::<R>(row_bytes, ahead_19h);
         let consecutive = (0..R).all(|r| rows[r] == rows[0].wrapping_add(r * row_bytes));
         GroupPrefetch {
             rows,

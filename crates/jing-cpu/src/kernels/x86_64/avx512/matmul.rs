@@ -1,7 +1,7 @@
 //! The matmul kernel: 4 weight rows streamed once each against up to 4 tokens, converting in
 //! registers, with software prefetch ahead of each row stream.
 
-use super::super::prefetch::GroupPrefetch;
+use super::super::prefetch::{GroupPrefetch, FAMILY_19H_AHEAD_FP8};
 use super::load::*;
 use super::{tail_mask, L};
 use crate::kernels::driver::RowGroup;
@@ -162,7 +162,8 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
     x_stride: usize,
 ) -> [[f32; T]; R] {
     let (k, width) = (g.cols, g.width);
-    let prefetch = GroupPrefetch::new(g.ptr, k); // one byte per weight
+    // One byte per weight.
+    let prefetch = GroupPrefetch::with_19h_ahead(g.ptr, k, FAMILY_19H_AHEAD_FP8);
     let mut total = [[_mm512_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
