@@ -20,8 +20,8 @@
 use super::dequant_panel::{matmul_dequant, Bf16Native};
 use super::generic;
 use super::layout::{
-    block_width, check_matmul, check_row_axpy, dt, row_bytes, scale_row, simd_code, simd_factor,
-    RowScale, FP8_X_SCALE,
+    block_width, check_matmul, check_row_axpy, dt, row_bytes, simd_code, simd_factor, RowScale,
+    FP8_X_SCALE,
 };
 use super::{OutMatrix, XKey};
 use jing_tensor::{RowLayout, Weight};
@@ -502,14 +502,13 @@ impl<'b> FusedScales<'b> {
             if !block.contains(&last) {
                 return None;
             }
-            let scales = scale_row(w, rows.start)?;
+            let scales = RowScale::of(w, rows.start, FP8_X_SCALE / FP8_FUSED_FACTOR);
             let panel = &x[tokens.start * k..tokens.end * k];
             self.buf.resize(panel.len(), 0.0);
             for (xt, dt) in panel.chunks(k).zip(self.buf.chunks_mut(k)) {
                 let blocks = xt.chunks(width).zip(dt.chunks_mut(width));
-                for ((xb, db), s) in blocks.zip(scales.chunks_exact(4)) {
-                    let s = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                    let s = s * (FP8_X_SCALE / FP8_FUSED_FACTOR);
+                for (cb, (xb, db)) in blocks.enumerate() {
+                    let s = scales.get(cb);
                     for (d, v) in db.iter_mut().zip(xb) {
                         *d = v * s;
                     }

@@ -120,10 +120,15 @@ impl<'a> RowScale<'a> {
     /// The scales of row `r` (of the view `w`), multiplied by `factor`.
     #[inline]
     pub(crate) fn of(w: &'a Weight, r: usize, factor: f32) -> RowScale<'a> {
-        RowScale {
-            bytes: scale_row(w, r).unwrap_or(&[]),
-            factor,
-        }
+        let bytes = match &w.scale {
+            Some(s) => {
+                let br = (r + s.row_offset) / s.block[0];
+                let run = s.block_cols * 4;
+                &s.data.as_slice()[br * run..(br + 1) * run]
+            }
+            None => &[],
+        };
+        RowScale { bytes, factor }
     }
 
     /// No block scales: every column block is multiplied by `factor`.
@@ -141,15 +146,6 @@ impl<'a> RowScale<'a> {
         let b = &self.bytes[cb * 4..cb * 4 + 4];
         self.factor * f32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
-}
-
-/// The block scales of row `r` of `w` (f32 little-endian, one per column block); `None` if the
-/// weight has no block scale. Rows of one scale block share the slice.
-pub(crate) fn scale_row(w: &Weight, r: usize) -> Option<&[u8]> {
-    let s = w.scale.as_ref()?;
-    let br = (r + s.row_offset) / s.block[0];
-    let run = s.block_cols * 4;
-    Some(&s.data.as_slice()[br * run..(br + 1) * run])
 }
 
 /// Columns per scale block of `w`; `None` if the weight has no block scale.

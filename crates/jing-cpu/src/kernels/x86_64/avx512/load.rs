@@ -63,10 +63,7 @@ pub(super) unsafe fn load_w_tail<const D: u8>(p: *const u8, k: usize, n: usize) 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 pub(super) fn fp8_top_byte(t: __m512i) -> __m512 {
-    _mm512_castsi512_ps(_mm512_and_si512(
-        _mm512_srai_epi32::<4>(t),
-        _mm512_set1_epi32(0x87F0_0000u32 as i32),
-    ))
+    fp8_upper_half(_mm512_srai_epi32::<4>(t))
 }
 
 /// The f32 of [`fp8_top_byte`] from 16-bit halves already shifted: each i32 lane's upper half
