@@ -7,7 +7,8 @@
 //! kernels); the prefill rate of `[1408, 2048]` at 128 tokens; and, for the 32-element types,
 //! the rate on rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`); and, where the table
 //! reads `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` rows interleaved by 16, that layout against the
-//! stored one.
+//! stored one; where it reads float rows in column panels, DeepSeek-V3's `[2048, 7168]` expert
+//! gate/up in panels against as stored.
 //!
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
@@ -262,6 +263,42 @@ fn main() {
             interleaved_rows16(d, best);
         }
     }
+    for d in [DType::BF16, DType::F8E4M3] {
+        if best.float_panels && types.contains(&d) {
+            float_panels(d, best);
+        }
+    }
+}
+
+/// bf16 or FP8 in column panels, as the backend loads float rows longer than a panel for a
+/// table that reads them so (`jing_tensor::panels`), against the rows as stored: DeepSeek-V3's
+/// expert gate/up `[2048, 7168]` from DRAM on one and two threads, and prefill (128 tokens) of
+/// 256 of its rows on one thread.
+fn float_panels(d: DType, best: KernelTable) {
+    let stored = dram_copies(d, 2048, 7168, 11);
+    let in_panels: Vec<Arc<Weight>> = stored
+        .iter()
+        .map(|w| Arc::new(w.in_panels().expect("rows longer than a panel")))
+        .collect();
+    let dram = |threads| {
+        [
+            matvec_gbs(&stored, threads, best),
+            matvec_gbs(&in_panels, threads, best),
+        ]
+    };
+    let (dram1, dram2) = (dram(1), dram(2));
+    let pre = [
+        prefill_gops(&stored[0].slice_rows(0, 256), best),
+        prefill_gops(&in_panels[0].slice_rows(0, 256), best),
+    ];
+    println!(
+        "{} in column panels (as this table loads rows longer than a panel) / as stored:",
+        d.name()
+    );
+    println!(
+        "  [2048,7168] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s; prefill m=128, 1t {:.0} / {:.0} GOP/s",
+        dram1[1], dram1[0], dram2[1], dram2[0], pre[1], pre[0]
+    );
 }
 
 /// `Q4_K`, `Q6_K`, `Q8_0` or `Q5_0` as the backend loads it for a table that reads rows interleaved by
@@ -295,16 +332,7 @@ fn interleaved_rows16(d: DType, best: KernelTable) {
     let (one, four) = (l2(1), l2(4));
     // Prefill: 128 tokens through the f32 entry point, which dequantizes the rows (taking
     // interleaved groups apart first).
-    let prefill = |w: &Weight| {
-        let (n, m) = (w.rows(), 128);
-        let x = values(3, m * w.cols());
-        let mut y = vec![0.0f32; m * n];
-        let secs = time(Duration::from_millis(900), || {
-            (best.matmul)(w, &x, m, 0..n, &OutMatrix::new(&mut y, n));
-        });
-        2.0 * (m * n * w.cols()) as f64 / secs / 1e9
-    };
-    let pre = [prefill(&small), prefill(&small_i)];
+    let pre = [prefill_gops(&small, best), prefill_gops(&small_i, best)];
     println!(
         "{} rows interleaved by 16 (as this table loads them) / as stored:",
         d.name()
@@ -313,6 +341,18 @@ fn interleaved_rows16(d: DType, best: KernelTable) {
         "  [8960,1536] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s; in L2, 1t: 1 token {:.1} / {:.1} GB/s, 4 tokens {:.1} / {:.1} GB/s; prefill m=128, 1t {:.0} / {:.0} GOP/s",
         dram1[1], dram1[0], dram[1], dram[0], one[1], one[0], four[1], four[0], pre[1], pre[0]
     );
+}
+
+/// GOP/s of 128 tokens times `w` through the table's f32 entry point on one thread, the weight
+/// in cache (prefill).
+fn prefill_gops(w: &Weight, best: KernelTable) -> f64 {
+    let (n, m) = (w.rows(), 128);
+    let x = values(3, m * w.cols());
+    let mut y = vec![0.0f32; m * n];
+    let secs = time(Duration::from_millis(900), || {
+        (best.matmul)(w, &x, m, 0..n, &OutMatrix::new(&mut y, n));
+    });
+    2.0 * (m * n * w.cols()) as f64 / secs / 1e9
 }
 
 /// GB/s of `w`'s bytes for `m` tokens at once on one thread, the weight in cache (the fastest

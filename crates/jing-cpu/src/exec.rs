@@ -168,7 +168,9 @@ impl CpuBackend {
     /// `PrepareLinear`): a copy in memory of its own, in 2 MiB pages (the file's page cache is
     /// mostly in 4 KiB pages, which slow a weight stream down: `HugeArena`), with the rows of
     /// `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` weights interleaved by 16 where the table reads them so
-    /// (`Weight::interleave_rows16`), every other weight as stored (`Weight::in_huge_pages`).
+    /// (`Weight::interleave_rows16`), float weights with rows longer than a panel in column
+    /// panels where the table has them (`Weight::in_panels`), every other weight as stored
+    /// (`Weight::in_huge_pages`).
     #[allow(
         clippy::type_complexity,
         reason = "the structural type of jing_models::PrepareLinear, which this crate does not see"
@@ -178,14 +180,11 @@ impl CpuBackend {
     ) -> Option<
         std::sync::Arc<dyn Fn(&jing_tensor::Weight) -> Option<jing_tensor::Weight> + Send + Sync>,
     > {
-        let interleave = self.kernels.interleaved_rows16;
+        let (interleave, panels) = (self.kernels.interleaved_rows16, self.kernels.float_panels);
         Some(std::sync::Arc::new(move |w: &jing_tensor::Weight| {
-            let interleaved = if interleave {
-                w.interleave_rows16()
-            } else {
-                None
-            };
-            interleaved.or_else(|| w.in_huge_pages())
+            let interleaved = interleave.then(|| w.interleave_rows16()).flatten();
+            let in_panels = || panels.then(|| w.in_panels()).flatten();
+            interleaved.or_else(in_panels).or_else(|| w.in_huge_pages())
         }))
     }
 }
@@ -694,7 +693,7 @@ pub(crate) fn softmax(row: &mut [f32]) {
 mod tests {
     use super::*;
     use jing_graph::GraphBuilder;
-    use jing_tensor::{quant, Bytes, DType, Weight};
+    use jing_tensor::{quant, Bytes, DType, RowLayout, Weight};
     use std::sync::Arc;
 
     /// A `[rows, cols]` weight of `dtype` with values from `seed`.
@@ -707,6 +706,44 @@ mod tests {
             d => Bytes::from_vec(quant::quantize(d, &v, cols)),
         };
         Arc::new(Weight::new("w", dtype, vec![rows, cols], bytes).unwrap())
+    }
+
+    /// The backend's layout for each kind of weight, and a graph on two threads over a weight
+    /// in column panels giving what it gives over the rows as stored.
+    #[test]
+    fn prepared_weights_are_laid_out_for_the_table_and_compute_the_same() {
+        let cpu = CpuBackend::new(Some(2));
+        let prepare = cpu
+            .prepare_linear()
+            .expect("the CPU backend prepares weights");
+        let long = weight(DType::F32, 128, jing_tensor::panels::PANEL_COLS + 64, 5);
+        let short = weight(DType::F32, 64, 64, 6);
+        let q8 = weight(DType::Q8_0, 32, 64, 7);
+        let table = cpu.kernels();
+        let layout = |w: &Weight| prepare(w).map(|p| p.layout);
+        let panels = table.float_panels.then_some(RowLayout::Panels);
+        let rows16 = table.interleaved_rows16.then_some(RowLayout::Q8_0Rows16);
+        assert_eq!(layout(&long), Some(panels.unwrap_or(RowLayout::Rows)));
+        assert_eq!(layout(&short), Some(RowLayout::Rows));
+        assert_eq!(layout(&q8), Some(rows16.unwrap_or(RowLayout::Rows)));
+        let logits = |w: &Arc<Weight>| {
+            let mut g = GraphBuilder::new(2);
+            let x = g.input("x", w.cols());
+            let y = g.matmul(x, w);
+            g.output("y", y);
+            let graph = g.finish();
+            let mut batch = Batch::sequence(0, 0, &[1, 2]);
+            let xs: Vec<f32> = (0..2 * w.cols()).map(|i| (i as f32 * 0.37).sin()).collect();
+            batch.inputs = vec![("x".to_string(), xs)];
+            let mut cache = KvCache::new(1, 1, 1);
+            let step = cpu.execute(&graph, &batch, &mut cache).unwrap();
+            step.get("y").unwrap().1.to_vec()
+        };
+        let stored = logits(&long);
+        let prepared = logits(&Arc::new(prepare(&long).unwrap()));
+        for (a, b) in stored.iter().zip(&prepared) {
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+        }
     }
 
     #[test]

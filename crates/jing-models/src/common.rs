@@ -12,8 +12,8 @@ pub type W = Arc<Weight>;
 
 /// A backend's rearrangement of a matmul weight for its kernels, applied as the weight loads:
 /// `None` keeps the weight as stored (see `CpuBackend::prepare_linear`, which copies weights
-/// into 2 MiB pages and interleaves the rows of `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` weights
-/// where its kernels read them so).
+/// into 2 MiB pages, interleaves the rows of `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` weights and puts
+/// long float rows in column panels where its kernels read them so).
 pub type PrepareLinear = Arc<dyn Fn(&Weight) -> Option<Weight> + Send + Sync>;
 
 /// Reads tensors from a store, checking shapes and counting bytes.

@@ -6,6 +6,7 @@ mod bytes;
 mod dtype;
 mod fp8;
 pub mod huge_pages;
+pub mod panels;
 pub mod quant;
 mod weight;
 

@@ -1,3 +1,4 @@
+use crate::panels;
 use crate::quant::{q4_k_rows16, q5_0_rows16, q6_k_rows16, q8_0_rows16};
 use crate::{decode_to_f32, Bytes, DType};
 use std::borrow::Cow;
@@ -73,9 +74,12 @@ pub enum RowLayout {
     Q8_0Rows16,
     /// `Q5_0` rows interleaved by 16 ([`crate::quant::q5_0_rows16`]).
     Q5_0Rows16,
+    /// Float rows (f32, f16, bf16, FP8) in groups of 64, column panel by column panel
+    /// ([`crate::panels`]).
+    Panels,
 }
 
-/// Rows per group of the interleaved layouts.
+/// Rows per group of the interleaved layouts of GGUF block types.
 pub const INTERLEAVED_ROWS: usize = 16;
 
 impl RowLayout {
@@ -90,24 +94,35 @@ impl RowLayout {
         }
     }
 
-    /// The 16 stored rows of one interleaved `group` into `rows` (the same length). Panics
-    /// for [`RowLayout::Rows`].
-    pub fn unpack_group(self, group: &[u8], rows: &mut [u8]) {
+    /// Rows per group: [`INTERLEAVED_ROWS`], [`panels::ROWS`], or 1 for [`RowLayout::Rows`].
+    pub fn group(self) -> usize {
+        match self {
+            RowLayout::Rows => 1,
+            RowLayout::Panels => panels::ROWS,
+            _ => INTERLEAVED_ROWS,
+        }
+    }
+
+    /// The stored rows of one interleaved `group` ([`RowLayout::group`] of them, elements of
+    /// `dtype`) into `rows` (the same length). Panics for [`RowLayout::Rows`].
+    pub fn unpack_group(self, dtype: DType, group: &[u8], rows: &mut [u8]) {
         match self {
             RowLayout::Q4KRows16 => q4_k_rows16::unpack_group(group, rows),
             RowLayout::Q6KRows16 => q6_k_rows16::unpack_group(group, rows),
             RowLayout::Q8_0Rows16 => q8_0_rows16::unpack_group(group, rows),
             RowLayout::Q5_0Rows16 => q5_0_rows16::unpack_group(group, rows),
+            RowLayout::Panels => panels::unpack_group(dtype.size(), group, rows),
             RowLayout::Rows => panic!("unpack_group of rows that are not interleaved"),
         }
     }
 
-    fn pack_group(self, rows: &[u8], group: &mut [u8]) {
+    fn pack_group(self, dtype: DType, rows: &[u8], group: &mut [u8]) {
         match self {
             RowLayout::Q4KRows16 => q4_k_rows16::pack_group(rows, group),
             RowLayout::Q6KRows16 => q6_k_rows16::pack_group(rows, group),
             RowLayout::Q8_0Rows16 => q8_0_rows16::pack_group(rows, group),
             RowLayout::Q5_0Rows16 => q5_0_rows16::pack_group(rows, group),
+            RowLayout::Panels => panels::pack_group(dtype.size(), rows, group),
             RowLayout::Rows => group.copy_from_slice(rows),
         }
     }
@@ -123,7 +138,8 @@ pub struct Weight {
     pub shape: Vec<usize>,
     pub data: Bytes,
     pub scale: Option<BlockScale>,
-    /// How the rows lie in `data` (rearranged only by [`Weight::interleave_rows16`]).
+    /// How the rows lie in `data` (rearranged only by [`Weight::interleave_rows16`] and
+    /// [`Weight::in_panels`]).
     pub layout: RowLayout,
 }
 
@@ -259,22 +275,26 @@ impl Weight {
     pub fn row(&self, r: usize) -> Cow<'_, [u8]> {
         match self.layout {
             RowLayout::Rows => Cow::Borrowed(self.row_data(r)),
-            _ => {
+            layout => {
                 let mut rows = Vec::new();
-                self.group_rows(r / INTERLEAVED_ROWS, &mut rows);
-                let (n, at) = (self.row_bytes(), (r % INTERLEAVED_ROWS) * self.row_bytes());
+                self.group_rows(r / layout.group(), &mut rows);
+                let (n, at) = (self.row_bytes(), (r % layout.group()) * self.row_bytes());
                 Cow::Owned(rows[at..at + n].to_vec())
             }
         }
     }
 
-    /// Rows `16g..16g + 16` of interleaved rows as a checkpoint stores them, back to back in
-    /// `rows` (resized). Panics for [`RowLayout::Rows`].
+    /// Rows `16g..16g + 16` of interleaved rows (`64g..64g + 64` in
+    /// [`RowLayout::Panels`]) as a checkpoint stores them, back to back in `rows` (resized).
+    /// Panics for [`RowLayout::Rows`].
     pub fn group_rows(&self, g: usize, rows: &mut Vec<u8>) {
-        let span = INTERLEAVED_ROWS * self.row_bytes();
+        let span = self.layout.group() * self.row_bytes();
         rows.resize(span, 0);
-        self.layout
-            .unpack_group(&self.data.as_slice()[g * span..(g + 1) * span], rows);
+        self.layout.unpack_group(
+            self.dtype,
+            &self.data.as_slice()[g * span..(g + 1) * span],
+            rows,
+        );
     }
 
     /// This `Q4_K`, `Q6_K`, `Q8_0` or `Q5_0` weight with its rows interleaved by 16
@@ -293,28 +313,59 @@ impl Weight {
         if !fits {
             return None;
         }
+        Some(self.rearranged(layout))
+    }
+
+    /// This f32, f16, bf16 or FP8 weight in groups of 64 rows, column panel by column panel
+    /// ([`RowLayout::Panels`]), in memory of its own as [`Weight::interleave_rows16`] puts it;
+    /// block scales stay as they are (they go by row and column, not by byte). `None` for any
+    /// other weight: another dtype, a row count that is not a multiple of 64, rows of one panel
+    /// or less (they would stay as they are), scale blocks that do not tile a panel, already
+    /// rearranged.
+    pub fn in_panels(&self) -> Option<Weight> {
+        let float = matches!(
+            self.dtype,
+            DType::F32 | DType::F16 | DType::BF16 | DType::F8E4M3
+        );
+        let scale_fits = self
+            .scale
+            .as_ref()
+            .is_none_or(|s| s.block[1] > 0 && panels::PANEL_COLS.is_multiple_of(s.block[1]));
+        let fits = float
+            && self.shape.len() == 2
+            && self.rows() > 0
+            && self.rows().is_multiple_of(panels::ROWS)
+            && self.cols() > panels::PANEL_COLS
+            && scale_fits
+            && self.layout == RowLayout::Rows;
+        fits.then(|| self.rearranged(RowLayout::Panels))
+    }
+
+    /// This weight (rows as stored) with its rows rearranged into `layout`, in memory of its
+    /// own.
+    fn rearranged(&self, layout: RowLayout) -> Weight {
         // In the process's arena of huge pages (a weight of a few MiB in memory of its own
         // would sit in 4 KiB pages, see `HugeArena`), or, where no memory can be mapped for
         // it, on the heap.
         let data = match crate::huge_pages::HugeArena::global().alloc(self.data.len()) {
             Ok(mut piece) => {
-                self.pack_rows16(layout, piece.as_mut_slice());
+                self.pack_rows(layout, piece.as_mut_slice());
                 piece.freeze()
             }
             Err(_) => {
                 let mut out = vec![0u8; self.data.len()];
-                self.pack_rows16(layout, &mut out);
+                self.pack_rows(layout, &mut out);
                 Bytes::from_vec(out)
             }
         };
-        Some(Weight {
+        Weight {
             name: self.name.clone(),
             dtype: self.dtype,
             shape: self.shape.clone(),
             data,
-            scale: None,
+            scale: self.scale.clone(),
             layout,
-        })
+        }
     }
 
     /// This weight as it is, its bytes copied into memory of its own in 2 MiB pages (a piece of
@@ -332,9 +383,9 @@ impl Weight {
         })
     }
 
-    /// This weight's rows, interleaved by 16 in `layout`, into `out` (as long as the weight).
-    fn pack_rows16(&self, layout: RowLayout, out: &mut [u8]) {
-        let span = INTERLEAVED_ROWS * self.row_bytes();
+    /// This weight's rows, interleaved in `layout`, into `out` (as long as the weight).
+    fn pack_rows(&self, layout: RowLayout, out: &mut [u8]) {
+        let span = layout.group() * self.row_bytes();
         // On every core: a big model has hundreds of GB of these, read from its file here.
         let groups = self.data.len() / span;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -348,7 +399,7 @@ impl Weight {
             {
                 s.spawn(move || {
                     for (rows, group) in src.chunks_exact(span).zip(dst.chunks_exact_mut(span)) {
-                        layout.pack_group(rows, group);
+                        layout.pack_group(self.dtype, rows, group);
                     }
                 });
             }
@@ -356,16 +407,15 @@ impl Weight {
     }
 
     /// Rows `start..end` as a zero-copy view with shape `[end - start, cols]` (for interleaved
-    /// rows, `start` and `end` must be multiples of 16).
+    /// rows, `start` and `end` must be multiples of the group, [`RowLayout::group`]).
     pub fn slice_rows(&self, start: usize, end: usize) -> Weight {
         assert!(start <= end && end <= self.rows(), "row slice out of range");
-        if self.layout != RowLayout::Rows {
-            assert!(
-                start.is_multiple_of(INTERLEAVED_ROWS) && end.is_multiple_of(INTERLEAVED_ROWS),
-                "{}: rows {start}..{end} cut a group of 16 interleaved rows",
-                self.name
-            );
-        }
+        let g = self.layout.group();
+        assert!(
+            start.is_multiple_of(g) && end.is_multiple_of(g),
+            "{}: rows {start}..{end} cut a group of {g} interleaved rows",
+            self.name
+        );
         let row_bytes = self.row_bytes();
         let mut scale = self.scale.clone();
         if let Some(s) = scale.as_mut() {
@@ -382,7 +432,7 @@ impl Weight {
     }
 
     /// Dequantize row `r` into `out` (`out.len() == cols`). The plain path every kernel is
-    /// checked against, and an embedding lookup's (rows interleaved by 16 are taken apart in
+    /// checked against, and an embedding lookup's (interleaved rows are taken apart in
     /// a buffer of this thread's, which a decode step then does not allocate).
     pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
         let cols = self.cols();
@@ -395,8 +445,9 @@ impl Weight {
                         const { std::cell::RefCell::new(Vec::new()) };
                 }
                 GROUP.with_borrow_mut(|rows| {
-                    self.group_rows(r / INTERLEAVED_ROWS, rows);
-                    let (n, at) = (self.row_bytes(), (r % INTERLEAVED_ROWS) * self.row_bytes());
+                    let g = self.layout.group();
+                    self.group_rows(r / g, rows);
+                    let (n, at) = (self.row_bytes(), (r % g) * self.row_bytes());
                     decode_to_f32(self.dtype, &rows[at..at + n], out)
                 })
             }

@@ -23,7 +23,7 @@ use super::driver::{Isa, RowGroup, MAX_TOKENS, ROWS};
 use super::layout::{dt, RowScale};
 use super::OutMatrix;
 use jing_tensor::quant::dequantize_row;
-use jing_tensor::{bf16_to_f32, DType, RowLayout, Weight, INTERLEAVED_ROWS};
+use jing_tensor::{bf16_to_f32, DType, RowLayout, Weight};
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -112,7 +112,7 @@ impl GroupRows {
         if w.layout == RowLayout::Rows {
             return w.row_data(r);
         }
-        let (rb, g) = (w.row_bytes(), INTERLEAVED_ROWS);
+        let (rb, g) = (w.row_bytes(), w.layout.group());
         let key = (w.data.as_slice().as_ptr() as usize, r / g);
         if self.at != Some(key) {
             w.group_rows(key.1, &mut self.rows);

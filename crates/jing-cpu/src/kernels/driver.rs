@@ -16,6 +16,11 @@
 //!
 //! Both keep the block-scale grouping of the generic version: each column block is accumulated
 //! on its own and multiplied by its scale before being added to the total.
+//!
+//! Rows longer than a panel may be stored in column panels ([`RowLayout::Panels`]): then each
+//! group of 64 rows goes panel by panel, 4 rows at a time against the panel's 2048 columns of
+//! `x`, the first panel's sums written and the others' added (so the sum of a row is the sum of
+//! its panels' sums), and each piece of `x` stays in L1 over the group's 64 rows.
 
 use super::dequant_panel::{matmul_dequant, Bf16Native};
 use super::generic;
@@ -24,7 +29,7 @@ use super::layout::{
     FP8_X_SCALE,
 };
 use super::{OutMatrix, XKey};
-use jing_tensor::{RowLayout, Weight};
+use jing_tensor::{panels, RowLayout, Weight};
 use std::ops::Range;
 
 /// `x` in the layout an [`Isa::prepare_x`] chose, and what it is of.
@@ -353,77 +358,147 @@ impl Problem<'_, '_> {
                 && self.w.scale.is_some()
                 && I::fuses_fp8_scales(width))
             .then(|| FusedScales::new(scaled));
+            // Rows go by blocks, each in one scale block (for `FusedScales`): a group of 64 in
+            // panels, 4 rows as stored.
+            let block = match self.stored.panels {
+                true => panels::ROWS,
+                false => ROWS,
+            };
             let panel = (PANEL_BYTES / (4 * k)).max(1).div_ceil(MAX_TOKENS) * MAX_TOKENS;
             for p0 in (0..self.m).step_by(panel) {
                 let tokens = p0..self.m.min(p0 + panel);
-                let mut n = self.rows.start;
-                while n < self.rows.end {
-                    let r = if n + ROWS <= self.rows.end { ROWS } else { 1 };
-                    // This group's rows in one scale block: `x` times that block's scales.
-                    let fused_x = fused.as_mut().and_then(|f| {
-                        let rows = n..n + r;
-                        f.x_for(self.w, rows, x, k, width, tokens.clone())
-                    });
-                    let (x, width, factor, fused) = match fused_x {
-                        Some(xs) => (xs, k, FP8_FUSED_FACTOR, true),
-                        None => (x, width, factor, false),
+                let mut b0 = self.rows.start;
+                while b0 < self.rows.end {
+                    let b1 = self.rows.end.min((b0 / block + 1) * block);
+                    // The block's rows in one scale block: `x` times that block's scales.
+                    let fused_x = fused
+                        .as_mut()
+                        .and_then(|f| f.x_for(self.w, b0..b1, x, k, width, tokens.clone()));
+                    let against = match fused_x {
+                        Some(xs) => Against {
+                            x: xs,
+                            width: k,
+                            factor: FP8_FUSED_FACTOR,
+                            fused: true,
+                        },
+                        None => Against {
+                            x,
+                            width,
+                            factor,
+                            fused: false,
+                        },
                     };
-                    // SAFETY: (both) forwarded from the caller; rows n..n+r are within `rows`;
-                    // a fused `x` is the panel `tokens` of `[m, K]`, laid out as `x` is.
-                    unsafe {
-                        if r == ROWS {
-                            self.row_group::<I, D, ROWS>(n, width, factor, fused, x, &tokens)
-                        } else {
-                            self.row_group::<I, D, 1>(n, width, factor, fused, x, &tokens)
+                    // Column panels of the block in turn, each against its piece of `x`
+                    // (one panel of all K for rows as stored).
+                    let cols = if self.stored.panels {
+                        panels::PANEL_COLS
+                    } else {
+                        k
+                    };
+                    for k0 in (0..k).step_by(cols) {
+                        let part = Part {
+                            k0,
+                            cols: cols.min(k - k0),
+                            add: k0 > 0,
+                        };
+                        let mut n = b0;
+                        while n < b1 {
+                            let r = if n + ROWS <= b1 { ROWS } else { 1 };
+                            // SAFETY: (both) forwarded from the caller; rows n..n+r are within
+                            // `rows`; a fused `x` is the panel `tokens` of `[m, K]`, laid out
+                            // as `x` is; `part` is columns of K.
+                            unsafe {
+                                if r == ROWS {
+                                    self.row_group::<I, D, ROWS>(n, &part, &against, &tokens)
+                                } else {
+                                    self.row_group::<I, D, 1>(n, &part, &against, &tokens)
+                                }
+                            };
+                            n += r;
                         }
-                    };
-                    n += r;
+                    }
+                    b0 = b1;
                 }
             }
         })
     }
 
-    /// Rows `n..n + R` times the tokens `tokens` of `x`, written to `y`. With `fused`, `x`
-    /// holds only the panel `tokens`, already times the rows' block scales (see
-    /// [`FusedScales`]), and `factor` is the one multiplier of every row.
+    /// Rows `n..n + R` times the tokens `tokens` of `a.x`, over the columns of `part`, written
+    /// to `y` (added to it, for a part after the first).
     ///
     /// # Safety
-    /// As [`Problem::run`]; `n + R <= rows.end`; `tokens` within `0..m`; `x` is `[m, K]` (or
-    /// the panel, when `fused`) in the layout `factor` belongs to.
+    /// As [`Problem::run`]; `n + R <= rows.end`; `tokens` within `0..m`; `a.x` is `[m, K]` (or
+    /// the panel `tokens`, when `a.fused`) in the layout `a.factor` belongs to; `part` is
+    /// columns of K and, unless it is all of them, whole scale blocks.
     unsafe fn row_group<I: Isa, const D: u8, const R: usize>(
         &self,
         n: usize,
-        width: usize,
-        factor: f32,
-        fused: bool,
-        x: &[f32],
+        part: &Part,
+        a: &Against<'_>,
         tokens: &Range<usize>,
     ) {
+        let Against {
+            x,
+            width,
+            factor,
+            fused,
+        } = *a;
+        // One block of K columns (unscaled, or fused): one block of the part's.
+        let (width, cb0) = match width >= self.k {
+            true => (part.cols, 0),
+            false => (width, part.k0 / width),
+        };
         let g = RowGroup::<R> {
-            ptr: std::array::from_fn(|r| self.stored.row(n + r).as_ptr()),
+            ptr: std::array::from_fn(|r| self.stored.row(n + r, part.k0)),
             scale: std::array::from_fn(|r| match fused {
                 true => RowScale::unscaled(factor),
-                false => RowScale::of(self.w, n + r, factor),
+                false => RowScale::of(self.w, n + r, factor).skip_blocks(cb0),
             }),
-            cols: self.k,
+            cols: part.cols,
             width,
         };
         let first = if fused { tokens.start } else { 0 };
         for t0 in tokens.clone().step_by(MAX_TOKENS) {
             let count = MAX_TOKENS.min(tokens.end - t0);
-            let xt = x[(t0 - first) * self.k..].as_ptr();
-            // SAFETY: the CPU has the features (caller); `g` holds R whole rows of `w`; tokens
-            // t0..t0 + count of `x` have K values each.
+            let xt = x[(t0 - first) * self.k + part.k0..].as_ptr();
+            // SAFETY: the CPU has the features (caller); `g` holds R rows of `w`, the part's
+            // columns of each; tokens t0..t0 + count of `x` have the part's columns each.
             let out = unsafe { I::dot_rows::<D, R>(&g, xt, self.k, count) };
             for (r, per_token) in out.iter().enumerate() {
                 for (i, &v) in per_token[..count].iter().enumerate() {
                     // SAFETY: the caller owns columns `rows` of `y` (MatmulFn contract), and
                     // `n + r` is one of them.
-                    unsafe { self.y.write(t0 + i, n + r, v) };
+                    unsafe {
+                        match part.add {
+                            true => self.y.add(t0 + i, n + r, v),
+                            false => self.y.write(t0 + i, n + r, v),
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// The `x` a block of rows is multiplied against.
+#[derive(Clone, Copy)]
+struct Against<'x> {
+    /// `[m, K]` in the ISA's layout ([`Isa::prepare_x`]), or, when `fused`, the token panel
+    /// times the rows' block scales ([`FusedScales`]).
+    x: &'x [f32],
+    /// Columns per scale block (K when one block).
+    width: usize,
+    /// What the rows' scales are multiplied by (with `fused`, the one multiplier of every
+    /// row).
+    factor: f32,
+    fused: bool,
+}
+
+/// The columns `k0..k0 + cols` of a matmul, and whether earlier columns were summed already.
+struct Part {
+    k0: usize,
+    cols: usize,
+    add: bool,
 }
 
 /// A weight's stored rows, looked up once per matmul call: `Weight::row_data` for each row of
@@ -432,27 +507,39 @@ impl Problem<'_, '_> {
 struct StoredRows<'a> {
     data: &'a [u8],
     row_len: usize,
+    size: usize,
+    /// Whether the rows are [`RowLayout::Panels`] (or as stored).
+    panels: bool,
 }
 
 impl<'a> StoredRows<'a> {
     fn of(w: &'a Weight) -> Self {
-        assert_eq!(
-            w.layout,
-            RowLayout::Rows,
-            "{}: the float kernels read rows as stored",
-            w.name
-        );
+        let panels = match w.layout {
+            RowLayout::Rows => false,
+            RowLayout::Panels => true,
+            other => panic!("{}: the float kernels do not read {other:?}", w.name),
+        };
         let row_len = w.row_bytes();
         StoredRows {
             data: &w.data.as_slice()[..w.rows() * row_len],
             row_len,
+            size: w.dtype.size(),
+            panels,
         }
     }
 
-    /// The bytes of row `r` (as `row_bytes(w, r)`).
+    /// Where row `r` starts at column `k0` ([`RowGroup::ptr`]; in panels, `k0` starts one).
     #[inline]
-    fn row(&self, r: usize) -> &'a [u8] {
-        &self.data[r * self.row_len..(r + 1) * self.row_len]
+    fn row(&self, r: usize, k0: usize) -> *const u8 {
+        let o = k0 * self.size;
+        let at = match self.panels {
+            false => r * self.row_len + o,
+            true => {
+                let group = r / panels::ROWS * panels::ROWS * self.row_len;
+                group + panels::at(r % panels::ROWS, o, self.row_len, self.size)
+            }
+        };
+        self.data[at..].as_ptr()
     }
 }
 

@@ -137,6 +137,14 @@ impl<'a> RowScale<'a> {
         RowScale { bytes: &[], factor }
     }
 
+    /// The same scales without the first `cb0` column blocks: its block `cb` is this one's
+    /// `cb0 + cb`.
+    #[inline]
+    pub(crate) fn skip_blocks(self, cb0: usize) -> RowScale<'a> {
+        let bytes = self.bytes.get(cb0 * 4..).unwrap_or(&[]);
+        RowScale { bytes, ..self }
+    }
+
     /// Multiplier of column block `cb`.
     #[inline(always)]
     pub(crate) fn get(&self, cb: usize) -> f32 {

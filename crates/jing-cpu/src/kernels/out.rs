@@ -70,4 +70,16 @@ impl<'a> OutMatrix<'a> {
         // SAFETY: bounds checked in debug builds; the caller guarantees exclusive access.
         unsafe { *self.ptr.add(idx) = v }
     }
+
+    /// Add `v` to `(i, n)`.
+    ///
+    /// # Safety
+    /// As [`OutMatrix::write`].
+    #[inline(always)]
+    pub unsafe fn add(&self, i: usize, n: usize, v: f32) {
+        let idx = i * self.ld + n;
+        debug_assert!(idx < self.len);
+        // SAFETY: bounds checked in debug builds; the caller guarantees exclusive access.
+        unsafe { *self.ptr.add(idx) += v }
+    }
 }

@@ -70,6 +70,11 @@ pub struct KernelTable {
     /// (`jing_tensor::RowLayout::interleaved`), so that the backend interleaves such weights as
     /// they load. Every table computes with them (the generic kernel takes them apart).
     pub interleaved_rows16: bool,
+    /// Whether the backend loads float weights with rows longer than a panel in column panels
+    /// (`jing_tensor::RowLayout::Panels`), which `matmul` reads panel by panel so that each
+    /// piece of `x` stays in L1. Every table computes with them (the generic kernel takes them
+    /// apart).
+    pub float_panels: bool,
 }
 
 impl KernelTable {
@@ -85,6 +90,7 @@ impl KernelTable {
             rows_dot: generic::rows_dot,
             rows_axpy: generic::rows_axpy,
             interleaved_rows16: false,
+            float_panels: false,
         }
     }
 

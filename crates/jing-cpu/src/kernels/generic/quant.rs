@@ -29,7 +29,7 @@ use super::super::OutMatrix;
 use jing_tensor::quant::iq::{self, Decode};
 use jing_tensor::quant::unpack_scales_mins_k4;
 use jing_tensor::quant::{q2_k, q3_k, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0, q8_k};
-use jing_tensor::{f16_to_f32, DType, RowLayout, Weight, INTERLEAVED_ROWS};
+use jing_tensor::{f16_to_f32, DType, RowLayout, Weight};
 use std::ops::Range;
 
 /// A row's dot product with one token's quantized activations.
@@ -369,7 +369,7 @@ pub fn matmul_q(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutMatrix) {
     match w.layout {
         RowLayout::Rows => rows.for_each(|n| row_dots(n, w.row_data(n))),
         _ => {
-            let (rb, g) = (w.row_bytes(), INTERLEAVED_ROWS);
+            let (rb, g) = (w.row_bytes(), w.layout.group());
             let mut group = Vec::new();
             for n in rows {
                 if n % g == 0 || group.is_empty() {

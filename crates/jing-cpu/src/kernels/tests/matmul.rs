@@ -38,7 +38,7 @@ pub(super) fn run(t: &KernelTable, w: &Weight, x: &[f32], m: usize) -> Vec<f32> 
 }
 
 /// Checks every table against the f64 reference and the generic table, within [`bound`].
-fn check_all(w: &Weight, x: &[f32], m: usize, what: &str) {
+pub(super) fn check_all(w: &Weight, x: &[f32], m: usize, what: &str) {
     let k = w.cols();
     let want = reference(w, x, m);
     let generic = run(&KernelTable::generic(), w, x, m);

@@ -6,6 +6,7 @@ mod dequant_panel;
 mod fp8;
 mod interleaved;
 mod matmul;
+mod panels;
 mod quant;
 mod util;
 mod vector;

@@ -48,6 +48,8 @@ pub(crate) fn table() -> Option<KernelTable> {
         rows_dot,
         rows_axpy,
         interleaved_rows16: false,
+        // Not measured on an ARM CPU yet.
+        float_panels: false,
     })
 }
 
@@ -65,6 +67,8 @@ pub(crate) fn table_dotprod() -> Option<KernelTable> {
         rows_dot,
         rows_axpy,
         interleaved_rows16: false,
+        // Not measured on an ARM CPU yet.
+        float_panels: false,
     })
 }
 

@@ -45,6 +45,7 @@ pub(crate) fn table() -> Option<KernelTable> {
         rows_dot,
         rows_axpy,
         interleaved_rows16: false,
+        float_panels: true,
     })
 }
 

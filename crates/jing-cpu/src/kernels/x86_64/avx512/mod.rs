@@ -56,6 +56,7 @@ pub(crate) fn table() -> Option<KernelTable> {
         rows_axpy,
         // The 512-bit VNNI kernel of `quant::rows16`.
         interleaved_rows16: vnni,
+        float_panels: true,
     })
 }
 
