@@ -5,6 +5,7 @@ Run (deterministic, ~1 min on 2 CPU cores, no network, no downloads):
 
     /work/.venv-fixtures/bin/python scripts/make_fixtures.py            # writes tests/fixtures/
     /work/.venv-fixtures/bin/python scripts/make_fixtures.py --shape v2-lite --out /tmp/v2l --layers 2
+    /work/.venv-fixtures/bin/python scripts/make_fixtures.py --shape v3 --out /tmp/v3 --layers 4 --experts 16 --fp8
     /work/.venv-fixtures/bin/python scripts/make_fixtures.py --gguf-only    # only the GGUF files
 
 Pinned environment: scripts/requirements-fixtures.txt (torch 2.15.0, transformers 5.23.0,
@@ -2708,11 +2709,24 @@ V2_LITE_SHAPE = dict(
 )
 
 
-def write_v2_lite_shape(out, n_layers, layers_per_shard=2, seed=1234, fp8=False):
-    """Random checkpoint with DeepSeek-V2-Lite's real shapes, streamed layer by layer: bf16, or
-    with fp8=True the projection and expert weights in DeepSeek's block FP8 (e4m3 codes plus a
-    `weight_scale_inv` per 128x128 block; embeddings, norms, router and lm_head stay bf16)."""
-    s = dict(V2_LITE_SHAPE, layers=n_layers)
+V3_SHAPE = dict(
+    hidden=7168, inter=18432, moe_inter=2048, layers=61, heads=128, q_lora=1536, kv_lora=512, qk_nope=128,
+    qk_rope=64, v_head=128, experts=256, top_k=8, shared=1, vocab=129280, first_dense=3, n_group=8,
+    topk_group=4, version=3,
+)
+
+
+def write_v2_lite_shape(out, n_layers, layers_per_shard=2, seed=1234, fp8=False, shape=None, experts=None):
+    """Random checkpoint with DeepSeek-V2-Lite's real shapes (or `shape`, e.g. V3_SHAPE), streamed
+    layer by layer: bf16, or with fp8=True the projection and expert weights in DeepSeek's block
+    FP8 (e4m3 codes plus a `weight_scale_inv` per 128x128 block; embeddings, norms, router and
+    lm_head stay bf16). `experts` overrides the routed expert count (DeepSeek-V3's 256 take 11
+    GiB a layer in FP8: fewer keep a few MoE layers within a small machine's memory, with every
+    row and column length as in the real model)."""
+    s = dict(shape or V2_LITE_SHAPE, layers=n_layers)
+    if experts:
+        s["experts"] = experts
+    v3 = s.get("version") == 3
     os.makedirs(out, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
     H, V = s["hidden"], s["vocab"]
@@ -2742,7 +2756,12 @@ def write_v2_lite_shape(out, n_layers, layers_per_shard=2, seed=1234, fp8=False)
         t = {p + "input_layernorm.weight": norm(H),
              p + "self_attn.kv_a_layernorm.weight": norm(s["kv_lora"]),
              p + "post_attention_layernorm.weight": norm(H)}
-        t.update(proj(p + "self_attn.q_proj.weight", lin(s["heads"] * qk, H)))
+        if s["q_lora"]:
+            t[p + "self_attn.q_a_layernorm.weight"] = norm(s["q_lora"])
+            t.update(proj(p + "self_attn.q_a_proj.weight", lin(s["q_lora"], H)))
+            t.update(proj(p + "self_attn.q_b_proj.weight", lin(s["heads"] * qk, s["q_lora"])))
+        else:
+            t.update(proj(p + "self_attn.q_proj.weight", lin(s["heads"] * qk, H)))
         t.update(proj(p + "self_attn.kv_a_proj_with_mqa.weight", lin(s["kv_lora"] + s["qk_rope"], H)))
         t.update(proj(p + "self_attn.kv_b_proj.weight",
                       lin(s["heads"] * (s["qk_nope"] + s["v_head"]), s["kv_lora"])))
@@ -2751,6 +2770,9 @@ def write_v2_lite_shape(out, n_layers, layers_per_shard=2, seed=1234, fp8=False)
             t.update(mlp(p + "mlp.", s["inter"]))
         else:
             t[p + "mlp.gate.weight"] = lin(s["experts"], H, 2.0)
+            if v3:
+                bias = 0.01 * torch.randn(s["experts"], generator=gen, dtype=torch.float32)
+                t[p + "mlp.gate.e_score_correction_bias"] = bias
             for e in range(s["experts"]):
                 t.update(mlp(p + f"mlp.experts.{e}.", s["moe_inter"]))
             t.update(mlp(p + "mlp.shared_experts.", s["moe_inter"] * s["shared"]))
@@ -2793,6 +2815,15 @@ def write_v2_lite_shape(out, n_layers, layers_per_shard=2, seed=1234, fp8=False)
                          "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707},
         "bos_token_id": 0, "eos_token_id": 1, "torch_dtype": "bfloat16", "use_cache": True,
     }
+    if v3:
+        cfg.update({
+            "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "q_lora_rank": s["q_lora"],
+            "first_k_dense_replace": s["first_dense"], "topk_method": "noaux_tc", "scoring_func": "sigmoid",
+            "n_group": s["n_group"], "topk_group": s["topk_group"], "norm_topk_prob": True,
+            "routed_scaling_factor": 2.5, "num_nextn_predict_layers": 0,
+            "rope_scaling": {"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+                             "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0},
+        })
     if fp8:
         cfg["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                                       "weight_block_size": [128, 128]}
@@ -2864,11 +2895,13 @@ def write_qwen25_15b_shape(out, n_layers, seed=4321):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shape", choices=["v2-lite", "qwen2.5-1.5b"],
+    ap.add_argument("--shape", choices=["v2-lite", "v3", "qwen2.5-1.5b"],
                     help="write a benchmark-shape random checkpoint instead")
     ap.add_argument("--out", help="output directory for --shape")
     ap.add_argument("--layers", type=int, default=None, help="number of layers for --shape (default: real)")
     ap.add_argument("--fp8", action="store_true", help="with --shape: store projections in DeepSeek block FP8")
+    ap.add_argument("--experts", type=int, default=None,
+                    help="with --shape v2-lite or v3: routed experts per MoE layer (default: real)")
     ap.add_argument("--only", nargs="*", help="only these fixtures (names), tokenizer always written")
     ap.add_argument("--gguf-only", action="store_true",
                     help="only (re)write the GGUF files and golden-gguf.json of the committed fixture folders")
@@ -2880,8 +2913,12 @@ def main():
             ap.error("--shape needs --out DIR")
         if args.shape == "qwen2.5-1.5b":
             write_qwen25_15b_shape(args.out, args.layers or QWEN25_15B_SHAPE["layers"])
+        elif args.shape == "v3":
+            write_v2_lite_shape(args.out, args.layers or V3_SHAPE["layers"], fp8=args.fp8, shape=V3_SHAPE,
+                                experts=args.experts)
         else:
-            write_v2_lite_shape(args.out, args.layers or V2_LITE_SHAPE["layers"], fp8=args.fp8)
+            write_v2_lite_shape(args.out, args.layers or V2_LITE_SHAPE["layers"], fp8=args.fp8,
+                                experts=args.experts)
         return
 
     t0 = time.time()

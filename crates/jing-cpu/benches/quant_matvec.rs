@@ -8,7 +8,7 @@
 //! the rate on rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`); and, where the table
 //! reads `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` rows interleaved by 16, that layout against the
 //! stored one; where it reads float rows in column panels, DeepSeek-V3's `[2048, 7168]` expert
-//! gate/up in panels against as stored.
+//! gate/up in panels against as stored (and FP8's against `Q8_0`'s).
 //!
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
@@ -299,6 +299,20 @@ fn float_panels(d: DType, best: KernelTable) {
         "  [2048,7168] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s; prefill m=128, 1t {:.0} / {:.0} GOP/s",
         dram1[1], dram1[0], dram2[1], dram2[0], pre[1], pre[0]
     );
+    drop((stored, in_panels));
+    // FP8 against `Q8_0` on the same shape, as this table loads each (one byte per weight
+    // both; the goal is FP8 at `Q8_0`'s rate).
+    if d == DType::F8E4M3 {
+        let q8: Vec<Arc<Weight>> = dram_copies(DType::Q8_0, 2048, 7168, 11)
+            .iter()
+            .map(|w| match best.interleaved_rows16 {
+                true => Arc::new(w.interleave_rows16().expect("rows of 16")),
+                false => w.clone(),
+            })
+            .collect();
+        let (q1, q2) = (matvec_gbs(&q8, 1, best), matvec_gbs(&q8, 2, best));
+        println!("  q8_0 [2048,7168] as this table loads it: 1t {q1:.1} GB/s, 2t {q2:.1} GB/s");
+    }
 }
 
 /// `Q4_K`, `Q6_K`, `Q8_0` or `Q5_0` as the backend loads it for a table that reads rows interleaved by
