@@ -56,10 +56,18 @@ pub fn unpack_group(size: usize, group: &[u8], rows: &mut [u8]) {
     let rb = group.len() / ROWS;
     assert!(group.len() == ROWS * rb && rows.len() == group.len());
     for (r, row) in rows.chunks_exact_mut(rb).enumerate() {
-        for (p, piece) in row.chunks_mut(PANEL_COLS * size).enumerate() {
-            let from = at(r, p * PANEL_COLS * size, rb, size);
-            piece.copy_from_slice(&group[from..from + piece.len()]);
-        }
+        gather_row(size, group, r, row);
+    }
+}
+
+/// Row `r` of one `group`, as stored, into `row` (a row's bytes): its pieces, without taking
+/// the other rows apart.
+pub fn gather_row(size: usize, group: &[u8], r: usize, row: &mut [u8]) {
+    let rb = row.len();
+    assert!(group.len() == ROWS * rb && r < ROWS);
+    for (p, piece) in row.chunks_mut(PANEL_COLS * size).enumerate() {
+        let from = at(r, p * PANEL_COLS * size, rb, size);
+        piece.copy_from_slice(&group[from..from + piece.len()]);
     }
 }
 
@@ -86,6 +94,11 @@ mod tests {
             let mut back = vec![0u8; rows.len()];
             unpack_group(size, &group, &mut back);
             assert_eq!(back, rows, "size {size}");
+            for (r, want) in rows.chunks_exact(rb).enumerate() {
+                let mut row = vec![0u8; rb];
+                gather_row(size, &group, r, &mut row);
+                assert_eq!(row, want, "size {size} row {r}");
+            }
         }
     }
 

@@ -275,6 +275,11 @@ impl Weight {
     pub fn row(&self, r: usize) -> Cow<'_, [u8]> {
         match self.layout {
             RowLayout::Rows => Cow::Borrowed(self.row_data(r)),
+            RowLayout::Panels => {
+                let mut row = vec![0; self.row_bytes()];
+                self.panels_row(r, &mut row);
+                Cow::Owned(row)
+            }
             layout => {
                 let mut rows = Vec::new();
                 self.group_rows(r / layout.group(), &mut rows);
@@ -295,6 +300,14 @@ impl Weight {
             &self.data.as_slice()[g * span..(g + 1) * span],
             rows,
         );
+    }
+
+    /// Row `r` of rows in [`RowLayout::Panels`] into `row` (a row's bytes), gathered from its
+    /// panels (the group's other rows are not taken apart).
+    fn panels_row(&self, r: usize, row: &mut [u8]) {
+        let span = panels::ROWS * self.row_bytes();
+        let group = &self.data.as_slice()[r / panels::ROWS * span..][..span];
+        panels::gather_row(self.dtype.size(), group, r % panels::ROWS, row);
     }
 
     /// This `Q4_K`, `Q6_K`, `Q8_0` or `Q5_0` weight with its rows interleaved by 16
@@ -445,6 +458,11 @@ impl Weight {
                         const { std::cell::RefCell::new(Vec::new()) };
                 }
                 GROUP.with_borrow_mut(|rows| {
+                    if self.layout == RowLayout::Panels {
+                        rows.resize(self.row_bytes(), 0);
+                        self.panels_row(r, rows);
+                        return decode_to_f32(self.dtype, rows, out);
+                    }
                     let g = self.layout.group();
                     self.group_rows(r / g, rows);
                     let (n, at) = (self.row_bytes(), (r % g) * self.row_bytes());
