@@ -72,8 +72,8 @@ pub struct KernelTable {
     pub interleaved_rows16: bool,
     /// Whether the backend loads float weights with rows longer than a panel in column panels
     /// (`jing_tensor::RowLayout::Panels`), which `matmul` reads panel by panel so that each
-    /// piece of `x` stays in L1. Every table computes with them (the generic kernel takes them
-    /// apart).
+    /// piece of `x` stays in L1. Every table computes with them (the generic kernel gathers
+    /// each row from its panels).
     pub float_panels: bool,
 }
 
