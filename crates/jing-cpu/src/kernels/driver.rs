@@ -399,7 +399,6 @@ impl Problem<'_, '_> {
                         let part = Part {
                             k0,
                             cols: cols.min(k - k0),
-                            add: k0 > 0,
                         };
                         let mut n = b0;
                         while n < b1 {
@@ -469,9 +468,9 @@ impl Problem<'_, '_> {
                     // SAFETY: the caller owns columns `rows` of `y` (MatmulFn contract), and
                     // `n + r` is one of them.
                     unsafe {
-                        match part.add {
-                            true => self.y.add(t0 + i, n + r, v),
-                            false => self.y.write(t0 + i, n + r, v),
+                        match part.k0 {
+                            0 => self.y.write(t0 + i, n + r, v),
+                            _ => self.y.add(t0 + i, n + r, v),
                         }
                     }
                 }
@@ -494,11 +493,10 @@ struct Against<'x> {
     fused: bool,
 }
 
-/// The columns `k0..k0 + cols` of a matmul, and whether earlier columns were summed already.
+/// The columns `k0..k0 + cols` of a matmul (a part after the first adds to the sums).
 struct Part {
     k0: usize,
     cols: usize,
-    add: bool,
 }
 
 /// A weight's stored rows, looked up once per matmul call: `Weight::row_data` for each row of
