@@ -10,6 +10,9 @@
 //! the stored rows. Their `Q8_0` and `Q5_0` kernels on the stored rows add a row's block terms
 //! in another order (the interleaved kernels are the generic ones bit for bit, `jing-cpu`'s
 //! kernel tests), so for those the tables agree up to that order and the reference exactly.
+//!
+//! Float weights in column panels (`jing_tensor::panels`) are checked the same way on a model
+//! with rows longer than a panel.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,12 +39,17 @@ const LAYERS: usize = 2;
 /// A Qwen2 checkpoint of random f32 weights (q/k/v biases), with an LM head of its own or
 /// (`tied`) none, the embedding table serving as the head.
 fn write_model(dir: &Path, tied: bool) {
+    write_model_inter(dir, tied, INTER)
+}
+
+/// [`write_model`] with MLPs `inter` wide.
+fn write_model_inter(dir: &Path, tied: bool, inter: usize) {
     let hd = HIDDEN / HEADS;
     let config = serde_json::json!({
         "architectures": ["Qwen2ForCausalLM"],
         "model_type": "qwen2",
         "hidden_size": HIDDEN,
-        "intermediate_size": INTER,
+        "intermediate_size": inter,
         "num_hidden_layers": LAYERS,
         "num_attention_heads": HEADS,
         "num_key_value_heads": KV_HEADS,
@@ -71,9 +79,9 @@ fn write_model(dir: &Path, tied: bool) {
             ("self_attn.v_proj.weight", vec![KV_HEADS * hd, HIDDEN]),
             ("self_attn.v_proj.bias", vec![KV_HEADS * hd]),
             ("self_attn.o_proj.weight", vec![HIDDEN, HEADS * hd]),
-            ("mlp.gate_proj.weight", vec![INTER, HIDDEN]),
-            ("mlp.up_proj.weight", vec![INTER, HIDDEN]),
-            ("mlp.down_proj.weight", vec![HIDDEN, INTER]),
+            ("mlp.gate_proj.weight", vec![inter, HIDDEN]),
+            ("mlp.up_proj.weight", vec![inter, HIDDEN]),
+            ("mlp.down_proj.weight", vec![HIDDEN, inter]),
         ] {
             shapes.push((format!("{p}.{name}"), shape));
         }
@@ -155,6 +163,32 @@ fn interleaved_models_give_the_same_logits() {
             interleaved.as_ref(),
             target.ends_with("_k"),
         );
+    }
+}
+
+/// Float weights with rows longer than a panel, in column panels as `CpuBackend::prepare_linear`
+/// loads them on x86 (`Weight::in_panels`): a model whose MLPs are 2304 wide, so that its down
+/// projections (`[256, 2304]`) have rows of two panels, in f32 and converted to bf16 as it
+/// loads. The reference reads the same values (bit for bit); the kernel tables add each row's
+/// two panel sums, so they agree up to that order.
+#[test]
+fn float_models_in_panels_give_the_same_logits() {
+    let dir = Scratch::new("panels");
+    write_model_inter(&dir.0, false, jing_tensor::panels::PANEL_COLS + 256);
+    let bf16 = LoadQuant::new(QuantTarget::parse("bf16").unwrap(), 2);
+    for (what, quant) in [("f32", None), ("bf16", Some(&bf16))] {
+        let plain = load_model_prepared(&dir.0, quant, None).unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        let prepare: PrepareLinear = Arc::new(move |w: &Weight| {
+            let p = w.in_panels();
+            counted.fetch_add(p.is_some() as usize, Ordering::Relaxed);
+            p
+        });
+        let in_panels = load_model_prepared(&dir.0, quant, Some(&prepare)).unwrap();
+        // The down projection of each layer.
+        assert_eq!(count.load(Ordering::Relaxed), LAYERS, "{what}");
+        same_logits(what, plain.as_ref(), in_panels.as_ref(), false);
     }
 }
 
