@@ -276,17 +276,11 @@ fn main() {
 /// 256 of its rows on one thread.
 fn float_panels(d: DType, best: KernelTable) {
     let stored = dram_copies(d, 2048, 7168, 11);
-    let in_panels: Vec<Arc<Weight>> = stored
-        .iter()
-        .map(|w| Arc::new(w.in_panels().expect("rows longer than a panel")))
-        .collect();
-    let dram = |threads| {
-        [
-            matvec_gbs(&stored, threads, best),
-            matvec_gbs(&in_panels, threads, best),
-        ]
-    };
-    let (dram1, dram2) = (dram(1), dram(2));
+    let in_panels = rearranged(&stored, |w| w.in_panels());
+    let (dram1, dram2) = (
+        stored_vs(&stored, &in_panels, 1, best),
+        stored_vs(&stored, &in_panels, 2, best),
+    );
     let pre = [
         prefill_gops(&stored[0].slice_rows(0, 256), best),
         prefill_gops(&in_panels[0].slice_rows(0, 256), best),
@@ -322,19 +316,13 @@ fn float_panels(d: DType, best: KernelTable) {
 /// rows) on one thread.
 fn interleaved_rows16(d: DType, best: KernelTable) {
     let stored = dram_copies(d, 8960, 1536, 8);
-    let interleaved: Vec<Arc<Weight>> = stored
-        .iter()
-        .map(|w| Arc::new(w.interleave_rows16().expect("rows of 16")))
-        .collect();
+    let interleaved = rearranged(&stored, |w| w.interleave_rows16());
     // One thread alone reads less than two (its own misses in flight are the limit), and
     // finds out how well a kernel overlaps its compute with the stream.
-    let dram = |threads| {
-        [
-            matvec_gbs(&stored, threads, best),
-            matvec_gbs(&interleaved, threads, best),
-        ]
-    };
-    let (dram1, dram) = (dram(1), dram(2));
+    let (dram1, dram) = (
+        stored_vs(&stored, &interleaved, 1, best),
+        stored_vs(&stored, &interleaved, 2, best),
+    );
     let small = stored[0].slice_rows(0, 512);
     let small_i = interleaved[0].slice_rows(0, 512);
     let l2 = |m| {
@@ -355,6 +343,28 @@ fn interleaved_rows16(d: DType, best: KernelTable) {
         "  [8960,1536] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s; in L2, 1t: 1 token {:.1} / {:.1} GB/s, 4 tokens {:.1} / {:.1} GB/s; prefill m=128, 1t {:.0} / {:.0} GOP/s",
         dram1[1], dram1[0], dram[1], dram[0], one[1], one[0], four[1], four[0], pre[1], pre[0]
     );
+}
+
+/// Each of `ws` rearranged by `layout` (a `Weight` method that returns the weight in another
+/// layout, as the backend loads it; every one of `ws` has that layout).
+fn rearranged(ws: &[Arc<Weight>], layout: impl Fn(&Weight) -> Option<Weight>) -> Vec<Arc<Weight>> {
+    ws.iter()
+        .map(|w| Arc::new(layout(w).expect("the weight takes the layout")))
+        .collect()
+}
+
+/// GB/s of `x · Wᵀ` over `stored` and over `other` (the same weights in another layout) on
+/// `threads`: `[stored, other]`.
+fn stored_vs(
+    stored: &[Arc<Weight>],
+    other: &[Arc<Weight>],
+    threads: usize,
+    best: KernelTable,
+) -> [f64; 2] {
+    [
+        matvec_gbs(stored, threads, best),
+        matvec_gbs(other, threads, best),
+    ]
 }
 
 /// GOP/s of 128 tokens times `w` through the table's f32 entry point on one thread, the weight

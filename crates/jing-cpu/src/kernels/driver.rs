@@ -360,9 +360,10 @@ impl Problem<'_, '_> {
             .then(|| FusedScales::new(scaled));
             // Rows go by blocks, each in one scale block (for `FusedScales`): a group of 64 in
             // panels, 4 rows as stored.
-            let block = match self.stored.panels {
-                true => panels::ROWS,
-                false => ROWS,
+            // Columns per panel (one panel of all K for rows as stored).
+            let (block, cols) = match self.stored.panels {
+                true => (panels::ROWS, panels::PANEL_COLS),
+                false => (ROWS, k),
             };
             let panel = (PANEL_BYTES / (4 * k)).max(1).div_ceil(MAX_TOKENS) * MAX_TOKENS;
             for p0 in (0..self.m).step_by(panel) {
@@ -388,13 +389,7 @@ impl Problem<'_, '_> {
                             fused: false,
                         },
                     };
-                    // Column panels of the block in turn, each against its piece of `x`
-                    // (one panel of all K for rows as stored).
-                    let cols = if self.stored.panels {
-                        panels::PANEL_COLS
-                    } else {
-                        k
-                    };
+                    // Column panels of the block in turn, each against its piece of `x`.
                     for k0 in (0..k).step_by(cols) {
                         let part = Part {
                             k0,
