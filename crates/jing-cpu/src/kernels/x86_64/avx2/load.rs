@@ -59,8 +59,16 @@ pub(super) unsafe fn load_w_tail<const D: u8>(p: *const u8, k: usize, n: usize) 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn fp8_top_byte(t: __m256i) -> __m256 {
+    fp8_upper_half(_mm256_srai_epi32::<4>(t))
+}
+
+/// The f32 of [`fp8_top_byte`] from 16-bit halves already shifted: each i32 lane's upper half
+/// is `sign_extend(code) << 4` (its lower half is ignored).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn fp8_upper_half(t: __m256i) -> __m256 {
     _mm256_castsi256_ps(_mm256_and_si256(
-        _mm256_srai_epi32::<4>(t),
+        t,
         _mm256_set1_epi32(0x87F0_0000u32 as i32),
     ))
 }

@@ -72,21 +72,29 @@ fn reduce<const R: usize, const T: usize>(total: &[[__m256; T]; R]) -> [[f32; T]
     out
 }
 
-/// Code position `p` (`SHL = 24 - 8p`) of each row's 32 loaded codes times the token vectors
-/// for that position, into `acc`.
+/// The 32 codes of one row step (`lanes`, code `4i + p` in byte `p` of i32 lane `i`) as f32 by
+/// position: `[w0, w1, w2, w3]`, `wp` holding codes `4i + p`.
+///
+/// Two codes per 16-bit half at a time: an arithmetic shift of each half by 4 decodes the code
+/// in its top byte (see [`fp8_top_byte`]). In `lanes` those are positions 3 (upper half) and 1
+/// (lower half); in `lanes` moved up one byte, 2 and 0. The upper half's code is in place, and
+/// a shift of the i32 lane by 16 brings the lower half's up (zeros below it). Per 32 codes that
+/// is one byte move, four shifts and four masks, where shifting each i32 lane by itself took
+/// three shifts to bring each position to the top, four to decode and four masks:
+/// `[256, 2048]` in L2 on one Zen 4 thread read 20.7 GB/s against 20.2, three rounds each.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn fp8_position<const SHL: i32, const R: usize, const T: usize>(
-    lanes: &[__m256i; R],
-    xv: &[__m256; T],
-    acc: &mut [[__m256; T]; R],
-) {
-    for r in 0..R {
-        let w = fp8_top_byte(_mm256_slli_epi32::<SHL>(lanes[r]));
-        for t in 0..T {
-            acc[r][t] = _mm256_fmadd_ps(w, xv[t], acc[r][t]);
-        }
-    }
+fn fp8_decode_step(lanes: __m256i) -> [__m256; 4] {
+    // The move up is within each 128-bit lane: a lane's byte 0 becomes zero instead of the
+    // byte below it, which only ever lands under position 0's code and is masked off.
+    let odd = _mm256_srai_epi16::<4>(lanes);
+    let even = _mm256_srai_epi16::<4>(_mm256_bslli_epi128::<1>(lanes));
+    [
+        fp8_upper_half(_mm256_slli_epi32::<16>(even)),
+        fp8_upper_half(_mm256_slli_epi32::<16>(odd)),
+        fp8_upper_half(even),
+        fp8_upper_half(odd),
+    ]
 }
 
 /// `Isa::dot_rows` for FP8 and exactly `T <= 2` tokens, `x` in the layout of
@@ -118,18 +126,20 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
                 lanes[r] = unsafe { _mm256_loadu_si256(g.ptr[r].add(j).cast()) };
             }
             prefetch.step(j, GROUP);
-            // SAFETY: j + GROUP <= K, within every token of `x`.
-            let xv = unsafe { load_x(x, x_stride, j, L) };
-            fp8_position::<24, R, T>(&lanes, &xv, &mut acc[0]);
-            // SAFETY: as above.
-            let xv = unsafe { load_x(x, x_stride, j + L, L) };
-            fp8_position::<16, R, T>(&lanes, &xv, &mut acc[odd]);
-            // SAFETY: as above.
-            let xv = unsafe { load_x(x, x_stride, j + 2 * L, L) };
-            fp8_position::<8, R, T>(&lanes, &xv, &mut acc[0]);
-            // SAFETY: as above.
-            let xv = unsafe { load_x(x, x_stride, j + 3 * L, L) };
-            fp8_position::<0, R, T>(&lanes, &xv, &mut acc[odd]);
+            // SAFETY: j + GROUP <= K, within every token of `x`; position `p`'s vector is at
+            // j + 8p (`layout::fp8_prepare_x`).
+            let xv: [[__m256; T]; 4] =
+                std::array::from_fn(|p| unsafe { load_x(x, x_stride, j + p * L, L) });
+            for r in 0..R {
+                let w = fp8_decode_step(lanes[r]);
+                for (p, (w, xv)) in w.iter().zip(&xv).enumerate() {
+                    // Odd positions into the second set (with one token).
+                    let set = if p % 2 == 1 { odd } else { 0 };
+                    for t in 0..T {
+                        acc[set][r][t] = _mm256_fmadd_ps(*w, xv[t], acc[set][r][t]);
+                    }
+                }
+            }
             j += GROUP;
         }
         while j < k1 {
