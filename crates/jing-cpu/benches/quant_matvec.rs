@@ -270,13 +270,17 @@ fn main() {
     }
 }
 
-/// bf16 or FP8 in column panels, as the backend loads float rows longer than a panel for a
-/// table that reads them so (`jing_tensor::panels`), against the rows as stored: DeepSeek-V3's
-/// expert gate/up `[2048, 7168]` from DRAM on one and two threads, and prefill (128 tokens) of
-/// 256 of its rows on one thread.
+/// bf16 in panels of lines or FP8 in column panels, as the backend loads them for a table that
+/// reads them so (`jing_tensor::panels`), against the rows as stored: DeepSeek-V3's expert
+/// gate/up `[2048, 7168]` from DRAM on one and two threads, and prefill (128 tokens) of 256 of
+/// its rows on one thread; for bf16 also Qwen2.5-1.5B's `[8960, 1536]` (one panel).
 fn float_panels(d: DType, best: KernelTable) {
+    let load = |w: &Weight| match d {
+        DType::F8E4M3 => w.in_panels(),
+        _ => w.in_panel_lines(),
+    };
     let stored = dram_copies(d, 2048, 7168, 11);
-    let in_panels = rearranged(&stored, |w| w.in_panels());
+    let in_panels = rearranged(&stored, load);
     let (dram1, dram2) = (
         stored_vs(&stored, &in_panels, 1, best),
         stored_vs(&stored, &in_panels, 2, best),
@@ -285,14 +289,27 @@ fn float_panels(d: DType, best: KernelTable) {
         prefill_gops(&stored[0].slice_rows(0, 256), best),
         prefill_gops(&in_panels[0].slice_rows(0, 256), best),
     ];
+    let layout = in_panels[0].layout;
     println!(
-        "{} in column panels (as this table loads rows longer than a panel) / as stored:",
+        "{} in {layout:?} (as this table loads it) / as stored:",
         d.name()
     );
     println!(
         "  [2048,7168] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s; prefill m=128, 1t {:.0} / {:.0} GOP/s",
         dram1[1], dram1[0], dram2[1], dram2[0], pre[1], pre[0]
     );
+    if d == DType::BF16 {
+        let stored = dram_copies(d, 8960, 1536, 8);
+        let lines = rearranged(&stored, load);
+        let (one, two) = (
+            stored_vs(&stored, &lines, 1, best),
+            stored_vs(&stored, &lines, 2, best),
+        );
+        println!(
+            "  [8960,1536] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s",
+            one[1], one[0], two[1], two[0]
+        );
+    }
     drop((stored, in_panels));
     // FP8 against `Q8_0` on the same shape, as this table loads each (one byte per weight
     // both; the goal is FP8 at `Q8_0`'s rate).

@@ -168,8 +168,9 @@ impl CpuBackend {
     /// `PrepareLinear`): a copy in memory of its own, in 2 MiB pages (the file's page cache is
     /// mostly in 4 KiB pages, which slow a weight stream down: `HugeArena`), with the rows of
     /// `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` weights interleaved by 16 where the table reads them so
-    /// (`Weight::interleave_rows16`), float weights with rows longer than a panel in column
-    /// panels where the table has them (`Weight::in_panels`), every other weight as stored
+    /// (`Weight::interleave_rows16`), f32, f16 and bf16 weights in panels of lines
+    /// (`Weight::in_panel_lines`) and FP8 weights with rows longer than a panel in column panels
+    /// (`Weight::in_panels`) where the table has them, every other weight as stored
     /// (`Weight::in_huge_pages`).
     #[allow(
         clippy::type_complexity,
@@ -183,7 +184,10 @@ impl CpuBackend {
         let (interleave, panels) = (self.kernels.interleaved_rows16, self.kernels.float_panels);
         Some(std::sync::Arc::new(move |w: &jing_tensor::Weight| {
             let interleaved = interleave.then(|| w.interleave_rows16()).flatten();
-            let in_panels = || panels.then(|| w.in_panels()).flatten();
+            let in_panels = || {
+                let rearranged = || w.in_panel_lines().or_else(|| w.in_panels());
+                panels.then(rearranged).flatten()
+            };
             interleaved.or_else(in_panels).or_else(|| w.in_huge_pages())
         }))
     }
@@ -703,13 +707,15 @@ mod tests {
             .collect();
         let bytes = match dtype {
             DType::F32 => Bytes::from_f32(&v),
+            // e4m3 codes with no NaN among them (0x7F and 0xFF are NaN).
+            DType::F8E4M3 => Bytes::from_vec(v.iter().map(|&f| f.to_bits() as u8 & 0xF7).collect()),
             d => Bytes::from_vec(quant::quantize(d, &v, cols)),
         };
         Arc::new(Weight::new("w", dtype, vec![rows, cols], bytes).unwrap())
     }
 
-    /// The backend's layout for each kind of weight, and a graph on two threads over a weight
-    /// in column panels giving what it gives over the rows as stored.
+    /// The backend's layout for each kind of weight, and a graph on two threads over weights
+    /// in column panels and in panels of lines giving what it gives over the rows as stored.
     #[test]
     fn prepared_weights_are_laid_out_for_the_table_and_compute_the_same() {
         let cpu = CpuBackend::new(Some(2));
@@ -718,13 +724,24 @@ mod tests {
             .expect("the CPU backend prepares weights");
         let long = weight(DType::F32, 128, jing_tensor::panels::PANEL_COLS + 64, 5);
         let short = weight(DType::F32, 64, 64, 6);
+        let few = weight(DType::F32, 32, 64, 8);
+        let long_fp8 = weight(DType::F8E4M3, 64, jing_tensor::panels::PANEL_COLS + 64, 9);
         let q8 = weight(DType::Q8_0, 32, 64, 7);
         let table = cpu.kernels();
         let layout = |w: &Weight| prepare(w).map(|p| p.layout);
-        let panels = table.float_panels.then_some(RowLayout::Panels);
+        // `l` where the table reads float panels, else the rows as stored.
+        let or_rows = |l: RowLayout| {
+            Some(if table.float_panels {
+                l
+            } else {
+                RowLayout::Rows
+            })
+        };
         let rows16 = table.interleaved_rows16.then_some(RowLayout::Q8_0Rows16);
-        assert_eq!(layout(&long), Some(panels.unwrap_or(RowLayout::Rows)));
-        assert_eq!(layout(&short), Some(RowLayout::Rows));
+        assert_eq!(layout(&long), or_rows(RowLayout::PanelLines));
+        assert_eq!(layout(&short), or_rows(RowLayout::PanelLines));
+        assert_eq!(layout(&few), Some(RowLayout::Rows));
+        assert_eq!(layout(&long_fp8), or_rows(RowLayout::Panels));
         assert_eq!(layout(&q8), Some(rows16.unwrap_or(RowLayout::Rows)));
         let logits = |w: &Arc<Weight>| {
             let mut g = GraphBuilder::new(2);
@@ -739,10 +756,12 @@ mod tests {
             let step = cpu.execute(&graph, &batch, &mut cache).unwrap();
             step.get("y").unwrap().1.to_vec()
         };
-        let stored = logits(&long);
-        let prepared = logits(&Arc::new(prepare(&long).unwrap()));
-        for (a, b) in stored.iter().zip(&prepared) {
-            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+        for w in [&long, &short, &long_fp8] {
+            let stored = logits(w);
+            let prepared = logits(&Arc::new(prepare(w).unwrap()));
+            for (a, b) in stored.iter().zip(&prepared) {
+                assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+            }
         }
     }
 

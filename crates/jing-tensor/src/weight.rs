@@ -77,6 +77,9 @@ pub enum RowLayout {
     /// Float rows (f32, f16, bf16, FP8) in groups of 64, column panel by column panel
     /// ([`crate::panels`]).
     Panels,
+    /// Float rows (f32, f16, bf16) in panels whose runs of 4 rows also have their 64-byte
+    /// lines interleaved ([`crate::panels`], "Lines").
+    PanelLines,
 }
 
 /// Rows per group of the interleaved layouts of GGUF block types.
@@ -98,7 +101,7 @@ impl RowLayout {
     pub fn group(self) -> usize {
         match self {
             RowLayout::Rows => 1,
-            RowLayout::Panels => panels::ROWS,
+            RowLayout::Panels | RowLayout::PanelLines => panels::ROWS,
             _ => INTERLEAVED_ROWS,
         }
     }
@@ -111,7 +114,8 @@ impl RowLayout {
             RowLayout::Q6KRows16 => q6_k_rows16::unpack_group(group, rows),
             RowLayout::Q8_0Rows16 => q8_0_rows16::unpack_group(group, rows),
             RowLayout::Q5_0Rows16 => q5_0_rows16::unpack_group(group, rows),
-            RowLayout::Panels => panels::unpack_group(dtype.size(), group, rows),
+            RowLayout::Panels => panels::unpack_group(dtype.size(), false, group, rows),
+            RowLayout::PanelLines => panels::unpack_group(dtype.size(), true, group, rows),
             RowLayout::Rows => panic!("unpack_group of rows that are not interleaved"),
         }
     }
@@ -122,7 +126,8 @@ impl RowLayout {
             RowLayout::Q6KRows16 => q6_k_rows16::pack_group(rows, group),
             RowLayout::Q8_0Rows16 => q8_0_rows16::pack_group(rows, group),
             RowLayout::Q5_0Rows16 => q5_0_rows16::pack_group(rows, group),
-            RowLayout::Panels => panels::pack_group(dtype.size(), rows, group),
+            RowLayout::Panels => panels::pack_group(dtype.size(), false, rows, group),
+            RowLayout::PanelLines => panels::pack_group(dtype.size(), true, rows, group),
             RowLayout::Rows => group.copy_from_slice(rows),
         }
     }
@@ -275,7 +280,7 @@ impl Weight {
     pub fn row(&self, r: usize) -> Cow<'_, [u8]> {
         match self.layout {
             RowLayout::Rows => Cow::Borrowed(self.row_data(r)),
-            RowLayout::Panels => {
+            RowLayout::Panels | RowLayout::PanelLines => {
                 let mut row = vec![0; self.row_bytes()];
                 self.panels_row(r, &mut row);
                 Cow::Owned(row)
@@ -290,7 +295,8 @@ impl Weight {
     }
 
     /// Rows `16g..16g + 16` of interleaved rows (`64g..64g + 64` in
-    /// [`RowLayout::Panels`]) as a checkpoint stores them, back to back in `rows` (resized).
+    /// [`RowLayout::Panels`], [`RowLayout::PanelLines`]) as a checkpoint stores them, back to
+    /// back in `rows` (resized).
     /// Panics for [`RowLayout::Rows`].
     pub fn group_rows(&self, g: usize, rows: &mut Vec<u8>) {
         let span = self.layout.group() * self.row_bytes();
@@ -302,12 +308,13 @@ impl Weight {
         );
     }
 
-    /// Row `r` of rows in [`RowLayout::Panels`] into `row` (a row's bytes), gathered from its
-    /// panels (the group's other rows are not taken apart).
+    /// Row `r` of rows in [`RowLayout::Panels`] or [`RowLayout::PanelLines`] into `row` (a
+    /// row's bytes), gathered from its panels (the group's other rows are not taken apart).
     fn panels_row(&self, r: usize, row: &mut [u8]) {
         let span = panels::ROWS * self.row_bytes();
         let group = &self.data.as_slice()[r / panels::ROWS * span..][..span];
-        panels::gather_row(self.dtype.size(), group, r % panels::ROWS, row);
+        let lines = self.layout == RowLayout::PanelLines;
+        panels::gather_row(self.dtype.size(), lines, group, r % panels::ROWS, row);
     }
 
     /// This `Q4_K`, `Q6_K`, `Q8_0` or `Q5_0` weight with its rows interleaved by 16
@@ -352,6 +359,23 @@ impl Weight {
             && scale_fits
             && self.layout == RowLayout::Rows;
         fits.then(|| self.rearranged(RowLayout::Panels))
+    }
+
+    /// This f32, f16 or bf16 weight in groups of 64 rows, in panels of lines
+    /// ([`RowLayout::PanelLines`]: rows of one panel or less too), in memory of its own as
+    /// [`Weight::interleave_rows16`] puts it. `None` for any other weight: another dtype, block
+    /// scales, a row count that is not a multiple of 64, rows that are not whole 64-byte
+    /// lines, already rearranged.
+    pub fn in_panel_lines(&self) -> Option<Weight> {
+        let fits = matches!(self.dtype, DType::F32 | DType::F16 | DType::BF16)
+            && self.scale.is_none()
+            && self.shape.len() == 2
+            && self.rows() > 0
+            && self.rows().is_multiple_of(panels::ROWS)
+            && self.cols() > 0
+            && self.row_bytes().is_multiple_of(panels::LINE)
+            && self.layout == RowLayout::Rows;
+        fits.then(|| self.rearranged(RowLayout::PanelLines))
     }
 
     /// This weight (rows as stored) with its rows rearranged into `layout`, in memory of its
@@ -458,7 +482,7 @@ impl Weight {
                         const { std::cell::RefCell::new(Vec::new()) };
                 }
                 GROUP.with_borrow_mut(|rows| {
-                    if self.layout == RowLayout::Panels {
+                    if matches!(self.layout, RowLayout::Panels | RowLayout::PanelLines) {
                         rows.resize(self.row_bytes(), 0);
                         self.panels_row(r, rows);
                         return decode_to_f32(self.dtype, rows, out);

@@ -203,6 +203,7 @@ pub(crate) unsafe fn matmul_dequant<I: Isa>(
                                     scale: std::array::from_fn(|_| RowScale::unscaled(1.0)),
                                     cols: k,
                                     width: k,
+                                    lines: false,
                                 };
                                 // SAFETY: the CPU has `I`'s features (caller); each row has K
                                 // bf16; tokens t0..t0 + count of `xr` have K f32 each.

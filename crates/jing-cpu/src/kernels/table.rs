@@ -70,7 +70,9 @@ pub struct KernelTable {
     /// (`jing_tensor::RowLayout::interleaved`), so that the backend interleaves such weights as
     /// they load. Every table computes with them (the generic kernel takes them apart).
     pub interleaved_rows16: bool,
-    /// Whether the backend loads float weights with rows longer than a panel in column panels
+    /// Whether the backend loads f32, f16 and bf16 weights in panels of lines
+    /// (`jing_tensor::RowLayout::PanelLines`: each 4 rows the kernels read side by side one
+    /// stream) and FP8 weights with rows longer than a panel in column panels
     /// (`jing_tensor::RowLayout::Panels`), which `matmul` reads panel by panel so that each
     /// piece of `x` stays in L1. Every table computes with them (the generic kernel gathers
     /// each row from its panels).

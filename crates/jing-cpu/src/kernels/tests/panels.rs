@@ -1,7 +1,7 @@
-//! Float weights in column panels (`RowLayout::Panels`): every table against the f64 reference
-//! and the generic kernel, as for rows as stored (`matmul::check_all`), with the rows cut
-//! between calls inside a group and inside a run of 4, the block scales fused into `x` and
-//! not, and token panels.
+//! Float weights in column panels (`RowLayout::Panels`) and in panels of lines
+//! (`RowLayout::PanelLines`): every table against the f64 reference and the generic kernel, as
+//! for rows as stored (`matmul::check_all`), with the rows cut between calls inside a group and
+//! inside a run of 4, the block scales fused into `x` and not, and token panels.
 
 use super::matmul::{check_all, run};
 use super::util::{weight, XorShift};
@@ -52,6 +52,96 @@ fn panels_match_the_reference() {
             );
         }
     }
+}
+
+/// `w` in panels of lines, checked to read back as `w`.
+fn in_lines(w: &Weight) -> Weight {
+    let p = w.in_panel_lines().expect("rearranged");
+    assert_eq!(p.layout, RowLayout::PanelLines);
+    assert_eq!(
+        p.to_f32_vec(),
+        w.to_f32_vec(),
+        "{}: rows read back",
+        w.dtype
+    );
+    p
+}
+
+#[test]
+fn panels_of_lines_match_the_reference() {
+    let mut rng = XorShift::new(44);
+    let cases = [
+        // One panel: rows of 1536 (Qwen2.5-1.5B's hidden size).
+        (DType::BF16, 64, 1536),
+        // Two panels, the second of 96 columns (3 lines of bf16).
+        (DType::BF16, 128, 2048 + 96),
+        (DType::F32, 192, 2048 + 16),
+        (DType::F16, 64, 3 * 2048 + 32),
+        // One line a row.
+        (DType::F32, 64, 16),
+    ];
+    for (dtype, n, k) in cases {
+        let w = in_lines(&weight(&mut rng, dtype, n, k, None));
+        for m in [1, 2, 5, 33] {
+            let x = rng.f32s(m * k);
+            check_all(&w, &x, m, &format!("{dtype} lines N={n} K={k} m={m}"));
+        }
+    }
+}
+
+#[test]
+fn lines_give_the_rows_sums_bit_for_bit_and_any_range() {
+    // The same steps in the same order as the rows as stored, only read from elsewhere: the
+    // same bits; and a call over any range of rows writes exactly those rows.
+    let mut rng = XorShift::new(45);
+    for k in [1536, 2 * 2048 + 64] {
+        let w = weight(&mut rng, DType::BF16, 128, k, None);
+        let p = in_lines(&w);
+        for m in [1, 3] {
+            let x = rng.f32s(m * k);
+            for t in KernelTable::available() {
+                let mut whole = vec![f32::NAN; m * 128];
+                let mut parts = vec![f32::NAN; m * 128];
+                {
+                    let y = crate::kernels::OutMatrix::new(&mut whole, 128);
+                    (t.matmul)(&p, &x, m, 0..128, &y);
+                    let y = crate::kernels::OutMatrix::new(&mut parts, 128);
+                    for r in [0..5, 5..6, 6..64, 64..67, 67..128] {
+                        (t.matmul)(&p, &x, m, r, &y);
+                    }
+                }
+                assert_eq!(whole, parts, "{}: ranges, K={k} m={m}", t.name);
+                if k <= panels::PANEL_COLS {
+                    // One panel: the very sums of the rows as stored.
+                    assert_eq!(run(&t, &w, &x, m), whole, "{}: K={k} m={m}", t.name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn only_float_rows_of_whole_lines_and_groups_go_in_lines() {
+    let mut rng = XorShift::new(46);
+    let none = [
+        weight(&mut rng, DType::BF16, 96, 1536, None),
+        // Rows of 40 bytes.
+        weight(&mut rng, DType::BF16, 64, 20, None),
+        // FP8 stays in plain panels.
+        weight(&mut rng, DType::F8E4M3, 64, 3 * 2048, Some([128, 128])),
+    ];
+    for w in none {
+        assert!(w.in_panel_lines().is_none(), "{:?} {:?}", w.dtype, w.shape);
+    }
+    let p = in_lines(&weight(&mut rng, DType::F16, 128, 2048 + 64, None));
+    assert!(
+        p.in_panel_lines().is_none() && p.in_panels().is_none(),
+        "already rearranged"
+    );
+    assert_eq!(
+        p.slice_rows(64, 128).to_f32_vec(),
+        p.to_f32_vec()[64 * (2048 + 64)..]
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use super::load::{load_w8, load_w8_tail, load_x8};
 use super::STEP;
-use crate::kernels::driver::RowGroup;
+use crate::kernels::driver::{row_at, RowGroup};
 use std::arch::aarch64::*;
 
 /// The `T` tokens' `x[j..j + n]` (tokens `x_stride` apart), zeros beyond `n <= 8`.
@@ -29,14 +29,35 @@ unsafe fn load_x<const T: usize>(
     v
 }
 
-/// `Isa::dot_rows` for F32, BF16, F16 and FP8 (as `code · 2^-8`, the scales times 256) and
-/// exactly `T <= 4` tokens.
+/// `Isa::dot_rows` for F32, BF16, F16 and FP8 and exactly `T <= 4` tokens: [`dot_rows_in`] for
+/// rows in lines or not.
 ///
 /// # Safety
 /// As `Isa::dot_rows` with `tokens = T`.
 #[inline]
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
+    g: &RowGroup<'_, R>,
+    x: *const f32,
+    x_stride: usize,
+) -> [[f32; T]; R] {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match g.lines {
+            true => dot_rows_in::<D, R, T, true>(g, x, x_stride),
+            false => dot_rows_in::<D, R, T, false>(g, x, x_stride),
+        }
+    }
+}
+
+/// `Isa::dot_rows` for F32, BF16, F16 and FP8 (as `code · 2^-8`, the scales times 256),
+/// exactly `T <= 4` tokens and rows in lines (`LINES`) or not.
+///
+/// # Safety
+/// As `Isa::dot_rows` with `tokens = T`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn dot_rows_in<const D: u8, const R: usize, const T: usize, const LINES: bool>(
     g: &RowGroup<'_, R>,
     x: *const f32,
     x_stride: usize,
@@ -54,13 +75,16 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
             let n = STEP.min(k1 - j);
             // SAFETY: columns j..j + n <= K exist in every token of `x`.
             let xv = unsafe { load_x::<T>(x, x_stride, j, n) };
+            // Where column j lies from each row's start (a step stays in its line).
+            let at = row_at::<LINES>(j * crate::kernels::layout::dt_size(D));
             for r in 0..R {
-                // SAFETY: columns j..j + n exist in every row; the tail load reads only those.
+                // SAFETY: columns j..j + n exist in every row, at `at`; the tail load reads
+                // only those.
                 let w = unsafe {
                     if n == STEP {
-                        load_w8::<D>(g.ptr[r], j)
+                        load_w8::<D>(g.ptr[r].add(at), 0)
                     } else {
-                        load_w8_tail::<D>(g.ptr[r], j, n)
+                        load_w8_tail::<D>(g.ptr[r].add(at), 0, n)
                     }
                 };
                 for t in 0..T {

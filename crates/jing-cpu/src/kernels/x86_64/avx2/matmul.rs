@@ -5,7 +5,7 @@
 use super::super::prefetch::GroupPrefetch;
 use super::load::*;
 use super::{hsum, tail_mask, L};
-use crate::kernels::driver::RowGroup;
+use crate::kernels::driver::{row_at, RowGroup};
 use crate::kernels::layout::dt_size;
 use std::arch::x86_64::*;
 
@@ -111,6 +111,7 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
     x_stride: usize,
 ) -> [[f32; T]; R] {
     let odd = if T == 1 { 1 } else { 0 }; // the accumulator set of odd positions
+    debug_assert!(!g.lines, "FP8 rows are never in lines");
     let (k, width) = (g.cols, g.width);
     let prefetch = GroupPrefetch::new(g.ptr, k); // one byte per weight
     let mut total = [[_mm256_setzero_ps(); T]; R];
@@ -168,7 +169,7 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
 /// Columns `j..j + 8` exist in every row of `g` and every token of `x`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn step<const D: u8, const R: usize, const T: usize>(
+unsafe fn step<const D: u8, const R: usize, const T: usize, const LINES: bool>(
     g: &RowGroup<'_, R>,
     x: *const f32,
     x_stride: usize,
@@ -178,24 +179,51 @@ unsafe fn step<const D: u8, const R: usize, const T: usize>(
 ) {
     // SAFETY: guaranteed by the caller.
     let xv = unsafe { load_x::<T>(x, x_stride, j, L) };
-    prefetch.step(j * dt_size(D), L * dt_size(D));
+    // Rows in lines are one stream, which the hardware prefetcher follows best alone.
+    if !LINES {
+        prefetch.step(j * dt_size(D), L * dt_size(D));
+    }
+    let at = row_at::<LINES>(j * dt_size(D));
     for r in 0..R {
-        // SAFETY: guaranteed by the caller.
-        let w = unsafe { load_w::<D>(g.ptr[r], j) };
+        // SAFETY: guaranteed by the caller; `at` is where column `j` of the row lies, and its
+        // step does not leave the line.
+        let w = unsafe { load_w::<D>(g.ptr[r].add(at), 0) };
         for t in 0..T {
             acc[r][t] = _mm256_fmadd_ps(w, xv[t], acc[r][t]);
         }
     }
 }
 
-/// `Isa::dot_rows` for BF16, F16 and F32 and exactly `T <= 2` tokens. With one token, two
-/// accumulator sets (even and odd 8-column steps) give 2·R independent FMA chains; with two,
-/// the R·T chains are enough.
+/// `Isa::dot_rows` for BF16, F16 and F32 and exactly `T` tokens: [`dot_rows_in`] for rows in
+/// lines or not.
+///
+/// # Safety
+/// As `Isa::dot_rows` with `tokens = T`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
+    g: &RowGroup<'_, R>,
+    x: *const f32,
+    x_stride: usize,
+) -> [[f32; T]; R] {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match g.lines {
+            true => dot_rows_in::<D, R, T, true>(g, x, x_stride),
+            false => dot_rows_in::<D, R, T, false>(g, x, x_stride),
+        }
+    }
+}
+
+/// `Isa::dot_rows` for BF16, F16 and F32, exactly `T <= 2` tokens and rows in lines (`LINES`,
+/// without software prefetch: the hardware prefetcher follows their one stream) or not. With one
+/// token, two accumulator sets (even and odd 8-column steps) give 2·R independent FMA
+/// chains; with two, the R·T chains are enough.
 ///
 /// # Safety
 /// As `Isa::dot_rows` with `tokens = T`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
+unsafe fn dot_rows_in<const D: u8, const R: usize, const T: usize, const LINES: bool>(
     g: &RowGroup<'_, R>,
     x: *const f32,
     x_stride: usize,
@@ -212,15 +240,15 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
             while j + 2 * L <= k1 {
                 // SAFETY: j + 16 <= K, within every row and token.
                 unsafe {
-                    step::<D, R, T>(g, x, x_stride, j, &prefetch, &mut acc[0]);
-                    step::<D, R, T>(g, x, x_stride, j + L, &prefetch, &mut acc[1]);
+                    step::<D, R, T, LINES>(g, x, x_stride, j, &prefetch, &mut acc[0]);
+                    step::<D, R, T, LINES>(g, x, x_stride, j + L, &prefetch, &mut acc[1]);
                 }
                 j += 2 * L;
             }
         }
         while j + L <= k1 {
             // SAFETY: j + 8 <= K, within every row and token.
-            unsafe { step::<D, R, T>(g, x, x_stride, j, &prefetch, &mut acc[0]) };
+            unsafe { step::<D, R, T, LINES>(g, x, x_stride, j, &prefetch, &mut acc[0]) };
             j += L;
         }
         if j < k1 {
@@ -230,7 +258,9 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
             let xv = unsafe { load_x::<T>(x, x_stride, j, n) };
             for r in 0..R {
                 // SAFETY: as above.
-                let w = unsafe { load_w_tail::<D>(g.ptr[r], j, n) };
+                let w = unsafe {
+                    load_w_tail::<D>(g.ptr[r].add(row_at::<LINES>(j * dt_size(D))), 0, n)
+                };
                 for t in 0..T {
                     acc[1][r][t] = _mm256_fmadd_ps(w, xv[t], acc[1][r][t]);
                 }

@@ -4,7 +4,7 @@
 use super::super::prefetch::{GroupPrefetch, FAMILY_19H_AHEAD_FP8};
 use super::load::*;
 use super::{tail_mask, L};
-use crate::kernels::driver::RowGroup;
+use crate::kernels::driver::{row_at, RowGroup};
 use crate::kernels::layout::dt_size;
 use std::arch::x86_64::*;
 
@@ -146,6 +146,7 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
     x: *const f32,
     x_stride: usize,
 ) -> [[f32; T]; R] {
+    debug_assert!(!g.lines, "FP8 rows are never in lines");
     let (k, width) = (g.cols, g.width);
     // One byte per weight.
     let prefetch = GroupPrefetch::with_19h_ahead(g.ptr, k, FAMILY_19H_AHEAD_FP8);
@@ -209,7 +210,7 @@ pub(super) unsafe fn dot_rows_fp8<const R: usize, const T: usize>(
 /// Columns `j..j + 16` exist in every row of `g` and every token of `x`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn step<const D: u8, const R: usize, const T: usize>(
+unsafe fn step<const D: u8, const R: usize, const T: usize, const LINES: bool>(
     g: &RowGroup<'_, R>,
     x: *const f32,
     x_stride: usize,
@@ -219,24 +220,51 @@ unsafe fn step<const D: u8, const R: usize, const T: usize>(
 ) {
     // SAFETY: guaranteed by the caller.
     let xv = unsafe { load_x::<T>(x, x_stride, j) };
-    prefetch.step(j * dt_size(D), L * dt_size(D));
+    // Rows in lines are one stream, which the hardware prefetcher follows best alone.
+    if !LINES {
+        prefetch.step(j * dt_size(D), L * dt_size(D));
+    }
+    let at = row_at::<LINES>(j * dt_size(D));
     for r in 0..R {
-        // SAFETY: guaranteed by the caller.
-        let w = unsafe { load_w::<D>(g.ptr[r], j) };
+        // SAFETY: guaranteed by the caller; `at` is where column `j` of the row lies, and its
+        // step does not leave the line.
+        let w = unsafe { load_w::<D>(g.ptr[r].add(at), 0) };
         for t in 0..T {
             acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
         }
     }
 }
 
-/// `Isa::dot_rows` for BF16, F16 and F32 and exactly `T` tokens. With one token, two
-/// accumulator sets (even and odd 16-column steps) give 2·R independent FMA chains; with more,
-/// the R·T chains are enough.
+/// `Isa::dot_rows` for BF16, F16 and F32 and exactly `T` tokens: [`dot_rows_in`] for rows in
+/// lines or not.
+///
+/// # Safety
+/// As `Isa::dot_rows` with `tokens = T`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
+    g: &RowGroup<'_, R>,
+    x: *const f32,
+    x_stride: usize,
+) -> [[f32; T]; R] {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match g.lines {
+            true => dot_rows_in::<D, R, T, true>(g, x, x_stride),
+            false => dot_rows_in::<D, R, T, false>(g, x, x_stride),
+        }
+    }
+}
+
+/// `Isa::dot_rows` for BF16, F16 and F32, exactly `T` tokens and rows in lines (`LINES`,
+/// without software prefetch: the hardware prefetcher follows their one stream) or not. With one
+/// token, two accumulator sets (even and odd 16-column steps) give 2·R independent FMA
+/// chains; with more, the R·T chains are enough.
 ///
 /// # Safety
 /// As `Isa::dot_rows` with `tokens = T`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
+unsafe fn dot_rows_in<const D: u8, const R: usize, const T: usize, const LINES: bool>(
     g: &RowGroup<'_, R>,
     x: *const f32,
     x_stride: usize,
@@ -253,15 +281,15 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
             while j + 2 * L <= k1 {
                 // SAFETY: j + 32 <= K, within every row and token.
                 unsafe {
-                    step::<D, R, T>(g, x, x_stride, j, &prefetch, &mut acc[0]);
-                    step::<D, R, T>(g, x, x_stride, j + L, &prefetch, &mut acc[1]);
+                    step::<D, R, T, LINES>(g, x, x_stride, j, &prefetch, &mut acc[0]);
+                    step::<D, R, T, LINES>(g, x, x_stride, j + L, &prefetch, &mut acc[1]);
                 }
                 j += 2 * L;
             }
         }
         while j + L <= k1 {
             // SAFETY: j + 16 <= K, within every row and token.
-            unsafe { step::<D, R, T>(g, x, x_stride, j, &prefetch, &mut acc[0]) };
+            unsafe { step::<D, R, T, LINES>(g, x, x_stride, j, &prefetch, &mut acc[0]) };
             j += L;
         }
         if j < k1 {
@@ -271,7 +299,9 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
             let xv = unsafe { load_x_tail::<T>(x, x_stride, j, n) };
             for r in 0..R {
                 // SAFETY: as above, in every row.
-                let w = unsafe { load_w_tail::<D>(g.ptr[r], j, n) };
+                let w = unsafe {
+                    load_w_tail::<D>(g.ptr[r].add(row_at::<LINES>(j * dt_size(D))), 0, n)
+                };
                 for t in 0..T {
                     acc[1][r][t] = _mm512_fmadd_ps(w, xv[t], acc[1][r][t]);
                 }

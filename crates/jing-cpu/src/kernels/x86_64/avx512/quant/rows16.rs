@@ -68,7 +68,7 @@ pub(crate) fn matmul_rows16(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutM
         RowLayout::Q6KRows16 => drive!(q6_group_dot),
         RowLayout::Q8_0Rows16 => drive!(q8_group_dot),
         RowLayout::Q5_0Rows16 => drive!(q5_group_dot),
-        RowLayout::Rows | RowLayout::Panels => {
+        RowLayout::Rows | RowLayout::Panels | RowLayout::PanelLines => {
             unreachable!("matmul_rows16 of {:?}", w.layout)
         }
     }
