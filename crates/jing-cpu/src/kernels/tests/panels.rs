@@ -8,10 +8,14 @@ use super::util::{weight, XorShift};
 use crate::kernels::KernelTable;
 use jing_tensor::{panels, DType, RowLayout, Weight};
 
-/// `w` in panels, checked to read back as `w`.
-fn in_panels(w: &Weight) -> Weight {
-    let p = w.in_panels().expect("rearranged");
-    assert_eq!(p.layout, RowLayout::Panels);
+/// `w` in `layout` (`Panels` or `PanelLines`), checked to read back as `w`.
+fn laid_out(w: &Weight, layout: RowLayout) -> Weight {
+    let p = match layout {
+        RowLayout::PanelLines => w.in_panel_lines(),
+        _ => w.in_panels(),
+    }
+    .expect("rearranged");
+    assert_eq!(p.layout, layout);
     assert_eq!(
         p.to_f32_vec(),
         w.to_f32_vec(),
@@ -19,6 +23,16 @@ fn in_panels(w: &Weight) -> Weight {
         w.dtype
     );
     p
+}
+
+/// `w` in panels.
+fn in_panels(w: &Weight) -> Weight {
+    laid_out(w, RowLayout::Panels)
+}
+
+/// `w` in panels of lines.
+fn in_lines(w: &Weight) -> Weight {
+    laid_out(w, RowLayout::PanelLines)
 }
 
 #[test]
@@ -52,19 +66,6 @@ fn panels_match_the_reference() {
             );
         }
     }
-}
-
-/// `w` in panels of lines, checked to read back as `w`.
-fn in_lines(w: &Weight) -> Weight {
-    let p = w.in_panel_lines().expect("rearranged");
-    assert_eq!(p.layout, RowLayout::PanelLines);
-    assert_eq!(
-        p.to_f32_vec(),
-        w.to_f32_vec(),
-        "{}: rows read back",
-        w.dtype
-    );
-    p
 }
 
 #[test]
