@@ -305,9 +305,13 @@ fn float_panels(d: DType, best: KernelTable) {
             stored_vs(&stored, &lines, 1, best),
             stored_vs(&stored, &lines, 2, best),
         );
+        let pre = [
+            prefill_gops(&stored[0].slice_rows(0, 1024), best),
+            prefill_gops(&lines[0].slice_rows(0, 1024), best),
+        ];
         println!(
-            "  [8960,1536] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s",
-            one[1], one[0], two[1], two[0]
+            "  [8960,1536] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s; prefill m=128 of 1024 rows, 1t {:.0} / {:.0} GOP/s",
+            one[1], one[0], two[1], two[0], pre[1], pre[0]
         );
     }
     drop((stored, in_panels));
