@@ -272,49 +272,25 @@ fn main() {
 
 /// bf16 in panels of lines or FP8 in column panels, as the backend loads them for a table that
 /// reads them so (`jing_tensor::panels`), against the rows as stored: DeepSeek-V3's expert
-/// gate/up `[2048, 7168]` from DRAM on one and two threads, and prefill (128 tokens) of 256 of
-/// its rows on one thread; for bf16 also Qwen2.5-1.5B's `[8960, 1536]` (one panel).
+/// gate/up `[2048, 7168]` (prefill of 256 of its rows), and for bf16 also Qwen2.5-1.5B's
+/// `[8960, 1536]` (one panel; prefill of 1024 rows).
 fn float_panels(d: DType, best: KernelTable) {
     let load = |w: &Weight| match d {
         DType::F8E4M3 => w.in_panels(),
         _ => w.in_panel_lines(),
     };
-    let stored = dram_copies(d, 2048, 7168, 11);
-    let in_panels = rearranged(&stored, load);
-    let (dram1, dram2) = (
-        stored_vs(&stored, &in_panels, 1, best),
-        stored_vs(&stored, &in_panels, 2, best),
-    );
-    let pre = [
-        prefill_gops(&stored[0].slice_rows(0, 256), best),
-        prefill_gops(&in_panels[0].slice_rows(0, 256), best),
-    ];
-    let layout = in_panels[0].layout;
+    // The layout, from one group of the shape.
+    let layout = load(&weight(d, 64, 7168, 11))
+        .expect("the shape takes the layout")
+        .layout;
     println!(
         "{} in {layout:?} (as this table loads it) / as stored:",
         d.name()
     );
-    println!(
-        "  [2048,7168] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s; prefill m=128, 1t {:.0} / {:.0} GOP/s",
-        dram1[1], dram1[0], dram2[1], dram2[0], pre[1], pre[0]
-    );
+    laid_out_vs_stored(d, [2048, 7168], 11, 256, load, best);
     if d == DType::BF16 {
-        let stored = dram_copies(d, 8960, 1536, 8);
-        let lines = rearranged(&stored, load);
-        let (one, two) = (
-            stored_vs(&stored, &lines, 1, best),
-            stored_vs(&stored, &lines, 2, best),
-        );
-        let pre = [
-            prefill_gops(&stored[0].slice_rows(0, 1024), best),
-            prefill_gops(&lines[0].slice_rows(0, 1024), best),
-        ];
-        println!(
-            "  [8960,1536] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s; prefill m=128 of 1024 rows, 1t {:.0} / {:.0} GOP/s",
-            one[1], one[0], two[1], two[0], pre[1], pre[0]
-        );
+        laid_out_vs_stored(d, [8960, 1536], 8, 1024, load, best);
     }
-    drop((stored, in_panels));
     // FP8 against `Q8_0` on the same shape, as this table loads each (one byte per weight
     // both; the goal is FP8 at `Q8_0`'s rate).
     if d == DType::F8E4M3 {
@@ -328,6 +304,32 @@ fn float_panels(d: DType, best: KernelTable) {
         let (q1, q2) = (matvec_gbs(&q8, 1, best), matvec_gbs(&q8, 2, best));
         println!("  q8_0 [2048,7168] as this table loads it: 1t {q1:.1} GB/s, 2t {q2:.1} GB/s");
     }
+}
+
+/// `[n, k]` of dtype `d` in `load`'s layout against the rows as stored: GB/s from DRAM on one
+/// and two threads, and prefill (128 tokens) of its first `prefill_rows` rows on one thread.
+fn laid_out_vs_stored(
+    d: DType,
+    [n, k]: [usize; 2],
+    seed: u64,
+    prefill_rows: usize,
+    load: impl Fn(&Weight) -> Option<Weight>,
+    best: KernelTable,
+) {
+    let stored = dram_copies(d, n, k, seed);
+    let laid_out = rearranged(&stored, load);
+    let (one, two) = (
+        stored_vs(&stored, &laid_out, 1, best),
+        stored_vs(&stored, &laid_out, 2, best),
+    );
+    let pre = [
+        prefill_gops(&stored[0].slice_rows(0, prefill_rows), best),
+        prefill_gops(&laid_out[0].slice_rows(0, prefill_rows), best),
+    ];
+    println!(
+        "  [{n},{k}] 1t {:.1} / {:.1} GB/s, 2t {:.1} / {:.1} GB/s; prefill m=128 of {prefill_rows} rows, 1t {:.0} / {:.0} GOP/s",
+        one[1], one[0], two[1], two[0], pre[1], pre[0]
+    );
 }
 
 /// `Q4_K`, `Q6_K`, `Q8_0` or `Q5_0` as the backend loads it for a table that reads rows interleaved by

@@ -1,5 +1,6 @@
-//! Float rows (f32, f16, bf16, FP8) longer than a panel, in groups of 64, column panel by column
-//! panel: the layout in which the CPU float kernels stream long rows best.
+//! Float rows (f32, f16, bf16, FP8) in groups of 64, column panel by column panel, and f32, f16
+//! and bf16 rows of any length also in lines: the layouts in which the CPU float kernels stream
+//! rows best.
 //!
 //! The kernels read 4 rows side by side against `x`, whose f32 take 4 bytes a column: 28 KiB
 //! for 7168 columns, which the weight stream pushes out of a 32 KiB L1 before the next 4 rows
