@@ -118,6 +118,7 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
         args.threads,
         args.max_model_len,
         quant.as_ref(),
+        args.fp8_activations,
         Some(observer),
     );
     rearranging.finish_and_clear();

@@ -47,6 +47,12 @@ pub struct ModelArgs {
     /// with other processes, and the weights must fit in the available memory.
     #[arg(long)]
     pub no_mmap: bool,
+    /// What the FP8 matmuls of DeepSeek's block-scaled checkpoints multiply their exact weights
+    /// with: `f32`, the activations as they are (the reference's values), or `bf16`, the
+    /// activations rounded to bf16, as DeepSeek's own inference code runs them. On CPUs with
+    /// AVX512-BF16, `bf16` decodes faster (one `vdpbf16ps` per 32 weights).
+    #[arg(long, default_value = "f32")]
+    pub fp8_activations: jing_engine::Fp8Activations,
 }
 
 /// The prompt, as text or as token ids.

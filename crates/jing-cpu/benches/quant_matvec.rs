@@ -8,7 +8,8 @@
 //! the rate on rows of 128 (MLA's `attn_k_b`, one head: `[512, 128]`); and, where the table
 //! reads `Q4_K`, `Q6_K`, `Q8_0` and `Q5_0` rows interleaved by 16, that layout against the
 //! stored one; where it reads float rows in column panels, DeepSeek-V3's `[2048, 7168]` expert
-//! gate/up in panels against as stored (and FP8's against `Q8_0`'s).
+//! gate/up in panels against as stored (and FP8's against `Q8_0`'s, and against bf16
+//! activations as the table loads FP8 for them).
 //!
 //! ```sh
 //! cargo bench -p jing-cpu --bench quant_matvec            # every type
@@ -28,7 +29,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jing_cpu::kernels::{KernelTable, OutMatrix, QuantX};
+use jing_cpu::kernels::{Fp8Activations, KernelTable, OutMatrix, QuantX};
 use jing_cpu::CpuBackend;
 use jing_graph::{Backend, Batch, Graph, GraphBuilder, KvCache};
 use jing_tensor::huge_pages::vec_in_huge_pages;
@@ -303,6 +304,20 @@ fn float_panels(d: DType, best: KernelTable) {
             .collect();
         let (q1, q2) = (matvec_gbs(&q8, 1, best), matvec_gbs(&q8, 2, best));
         println!("  q8_0 [2048,7168] as this table loads it: 1t {q1:.1} GB/s, 2t {q2:.1} GB/s");
+        drop(q8);
+        // Against bf16 activations, as this table loads FP8 for them.
+        let bf = best.with_fp8_activations(Fp8Activations::Bf16);
+        let stored = dram_copies(d, 2048, 7168, 11);
+        let laid_out = match bf.fp8_in_lines() {
+            true => rearranged(&stored, Weight::fp8_in_panel_lines),
+            false => rearranged(&stored, Weight::in_panels),
+        };
+        drop(stored);
+        let (b1, b2) = (matvec_gbs(&laid_out, 1, bf), matvec_gbs(&laid_out, 2, bf));
+        println!(
+            "  f8_e4m3 [2048,7168] against bf16 activations, in {:?}: 1t {b1:.1} GB/s, 2t {b2:.1} GB/s",
+            laid_out[0].layout
+        );
     }
 }
 

@@ -16,7 +16,9 @@ use crate::attention::{gqa_attention, mla_attention};
 use crate::buffers::{f32_to_id, id_to_f32, share, Spare, Values};
 use crate::claim::{self, Share};
 use crate::kernels::activation;
-use crate::kernels::{with_x_key, KernelTable, OutMatrix, QuantX, XKey, DEQUANT_MIN_TOKENS};
+use crate::kernels::{
+    with_x_key, Fp8Activations, KernelTable, OutMatrix, QuantX, XKey, DEQUANT_MIN_TOKENS,
+};
 use crate::pool::{Barrier, Pool};
 use crate::profile::{self, Profile};
 use crate::scratch;
@@ -182,10 +184,16 @@ impl CpuBackend {
         std::sync::Arc<dyn Fn(&jing_tensor::Weight) -> Option<jing_tensor::Weight> + Send + Sync>,
     > {
         let (interleave, panels) = (self.kernels.interleaved_rows16, self.kernels.float_panels);
+        let fp8_lines = self.kernels.fp8_in_lines();
         Some(std::sync::Arc::new(move |w: &jing_tensor::Weight| {
             let interleaved = interleave.then(|| w.interleave_rows16()).flatten();
             let in_panels = || {
-                let rearranged = || w.in_panel_lines().or_else(|| w.in_panels());
+                let fp8 = || fp8_lines.then(|| w.fp8_in_panel_lines()).flatten();
+                let rearranged = || {
+                    fp8()
+                        .or_else(|| w.in_panel_lines())
+                        .or_else(|| w.in_panels())
+                };
                 panels.then(rearranged).flatten()
             };
             interleaved.or_else(in_panels).or_else(|| w.in_huge_pages())
@@ -265,8 +273,12 @@ fn last_dim(graph: &Graph, t: jing_graph::Tensor) -> usize {
 
 impl Backend for CpuBackend {
     fn name(&self) -> String {
+        let fp8 = match self.kernels.fp8_activations {
+            Fp8Activations::F32 => "",
+            Fp8Activations::Bf16 => ", FP8 against bf16 activations",
+        };
         format!(
-            "cpu ({} kernels, {} threads)",
+            "cpu ({} kernels, {} threads{fp8})",
             self.kernels.name,
             self.threads()
         )
@@ -761,6 +773,64 @@ mod tests {
             let prepared = logits(&Arc::new(prepare(w).unwrap()));
             for (a, b) in stored.iter().zip(&prepared) {
                 assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+            }
+        }
+    }
+
+    /// With FP8 against bf16 activations, FP8 weights go in panels of lines on a table whose
+    /// bf16 kernel reads them so (and as before elsewhere), and compute what the rows as
+    /// stored do.
+    #[test]
+    fn fp8_weights_against_bf16_activations_are_laid_out_for_the_table() {
+        use crate::kernels::Fp8Activations;
+        for table in KernelTable::available() {
+            let table = table.with_fp8_activations(Fp8Activations::Bf16);
+            let cpu = CpuBackend::with_kernels(Some(2), table);
+            let prepare = cpu.prepare_linear().expect("prepares weights");
+            // Scale blocks of 128 columns (whole lines), and of 48 (not whole lines).
+            let fp8 = |cols: usize, block: usize| {
+                let w = weight(DType::F8E4M3, 64, cols, 9);
+                let grid = [1, cols.div_ceil(block)];
+                let scales: Vec<f32> = (0..grid[1]).map(|i| 0.5 + i as f32 / 8.0).collect();
+                let w = Arc::unwrap_or_clone(w)
+                    .with_block_scale("s", &grid, Bytes::from_f32(&scales), [64, block])
+                    .unwrap();
+                Arc::new(w)
+            };
+            let long = fp8(jing_tensor::panels::PANEL_COLS + 128, 128);
+            let short = fp8(256, 128);
+            let narrow = fp8(jing_tensor::panels::PANEL_COLS + 96, 48);
+            let layout = |w: &Weight| prepare(w).map(|p| p.layout);
+            let (lines, panels) = (table.fp8_in_lines(), table.float_panels);
+            let want = |in_lines: bool, panels_else: bool| {
+                Some(match (lines && in_lines, panels && panels_else) {
+                    (true, _) => RowLayout::PanelLines,
+                    (false, true) => RowLayout::Panels,
+                    (false, false) => RowLayout::Rows,
+                })
+            };
+            assert_eq!(layout(&long), want(true, true), "{}", table.name);
+            assert_eq!(layout(&short), want(true, false), "{}", table.name);
+            assert_eq!(layout(&narrow), want(false, false), "{}", table.name);
+            let y = |w: &Arc<Weight>| {
+                let mut g = GraphBuilder::new(2);
+                let x = g.input("x", w.cols());
+                let y = g.matmul(x, w);
+                g.output("y", y);
+                let graph = g.finish();
+                let mut batch = Batch::sequence(0, 0, &[1, 2]);
+                let xs: Vec<f32> = (0..2 * w.cols()).map(|i| (i as f32 * 0.37).sin()).collect();
+                batch.inputs = vec![("x".to_string(), xs)];
+                let mut cache = KvCache::new(1, 1, 1);
+                let step = cpu.execute(&graph, &batch, &mut cache).unwrap();
+                step.get("y").unwrap().1.to_vec()
+            };
+            for w in [&long, &short] {
+                let (stored, prepared) = (y(w), y(&Arc::new(prepare(w).unwrap())));
+                // Both round x to bf16; they differ in the order of their sums only.
+                for (a, b) in stored.iter().zip(&prepared) {
+                    assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+                }
             }
         }
     }

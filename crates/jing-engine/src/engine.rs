@@ -1,5 +1,6 @@
 use std::path::Path;
 
+use jing_cpu::kernels::{Fp8Activations, KernelTable};
 use jing_cpu::CpuBackend;
 use jing_formats::ModelDir;
 use jing_graph::{Backend, Batch, ExecError, Graph, KvCache};
@@ -68,21 +69,24 @@ impl Engine {
         max_len: Option<usize>,
         quant: Option<&LoadQuant>,
     ) -> Result<Engine, EngineError> {
-        Engine::load_observed(path, threads, max_len, quant, None)
+        Engine::load_observed(path, threads, max_len, quant, Fp8Activations::F32, None)
     }
 
-    /// [`Engine::load_with`], reporting the weights the backend rearranges as they load to
-    /// `observer` (see [`crate::LoadEvent`]: a progress bar for a long load).
+    /// [`Engine::load_with`], with FP8 matmuls multiplying the activations as `fp8` says, and
+    /// reporting the weights the backend rearranges as they load to `observer` (see
+    /// [`crate::LoadEvent`]: a progress bar for a long load).
     pub fn load_observed(
         path: &Path,
         threads: Option<usize>,
         max_len: Option<usize>,
         quant: Option<&LoadQuant>,
+        fp8: Fp8Activations,
         observer: Option<LoadObserver>,
     ) -> Result<Engine, EngineError> {
         // The backend first: it says how it wants the matmul weights laid out as they load
         // (only when the model fits in memory, see `rearrange`).
-        let cpu = CpuBackend::new(threads);
+        let kernels = KernelTable::detect().with_fp8_activations(fp8);
+        let cpu = CpuBackend::with_kernels(threads, kernels);
         let dir = ModelDir::open(path).map_err(ModelError::from)?;
         let prepare = limit_prepare(
             cpu.prepare_linear(),

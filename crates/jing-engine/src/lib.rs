@@ -15,6 +15,7 @@ mod stop;
 pub use constraint::TokenConstraint;
 pub use engine::{Engine, EngineError, StepLogits};
 pub use handle::{EngineHandle, EngineStats, RequestStream, ServeConfig, SubmitError};
+pub use jing_cpu::kernels::Fp8Activations;
 pub use rearrange::{LoadEvent, LoadObserver};
 pub use request::{
     Admission, AdmissionInfo, Event, Finish, FinishReason, GeneratedToken, GenerationRequest,

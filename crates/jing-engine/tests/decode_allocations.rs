@@ -12,7 +12,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use jing_cpu::kernels::KernelTable;
+use jing_cpu::kernels::{Fp8Activations, KernelTable};
 use jing_cpu::CpuBackend;
 use jing_graph::{Backend, Batch, KvCache};
 use jing_models::{load_model, LogitRows};
@@ -86,16 +86,19 @@ fn decode_allocations(path: &std::path::Path, kernels: KernelTable, steps: usize
 
 #[test]
 fn a_decode_step_allocates_only_for_its_outputs() {
-    for (name, file) in [
-        ("deepseek-v3-tiny", "model-q8_0.gguf"),
-        ("deepseek-v3-tiny", "model-f16.gguf"),
-        ("qwen2-tiny", "model-q8_0.gguf"),
+    for (name, file, fp8) in [
+        ("deepseek-v3-tiny", "model-q8_0.gguf", Fp8Activations::F32),
+        ("deepseek-v3-tiny", "model-f16.gguf", Fp8Activations::F32),
+        ("qwen2-tiny", "model-q8_0.gguf", Fp8Activations::F32),
+        // The checkpoint folder, its matmuls FP8 against bf16 activations.
+        ("deepseek-v3-fp8-tiny", "", Fp8Activations::Bf16),
     ] {
         // The SIMD tables (what runs); the generic oracle decodes each float row into a fresh
         // buffer, kept plain on purpose.
         for kernels in KernelTable::available()
             .into_iter()
             .filter(|k| k.name != "generic")
+            .map(|k| k.with_fp8_activations(fp8))
         {
             let counts = decode_allocations(&fixture(name).join(file), kernels, 3);
             // Outputs `logits` and `hidden`: a name, a shape and a buffer each, the list of

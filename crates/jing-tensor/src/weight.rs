@@ -378,6 +378,29 @@ impl Weight {
         fits.then(|| self.rearranged(RowLayout::PanelLines))
     }
 
+    /// This FP8 weight in panels of lines, as [`Weight::in_panel_lines`] puts float weights:
+    /// for a kernel that reads FP8 rows so (a 64-code step is one line). `None` unless its
+    /// scale blocks are whole lines and, for rows longer than a panel, whole panels are whole
+    /// blocks (so that no step or panel cuts a block), with the conditions of
+    /// [`Weight::in_panel_lines`] on the rest.
+    pub fn fp8_in_panel_lines(&self) -> Option<Weight> {
+        let scale_fits = self.scale.as_ref().is_none_or(|s| {
+            let w = s.block[1];
+            w > 0
+                && w.is_multiple_of(panels::LINE)
+                && (self.cols() <= panels::PANEL_COLS || panels::PANEL_COLS.is_multiple_of(w))
+        });
+        let fits = self.dtype == DType::F8E4M3
+            && scale_fits
+            && self.shape.len() == 2
+            && self.rows() > 0
+            && self.rows().is_multiple_of(panels::ROWS)
+            && self.cols() > 0
+            && self.row_bytes().is_multiple_of(panels::LINE)
+            && self.layout == RowLayout::Rows;
+        fits.then(|| self.rearranged(RowLayout::PanelLines))
+    }
+
     /// This weight (rows as stored) with its rows rearranged into `layout`, in memory of its
     /// own.
     fn rearranged(&self, layout: RowLayout) -> Weight {

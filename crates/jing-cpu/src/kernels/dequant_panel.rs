@@ -204,6 +204,7 @@ pub(crate) unsafe fn matmul_dequant<I: Isa>(
                                     cols: k,
                                     width: k,
                                     lines: false,
+                                    fused: false,
                                 };
                                 // SAFETY: the CPU has `I`'s features (caller); each row has K
                                 // bf16; tokens t0..t0 + count of `xr` have K f32 each.

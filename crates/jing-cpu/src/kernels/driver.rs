@@ -28,7 +28,6 @@ use super::dequant_panel::{matmul_dequant, Bf16Native};
 use super::generic;
 use super::layout::{
     block_width, check_matmul, check_row_axpy, dt, row_bytes, simd_code, simd_factor, RowScale,
-    FP8_X_SCALE,
 };
 use super::{OutMatrix, XKey};
 use jing_tensor::{panels, RowLayout, Weight};
@@ -98,6 +97,9 @@ pub(crate) struct RowGroup<'a, const R: usize> {
     /// Whether the rows are a run in lines (`RowLayout::PanelLines`): a row's bytes then lie a
     /// 64-byte line at a time, the run's other rows' lines between ([`row_at`]).
     pub lines: bool,
+    /// Whether `x` is a token panel times the rows' block scales ([`FusedScales`]), in the
+    /// layout [`Isa::pack_fused_x`] left it in.
+    pub fused: bool,
 }
 
 /// Where byte `b` of a row lies from its [`RowGroup::ptr`], for rows in lines (`LINES`, see
@@ -147,8 +149,8 @@ pub(crate) trait Isa: 'static {
     }
 
     /// Whether the FP8 [`Isa::dot_rows`] may instead be handed `x` (in the layout of
-    /// [`Isa::prepare_x`], which returned [`FP8_X_SCALE`]) already multiplied by the scales of
-    /// the rows' scale block, every column times its column block's, and told that all K
+    /// [`Isa::prepare_x`], which returned a factor `p`) already multiplied by the scales of
+    /// the rows' scale block (times `p / FP8_FUSED_FACTOR`), every column times its column block's, and told that all K
     /// columns are one block ([`FusedScales`]). The kernel's `x` layout must then read the
     /// same for one block of K columns as for blocks `width` wide. The kernel saves a sum and
     /// a multiply per row and block, and restarting its chains of FMAs: the AVX-512 kernel read
@@ -156,6 +158,14 @@ pub(crate) trait Isa: 'static {
     fn fuses_fp8_scales(width: usize) -> bool {
         let _ = width;
         false
+    }
+
+    /// Rearranges `x` (`[tokens, K]`, in the layout of [`Isa::prepare_x`] times the scales,
+    /// [`FusedScales`]) once per row block and token panel for a kernel that reads the fused
+    /// form otherwise (handed to [`Isa::dot_rows`] with [`RowGroup::fused`]). Does nothing by
+    /// default.
+    fn pack_fused_x(x: &mut [f32], k: usize) {
+        let _ = (x, k);
     }
 
     /// `y[k] += a · scale(k / width) · W[k]` for the row starting at `row`, `W` decoded from
@@ -288,6 +298,7 @@ unsafe fn rows_dot_group<I: Isa, const R: usize>(
         cols: k,
         width: k,
         lines: false,
+        fused: false,
     };
     for t0 in (0..m).step_by(MAX_TOKENS) {
         let count = MAX_TOKENS.min(m - t0);
@@ -373,10 +384,10 @@ impl Problem<'_, '_> {
             };
             assert_eq!(x.len(), self.m * k, "prepare_x keeps the length of x");
             let mut fused = (D == dt::F8
-                && prepared == Some(FP8_X_SCALE)
+                && prepared.is_some()
                 && self.w.scale.is_some()
                 && I::fuses_fp8_scales(width))
-            .then(|| FusedScales::new(scaled));
+            .then(|| FusedScales::new(scaled, factor));
             // Rows go by blocks, each in one scale block (for `FusedScales`): a group of 64 in
             // panels, 4 rows as stored.
             // Columns per panel (one panel of all K for rows as stored).
@@ -393,7 +404,7 @@ impl Problem<'_, '_> {
                     // The block's rows in one scale block: `x` times that block's scales.
                     let fused_x = fused
                         .as_mut()
-                        .and_then(|f| f.x_for(self.w, b0..b1, x, k, width, tokens.clone()));
+                        .and_then(|f| f.x_for::<I>(self.w, b0..b1, x, k, width, tokens.clone()));
                     let against = match fused_x {
                         Some(xs) => Against {
                             x: xs,
@@ -470,6 +481,7 @@ impl Problem<'_, '_> {
             cols: part.cols,
             width,
             lines: self.stored.lines,
+            fused,
         };
         let first = if fused { tokens.start } else { 0 };
         for t0 in tokens.clone().step_by(MAX_TOKENS) {
@@ -562,9 +574,13 @@ impl<'a> StoredRows<'a> {
 }
 
 /// The one multiplier of every row when an FP8 kernel reads `x` times the block scales
-/// ([`FusedScales`]): `x` is then `x · s · 2^90` (prepared `x · 2^60`, times `s · 2^60 / 2^30`),
-/// within f32 range for `|x · s| < 2^38`, and the products `code · 2^-120 · x · s · 2^90` are
-/// normal floats for `|code · x · s| >= 2^-96`; this factor takes the 2^-30 back.
+/// ([`FusedScales`]); the prepared `x` is multiplied by `s · p / 2^30` for the factor `p` of
+/// its layout. For the exact kernels' layout
+/// ([`FP8_X_SCALE`](super::layout::FP8_X_SCALE)) `x` is then `x · s · 2^90`
+/// (prepared `x · 2^60`, times `s · 2^60 / 2^30`), within f32 range for `|x · s| < 2^38`, and
+/// the products `code · 2^-120 · x · s · 2^90` are normal floats for `|code · x · s| >= 2^-96`;
+/// this factor takes the 2^-30 back. For the bf16 kernel's (`p = 1`, the weights decoded to
+/// their values) `x` is `x · s · 2^-30`, a normal bf16 for `|x · s| >= 2^-96`.
 const FP8_FUSED_FACTOR: f32 = (1u64 << 30) as f32;
 
 /// A panel of the prepared FP8 `x` times the scales of one row block (the `[128, 128]` blocks
@@ -575,18 +591,24 @@ const FP8_FUSED_FACTOR: f32 = (1u64 << 30) as f32;
 /// panel moves on: for decode once per 128 rows, against 128 rows of work.
 struct FusedScales<'b> {
     buf: &'b mut Vec<f32>,
+    /// The factor of the prepared `x`'s layout ([`Isa::prepare_x`]).
+    factor: f32,
     /// The rows of the scale block and the first token of the panel that `buf` holds.
     held: Option<(Range<usize>, usize)>,
 }
 
 impl<'b> FusedScales<'b> {
-    fn new(buf: &'b mut Vec<f32>) -> Self {
-        FusedScales { buf, held: None }
+    fn new(buf: &'b mut Vec<f32>, factor: f32) -> Self {
+        FusedScales {
+            buf,
+            factor,
+            held: None,
+        }
     }
 
     /// `x` (`[m, K]`, prepared) times the scales of `rows`, for the panel `tokens`, or `None`
     /// if the rows are not all in one scale block.
-    fn x_for(
+    fn x_for<I: Isa>(
         &mut self,
         w: &Weight,
         rows: Range<usize>,
@@ -607,7 +629,7 @@ impl<'b> FusedScales<'b> {
             if !block.contains(&last) {
                 return None;
             }
-            let scales = RowScale::of(w, rows.start, FP8_X_SCALE / FP8_FUSED_FACTOR);
+            let scales = RowScale::of(w, rows.start, self.factor / FP8_FUSED_FACTOR);
             let panel = &x[tokens.start * k..tokens.end * k];
             self.buf.resize(panel.len(), 0.0);
             for (xt, dt) in panel.chunks(k).zip(self.buf.chunks_mut(k)) {
@@ -619,6 +641,7 @@ impl<'b> FusedScales<'b> {
                     }
                 }
             }
+            I::pack_fused_x(self.buf, k);
             self.held = Some((block, tokens.start));
         }
         Some(&self.buf[..])

@@ -64,6 +64,28 @@ pub(crate) const fn fp8_as_f16_bits(code: u8) -> u16 {
     (((code as i8 as i16) << 7) as u16) & 0xBFFF
 }
 
+/// The bf16 bits of an e4m3fn code's value (exact: 3 mantissa bits, exponents -9..8): sign
+/// to bit 15; a normal `(e, m)` to exponent field `e + 120` and mantissa `m << 4`; a subnormal
+/// `m · 2^-9` normalized, its leading bit `p` giving exponent field `p + 118`; NaN to a quiet
+/// NaN. The table of the AVX512-BF16 FP8 kernel.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) const fn fp8_bf16_bits(code: u8) -> u16 {
+    let sign = ((code & 0x80) as u16) << 8;
+    let (e, m) = (((code >> 3) & 0xF) as u16, (code & 7) as u16);
+    let magnitude = if e == 0xF && m == 7 {
+        0x7FC0
+    } else if e > 0 {
+        (e + 120) << 7 | m << 4
+    } else if m == 0 {
+        0
+    } else {
+        // The leading bit of m and the bits below it.
+        let p = 15 - m.leading_zeros() as u16;
+        (p + 118) << 7 | (m - (1 << p)) << (7 - p)
+    };
+    sign | magnitude
+}
+
 /// The FP8 matmul kernels multiply `x` by this: their shift-and-mask decode yields
 /// `code · 2^-120` (the e4m3 bits land in the low exponent bits of an f32, subnormals as f32
 /// subnormals, exact as long as MXCSR.DAZ is clear, Rust's default), so the products are

@@ -50,6 +50,6 @@ pub use qact::QuantX;
 pub(crate) use qact::XKey;
 pub use stream::stream_read;
 pub use table::{
-    AxpyFn, DotFn, KernelTable, MatmulFn, MatmulQFn, RowAxpyFn, RowsAxpyFn, RowsDotFn,
-    DEQUANT_MIN_TOKENS,
+    AxpyFn, DotFn, Fp8Activations, KernelTable, MatmulFn, MatmulQFn, RowAxpyFn, RowsAxpyFn,
+    RowsDotFn, DEQUANT_MIN_TOKENS,
 };

@@ -77,6 +77,46 @@ pub struct KernelTable {
     /// piece of `x` stays in L1. Every table computes with them (the generic kernel gathers
     /// each row from its panels).
     pub float_panels: bool,
+    /// What FP8 matmuls multiply the weights with: `x` itself, or `x` rounded to bf16
+    /// ([`KernelTable::with_fp8_activations`]).
+    pub fp8_activations: Fp8Activations,
+    /// The matmul of [`Fp8Activations::Bf16`] (`matmul` for other weights).
+    pub matmul_fp8_bf16: MatmulFn,
+    /// Whether, with [`Fp8Activations::Bf16`], the backend loads FP8 weights in panels of
+    /// lines (`jing_tensor::Weight::fp8_in_panel_lines`), which `matmul_fp8_bf16` then reads
+    /// as one stream per 4 rows. Every table computes with them.
+    pub fp8_bf16_lines: bool,
+}
+
+/// What the FP8 matmuls (DeepSeek's block-scaled `f8_e4m3` weights) multiply the exact weights
+/// with. Both sum in f32 and apply the block scales to each block's sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fp8Activations {
+    /// `x` as it is: `Σ x · w`, the reference's values (the default).
+    #[default]
+    F32,
+    /// `x` rounded to bf16 (to nearest even): `Σ bf16(x) · w`, as DeepSeek's own inference code
+    /// runs these weights (bf16 activations; it also rounds `w · scale` to bf16, which this does
+    /// not). The relative error 2^-9 per activation is finer than the 8-bit blocks GGUF
+    /// matmuls quantize activations to, and on CPUs with AVX512-BF16 the products take one
+    /// `vdpbf16ps` per 32 weights: one Zen 4 thread streams FP8 matmuls 1.1-1.15x as fast
+    /// (docs/benchmarks.md, "sixteenth session"). Other CPUs compute the same values with
+    /// their exact kernels.
+    Bf16,
+}
+
+impl std::str::FromStr for Fp8Activations {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f32" => Ok(Fp8Activations::F32),
+            "bf16" => Ok(Fp8Activations::Bf16),
+            _ => Err(format!(
+                "`{s}` is not an FP8 activation type: use f32 or bf16"
+            )),
+        }
+    }
 }
 
 impl KernelTable {
@@ -93,6 +133,28 @@ impl KernelTable {
             rows_axpy: generic::rows_axpy,
             interleaved_rows16: false,
             float_panels: false,
+            fp8_activations: Fp8Activations::F32,
+            matmul_fp8_bf16: generic::matmul_fp8_bf16,
+            fp8_bf16_lines: false,
+        }
+    }
+
+    /// Whether the backend loads FP8 weights in panels of lines for this table (see
+    /// [`KernelTable::fp8_bf16_lines`]).
+    pub fn fp8_in_lines(&self) -> bool {
+        self.fp8_activations == Fp8Activations::Bf16 && self.fp8_bf16_lines
+    }
+
+    /// This table with FP8 matmuls multiplying `x` as `a` says (the tables
+    /// [`KernelTable::available`] lists multiply `x` itself).
+    pub fn with_fp8_activations(self, a: Fp8Activations) -> KernelTable {
+        match a {
+            Fp8Activations::Bf16 => KernelTable {
+                matmul: self.matmul_fp8_bf16,
+                fp8_activations: a,
+                ..self
+            },
+            Fp8Activations::F32 => KernelTable::by_name(self.name).unwrap_or(self),
         }
     }
 

@@ -53,6 +53,39 @@ pub fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix
     }
 }
 
+/// [`matmul`] with FP8 weights against `bf16(x)` ([`Fp8Activations::Bf16`]).
+///
+/// [`Fp8Activations::Bf16`]: crate::kernels::Fp8Activations::Bf16
+pub fn matmul_fp8_bf16(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
+    with_x_in_bf16(matmul, w, x, m, rows, y)
+}
+
+/// `inner` with `x` rounded to bf16 values when `w` is FP8 (in a buffer this thread keeps, so
+/// that decode steps do not allocate), with `x` as it is otherwise: [`Fp8Activations::Bf16`]
+/// for the tables whose FP8 kernels multiply f32.
+///
+/// [`Fp8Activations::Bf16`]: crate::kernels::Fp8Activations::Bf16
+pub(crate) fn with_x_in_bf16(
+    inner: crate::kernels::MatmulFn,
+    w: &Weight,
+    x: &[f32],
+    m: usize,
+    rows: Range<usize>,
+    y: &OutMatrix,
+) {
+    thread_local! {
+        static ROUNDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if w.dtype != jing_tensor::DType::F8E4M3 {
+        return inner(w, x, m, rows, y);
+    }
+    ROUNDED.with_borrow_mut(|buf| {
+        buf.clear();
+        buf.extend(x.iter().map(|&v| bf16_round(v)));
+        inner(w, buf, m, rows, y)
+    })
+}
+
 /// The many-token product with a GGUF block weight (see
 /// [`dequant_panel`](crate::kernels::dequant_panel)): `y[i, n] = Σ_k bf16(x[i, k]) ·
 /// bf16(ŵ[n, k])` in f32, `ŵ` the dequantized weight, summed in column order.

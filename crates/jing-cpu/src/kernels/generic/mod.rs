@@ -8,7 +8,8 @@ mod row_axpy;
 mod values;
 mod vector;
 
-pub use matmul::matmul;
+pub(crate) use matmul::with_x_in_bf16;
+pub use matmul::{matmul, matmul_fp8_bf16};
 pub use quant::matmul_q;
 pub use row_axpy::row_axpy;
 #[cfg_attr(

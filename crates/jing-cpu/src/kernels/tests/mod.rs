@@ -4,6 +4,7 @@
 mod bandwidth;
 mod dequant_panel;
 mod fp8;
+mod fp8_bf16;
 mod interleaved;
 mod matmul;
 mod panels;

@@ -26,8 +26,9 @@ mod quant_dotprod;
 mod vector;
 
 use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
+use super::super::generic::with_x_in_bf16;
 use super::super::layout::RowScale;
-use super::super::{KernelTable, MatmulQFn, OutMatrix};
+use super::super::{Fp8Activations, KernelTable, MatmulQFn, OutMatrix};
 use jing_tensor::Weight;
 use matmul::dot_rows;
 use std::ops::Range;
@@ -50,6 +51,9 @@ pub(crate) fn table() -> Option<KernelTable> {
         interleaved_rows16: false,
         // Not measured on an ARM CPU yet.
         float_panels: false,
+        fp8_activations: Fp8Activations::F32,
+        fp8_bf16_lines: false,
+        matmul_fp8_bf16: |w, x, m, rows, y| with_x_in_bf16(matmul, w, x, m, rows, y),
     })
 }
 
@@ -69,6 +73,9 @@ pub(crate) fn table_dotprod() -> Option<KernelTable> {
         interleaved_rows16: false,
         // Not measured on an ARM CPU yet.
         float_panels: false,
+        fp8_activations: Fp8Activations::F32,
+        fp8_bf16_lines: false,
+        matmul_fp8_bf16: |w, x, m, rows, y| with_x_in_bf16(matmul_dotprod, w, x, m, rows, y),
     })
 }
 

@@ -20,7 +20,7 @@ mod vector;
 
 use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
 use super::super::layout::{dt, fp8_prepare_x, RowScale};
-use super::super::{KernelTable, OutMatrix};
+use super::super::{Fp8Activations, KernelTable, OutMatrix};
 use jing_tensor::Weight;
 use matmul::{dot_rows, dot_rows_fp8};
 use std::arch::x86_64::*;
@@ -46,7 +46,15 @@ pub(crate) fn table() -> Option<KernelTable> {
         rows_axpy,
         interleaved_rows16: false,
         float_panels: true,
+        fp8_activations: Fp8Activations::F32,
+        fp8_bf16_lines: false,
+        matmul_fp8_bf16,
     })
+}
+
+/// [`matmul`] against `bf16(x)` for FP8 weights (the exact kernels on rounded `x`).
+fn matmul_fp8_bf16(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
+    super::super::generic::with_x_in_bf16(matmul, w, x, m, rows, y)
 }
 
 pub(super) fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {

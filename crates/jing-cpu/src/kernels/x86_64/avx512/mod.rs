@@ -13,6 +13,7 @@
 )]
 
 pub(crate) mod bf16_tile;
+mod fp8_bf16;
 mod load;
 mod matmul;
 pub(crate) mod quant;
@@ -21,7 +22,7 @@ mod vector;
 use super::super::dequant_panel::Bf16Native;
 use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
 use super::super::layout::{dt, fp8_prepare_x, RowScale};
-use super::super::{KernelTable, OutMatrix};
+use super::super::{Fp8Activations, KernelTable, OutMatrix};
 use jing_tensor::Weight;
 use matmul::{dot_rows, dot_rows_fp8};
 use std::arch::x86_64::*;
@@ -57,7 +58,24 @@ pub(crate) fn table() -> Option<KernelTable> {
         // The 512-bit VNNI kernel of `quant::rows16`.
         interleaved_rows16: vnni,
         float_panels: true,
+        fp8_activations: Fp8Activations::F32,
+        fp8_bf16_lines: fp8_bf16::available(),
+        matmul_fp8_bf16,
     })
+}
+
+/// [`matmul`] against `bf16(x)` for FP8 weights: the `vdpbf16ps` kernel ([`fp8_bf16`]) where
+/// the CPU has AVX512-BF16 and VBMI, else the exact kernels on rounded `x`.
+fn matmul_fp8_bf16(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
+    if w.dtype != jing_tensor::DType::F8E4M3 {
+        return matmul(w, x, m, rows, y);
+    }
+    if !fp8_bf16::available() {
+        return super::super::generic::with_x_in_bf16(matmul, w, x, m, rows, y);
+    }
+    // SAFETY: only reachable through `table()`, which checked the CPU's AVX-512 features, and
+    // `available` the rest; the contract on `y` is the caller's (MatmulFn).
+    unsafe { driver::matmul::<Avx512Bf16>(w, x, m, rows, y) }
 }
 
 fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
@@ -199,6 +217,80 @@ impl Isa for Avx512 {
     ) {
         // SAFETY: forwarded (trait contract).
         unsafe { row_axpy_imp::<D>(row, scale, width, a, y) }
+    }
+}
+
+/// Marker for the driver: [`Avx512`] with FP8 rows against `bf16(x)` ([`fp8_bf16`]).
+struct Avx512Bf16;
+
+impl Isa for Avx512Bf16 {
+    unsafe fn dot_rows<const D: u8, const R: usize>(
+        g: &RowGroup<'_, R>,
+        x: *const f32,
+        x_stride: usize,
+        tokens: usize,
+    ) -> [[f32; MAX_TOKENS]; R] {
+        if D != dt::F8 {
+            // SAFETY: forwarded (trait contract).
+            return unsafe { Avx512::dot_rows::<D, R>(g, x, x_stride, tokens) };
+        }
+        /// The kernel for `T` tokens, padded to `MAX_TOKENS` columns.
+        ///
+        /// # Safety
+        /// As `Isa::dot_rows` with `tokens = T` and `x` from `fp8_bf16::prepare_x`.
+        unsafe fn padded<const R: usize, const T: usize>(
+            g: &RowGroup<'_, R>,
+            x: *const f32,
+            x_stride: usize,
+        ) -> [[f32; MAX_TOKENS]; R] {
+            // SAFETY: forwarded; `matmul_fp8_bf16` checked `fp8_bf16::available`.
+            let out = unsafe { fp8_bf16::dot_rows_fp8_bf16::<R, T>(g, x, x_stride) };
+            let mut wide = [[0.0; MAX_TOKENS]; R];
+            for (w, o) in wide.iter_mut().zip(out) {
+                w[..T].copy_from_slice(&o);
+            }
+            wide
+        }
+        // SAFETY: forwarded (trait contract: 1 <= tokens <= 4); `prepare_x` laid out `x`.
+        unsafe {
+            match tokens {
+                1 => padded::<R, 1>(g, x, x_stride),
+                2 => padded::<R, 2>(g, x, x_stride),
+                3 => padded::<R, 3>(g, x, x_stride),
+                _ => padded::<R, 4>(g, x, x_stride),
+            }
+        }
+    }
+
+    fn prepare_x<const D: u8>(
+        x: &[f32],
+        k: usize,
+        width: usize,
+        buf: &mut Vec<f32>,
+    ) -> Option<f32> {
+        (D == dt::F8).then(|| fp8_bf16::prepare_x(x, k, width, buf))
+    }
+
+    fn fuses_fp8_scales(width: usize) -> bool {
+        // Whole groups per block: one block of K columns then reads the same layout.
+        width.is_multiple_of(fp8_bf16::GROUP)
+    }
+
+    fn pack_fused_x(x: &mut [f32], k: usize) {
+        // SAFETY: only reachable through `matmul_fp8_bf16`, which checked
+        // `fp8_bf16::available`.
+        unsafe { fp8_bf16::pack_fused_x(x, k) }
+    }
+
+    unsafe fn row_axpy<const D: u8>(
+        row: *const u8,
+        scale: RowScale<'_>,
+        width: usize,
+        a: f32,
+        y: &mut [f32],
+    ) {
+        // SAFETY: forwarded (trait contract).
+        unsafe { Avx512::row_axpy::<D>(row, scale, width, a, y) }
     }
 }
 
