@@ -726,6 +726,21 @@ mod tests {
         Arc::new(Weight::new("w", dtype, vec![rows, cols], bytes).unwrap())
     }
 
+    /// Two tokens of fixed activations times `w` through a graph on `cpu`: `[2][N]`.
+    fn two_tokens_times(cpu: &CpuBackend, w: &Arc<Weight>) -> Vec<f32> {
+        let mut g = GraphBuilder::new(2);
+        let x = g.input("x", w.cols());
+        let y = g.matmul(x, w);
+        g.output("y", y);
+        let graph = g.finish();
+        let mut batch = Batch::sequence(0, 0, &[1, 2]);
+        let xs: Vec<f32> = (0..2 * w.cols()).map(|i| (i as f32 * 0.37).sin()).collect();
+        batch.inputs = vec![("x".to_string(), xs)];
+        let mut cache = KvCache::new(1, 1, 1);
+        let step = cpu.execute(&graph, &batch, &mut cache).unwrap();
+        step.get("y").unwrap().1.to_vec()
+    }
+
     /// The backend's layout for each kind of weight, and a graph on two threads over weights
     /// in column panels and in panels of lines giving what it gives over the rows as stored.
     #[test]
@@ -755,22 +770,9 @@ mod tests {
         assert_eq!(layout(&few), Some(RowLayout::Rows));
         assert_eq!(layout(&long_fp8), or_rows(RowLayout::Panels));
         assert_eq!(layout(&q8), Some(rows16.unwrap_or(RowLayout::Rows)));
-        let logits = |w: &Arc<Weight>| {
-            let mut g = GraphBuilder::new(2);
-            let x = g.input("x", w.cols());
-            let y = g.matmul(x, w);
-            g.output("y", y);
-            let graph = g.finish();
-            let mut batch = Batch::sequence(0, 0, &[1, 2]);
-            let xs: Vec<f32> = (0..2 * w.cols()).map(|i| (i as f32 * 0.37).sin()).collect();
-            batch.inputs = vec![("x".to_string(), xs)];
-            let mut cache = KvCache::new(1, 1, 1);
-            let step = cpu.execute(&graph, &batch, &mut cache).unwrap();
-            step.get("y").unwrap().1.to_vec()
-        };
         for w in [&long, &short, &long_fp8] {
-            let stored = logits(w);
-            let prepared = logits(&Arc::new(prepare(w).unwrap()));
+            let stored = two_tokens_times(&cpu, w);
+            let prepared = two_tokens_times(&cpu, &Arc::new(prepare(w).unwrap()));
             for (a, b) in stored.iter().zip(&prepared) {
                 assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
             }
@@ -812,21 +814,9 @@ mod tests {
             assert_eq!(layout(&long), want(true, true), "{}", table.name);
             assert_eq!(layout(&short), want(true, false), "{}", table.name);
             assert_eq!(layout(&narrow), want(false, false), "{}", table.name);
-            let y = |w: &Arc<Weight>| {
-                let mut g = GraphBuilder::new(2);
-                let x = g.input("x", w.cols());
-                let y = g.matmul(x, w);
-                g.output("y", y);
-                let graph = g.finish();
-                let mut batch = Batch::sequence(0, 0, &[1, 2]);
-                let xs: Vec<f32> = (0..2 * w.cols()).map(|i| (i as f32 * 0.37).sin()).collect();
-                batch.inputs = vec![("x".to_string(), xs)];
-                let mut cache = KvCache::new(1, 1, 1);
-                let step = cpu.execute(&graph, &batch, &mut cache).unwrap();
-                step.get("y").unwrap().1.to_vec()
-            };
             for w in [&long, &short] {
-                let (stored, prepared) = (y(w), y(&Arc::new(prepare(w).unwrap())));
+                let stored = two_tokens_times(&cpu, w);
+                let prepared = two_tokens_times(&cpu, &Arc::new(prepare(w).unwrap()));
                 // Both round x to bf16; they differ in the order of their sums only.
                 for (a, b) in stored.iter().zip(&prepared) {
                     assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");

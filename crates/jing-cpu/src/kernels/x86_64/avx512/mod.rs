@@ -148,22 +148,44 @@ fn rows_axpy(p: &[f32], m: usize, kv: &[f32], stride: usize, o: &mut [f32]) {
     unsafe { rows_axpy_imp(p, m, kv, stride, o) }
 }
 
-/// `Isa::dot_rows` for exactly `T` tokens: the FP8 kernel (which reads `x` in the layout of
-/// `prepare_x`) or the generic-dtype one, padded to `MAX_TOKENS` columns.
+/// `Isa::dot_rows` for `tokens` tokens: for FP8 the kernel of the `x` layout the ISA prepared
+/// (`BF16X`: [`fp8_bf16`]'s, else [`fp8_prepare_x`]'s), for the other dtypes the generic-dtype
+/// kernel, padded to `MAX_TOKENS` columns.
 ///
 /// # Safety
-/// As `Isa::dot_rows` with `tokens = T`.
-unsafe fn dot_rows_t<const D: u8, const R: usize, const T: usize>(
+/// As `Isa::dot_rows`; with `BF16X`, `fp8_bf16::available` is true.
+unsafe fn dot_rows_tokens<const D: u8, const R: usize, const BF16X: bool>(
+    g: &RowGroup<'_, R>,
+    x: *const f32,
+    x_stride: usize,
+    tokens: usize,
+) -> [[f32; MAX_TOKENS]; R] {
+    // SAFETY: forwarded (trait contract: 1 <= tokens <= 4).
+    unsafe {
+        match tokens {
+            1 => dot_rows_t::<D, R, 1, BF16X>(g, x, x_stride),
+            2 => dot_rows_t::<D, R, 2, BF16X>(g, x, x_stride),
+            3 => dot_rows_t::<D, R, 3, BF16X>(g, x, x_stride),
+            _ => dot_rows_t::<D, R, 4, BF16X>(g, x, x_stride),
+        }
+    }
+}
+
+/// [`dot_rows_tokens`] for exactly `T` tokens.
+///
+/// # Safety
+/// As [`dot_rows_tokens`] with `tokens = T`.
+unsafe fn dot_rows_t<const D: u8, const R: usize, const T: usize, const BF16X: bool>(
     g: &RowGroup<'_, R>,
     x: *const f32,
     x_stride: usize,
 ) -> [[f32; MAX_TOKENS]; R] {
     // SAFETY: forwarded from the caller.
     let out = unsafe {
-        if D == dt::F8 {
-            dot_rows_fp8::<R, T>(g, x, x_stride)
-        } else {
-            dot_rows::<D, R, T>(g, x, x_stride)
+        match (D == dt::F8, BF16X) {
+            (true, true) => fp8_bf16::dot_rows_fp8_bf16::<R, T>(g, x, x_stride),
+            (true, false) => dot_rows_fp8::<R, T>(g, x, x_stride),
+            _ => dot_rows::<D, R, T>(g, x, x_stride),
         }
     };
     let mut wide = [[0.0; MAX_TOKENS]; R];
@@ -173,25 +195,27 @@ unsafe fn dot_rows_t<const D: u8, const R: usize, const T: usize>(
     wide
 }
 
-/// Marker for the driver.
-struct Avx512;
+/// Marker for the driver: the AVX-512 kernels, FP8 rows against `x` as it is or, with
+/// `BF16X`, against `bf16(x)` ([`fp8_bf16`], which needs AVX512-BF16 and VBMI too).
+struct Avx512Isa<const BF16X: bool>;
 
-impl Isa for Avx512 {
+/// The table's own.
+type Avx512 = Avx512Isa<false>;
+
+/// The table's with FP8 against bf16 activations (only reached through `matmul_fp8_bf16`,
+/// which checks `fp8_bf16::available`).
+type Avx512Bf16 = Avx512Isa<true>;
+
+impl<const BF16X: bool> Isa for Avx512Isa<BF16X> {
     unsafe fn dot_rows<const D: u8, const R: usize>(
         g: &RowGroup<'_, R>,
         x: *const f32,
         x_stride: usize,
         tokens: usize,
     ) -> [[f32; MAX_TOKENS]; R] {
-        // SAFETY: forwarded (trait contract: 1 <= tokens <= 4).
-        unsafe {
-            match tokens {
-                1 => dot_rows_t::<D, R, 1>(g, x, x_stride),
-                2 => dot_rows_t::<D, R, 2>(g, x, x_stride),
-                3 => dot_rows_t::<D, R, 3>(g, x, x_stride),
-                _ => dot_rows_t::<D, R, 4>(g, x, x_stride),
-            }
-        }
+        // SAFETY: forwarded (trait contract); with BF16X, `matmul_fp8_bf16` checked
+        // `fp8_bf16::available`, and `prepare_x` laid out an FP8 `x` for it.
+        unsafe { dot_rows_tokens::<D, R, BF16X>(g, x, x_stride, tokens) }
     }
 
     fn prepare_x<const D: u8>(
@@ -200,12 +224,28 @@ impl Isa for Avx512 {
         width: usize,
         buf: &mut Vec<f32>,
     ) -> Option<f32> {
-        (D == dt::F8).then(|| fp8_prepare_x(x, k, width, L, buf))
+        (D == dt::F8).then(|| match BF16X {
+            true => fp8_bf16::prepare_x(x, k, width, buf),
+            false => fp8_prepare_x(x, k, width, L, buf),
+        })
     }
 
     fn fuses_fp8_scales(width: usize) -> bool {
         // Whole groups per block: one block of K columns then reads the same layout.
-        width.is_multiple_of(matmul::GROUP)
+        let group = if BF16X {
+            fp8_bf16::GROUP
+        } else {
+            matmul::GROUP
+        };
+        width.is_multiple_of(group)
+    }
+
+    fn pack_fused_x(x: &mut [f32], k: usize) {
+        if BF16X {
+            // SAFETY: `matmul_fp8_bf16`, the only way to `Avx512Bf16`, checked
+            // `fp8_bf16::available`.
+            unsafe { fp8_bf16::pack_fused_x(x, k) }
+        }
     }
 
     unsafe fn row_axpy<const D: u8>(
@@ -217,80 +257,6 @@ impl Isa for Avx512 {
     ) {
         // SAFETY: forwarded (trait contract).
         unsafe { row_axpy_imp::<D>(row, scale, width, a, y) }
-    }
-}
-
-/// Marker for the driver: [`Avx512`] with FP8 rows against `bf16(x)` ([`fp8_bf16`]).
-struct Avx512Bf16;
-
-impl Isa for Avx512Bf16 {
-    unsafe fn dot_rows<const D: u8, const R: usize>(
-        g: &RowGroup<'_, R>,
-        x: *const f32,
-        x_stride: usize,
-        tokens: usize,
-    ) -> [[f32; MAX_TOKENS]; R] {
-        if D != dt::F8 {
-            // SAFETY: forwarded (trait contract).
-            return unsafe { Avx512::dot_rows::<D, R>(g, x, x_stride, tokens) };
-        }
-        /// The kernel for `T` tokens, padded to `MAX_TOKENS` columns.
-        ///
-        /// # Safety
-        /// As `Isa::dot_rows` with `tokens = T` and `x` from `fp8_bf16::prepare_x`.
-        unsafe fn padded<const R: usize, const T: usize>(
-            g: &RowGroup<'_, R>,
-            x: *const f32,
-            x_stride: usize,
-        ) -> [[f32; MAX_TOKENS]; R] {
-            // SAFETY: forwarded; `matmul_fp8_bf16` checked `fp8_bf16::available`.
-            let out = unsafe { fp8_bf16::dot_rows_fp8_bf16::<R, T>(g, x, x_stride) };
-            let mut wide = [[0.0; MAX_TOKENS]; R];
-            for (w, o) in wide.iter_mut().zip(out) {
-                w[..T].copy_from_slice(&o);
-            }
-            wide
-        }
-        // SAFETY: forwarded (trait contract: 1 <= tokens <= 4); `prepare_x` laid out `x`.
-        unsafe {
-            match tokens {
-                1 => padded::<R, 1>(g, x, x_stride),
-                2 => padded::<R, 2>(g, x, x_stride),
-                3 => padded::<R, 3>(g, x, x_stride),
-                _ => padded::<R, 4>(g, x, x_stride),
-            }
-        }
-    }
-
-    fn prepare_x<const D: u8>(
-        x: &[f32],
-        k: usize,
-        width: usize,
-        buf: &mut Vec<f32>,
-    ) -> Option<f32> {
-        (D == dt::F8).then(|| fp8_bf16::prepare_x(x, k, width, buf))
-    }
-
-    fn fuses_fp8_scales(width: usize) -> bool {
-        // Whole groups per block: one block of K columns then reads the same layout.
-        width.is_multiple_of(fp8_bf16::GROUP)
-    }
-
-    fn pack_fused_x(x: &mut [f32], k: usize) {
-        // SAFETY: only reachable through `matmul_fp8_bf16`, which checked
-        // `fp8_bf16::available`.
-        unsafe { fp8_bf16::pack_fused_x(x, k) }
-    }
-
-    unsafe fn row_axpy<const D: u8>(
-        row: *const u8,
-        scale: RowScale<'_>,
-        width: usize,
-        a: f32,
-        y: &mut [f32],
-    ) {
-        // SAFETY: forwarded (trait contract).
-        unsafe { Avx512::row_axpy::<D>(row, scale, width, a, y) }
     }
 }
 
