@@ -369,12 +369,7 @@ impl Weight {
     pub fn in_panel_lines(&self) -> Option<Weight> {
         let fits = matches!(self.dtype, DType::F32 | DType::F16 | DType::BF16)
             && self.scale.is_none()
-            && self.shape.len() == 2
-            && self.rows() > 0
-            && self.rows().is_multiple_of(panels::ROWS)
-            && self.cols() > 0
-            && self.row_bytes().is_multiple_of(panels::LINE)
-            && self.layout == RowLayout::Rows;
+            && self.rows_fit_lines();
         fits.then(|| self.rearranged(RowLayout::PanelLines))
     }
 
@@ -390,15 +385,19 @@ impl Weight {
                 && w.is_multiple_of(panels::LINE)
                 && (self.cols() <= panels::PANEL_COLS || panels::PANEL_COLS.is_multiple_of(w))
         });
-        let fits = self.dtype == DType::F8E4M3
-            && scale_fits
-            && self.shape.len() == 2
+        let fits = self.dtype == DType::F8E4M3 && scale_fits && self.rows_fit_lines();
+        fits.then(|| self.rearranged(RowLayout::PanelLines))
+    }
+
+    /// Whether the rows, whatever their dtype, can go in panels of lines: a 2-D weight as
+    /// stored, whole groups of 64 rows, rows of whole 64-byte lines.
+    fn rows_fit_lines(&self) -> bool {
+        self.shape.len() == 2
             && self.rows() > 0
             && self.rows().is_multiple_of(panels::ROWS)
             && self.cols() > 0
             && self.row_bytes().is_multiple_of(panels::LINE)
-            && self.layout == RowLayout::Rows;
-        fits.then(|| self.rearranged(RowLayout::PanelLines))
+            && self.layout == RowLayout::Rows
     }
 
     /// This weight (rows as stored) with its rows rearranged into `layout`, in memory of its

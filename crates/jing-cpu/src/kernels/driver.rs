@@ -150,11 +150,12 @@ pub(crate) trait Isa: 'static {
 
     /// Whether the FP8 [`Isa::dot_rows`] may instead be handed `x` (in the layout of
     /// [`Isa::prepare_x`], which returned a factor `p`) already multiplied by the scales of
-    /// the rows' scale block (times `p / FP8_FUSED_FACTOR`), every column times its column block's, and told that all K
-    /// columns are one block ([`FusedScales`]). The kernel's `x` layout must then read the
-    /// same for one block of K columns as for blocks `width` wide. The kernel saves a sum and
-    /// a multiply per row and block, and restarting its chains of FMAs: the AVX-512 kernel read
-    /// `[256, 2048]` 1.11x as fast in L2 (22.9 → 25.5 GB/s, one Zen 4 thread).
+    /// the rows' scale block (times `p / FP8_FUSED_FACTOR`), every column times its column
+    /// block's, and told that all K columns are one block ([`FusedScales`]). The kernel's `x`
+    /// layout must then read the same for one block of K columns as for blocks `width` wide.
+    /// The kernel saves a sum and a multiply per row and block, and restarting its chains of
+    /// FMAs: the AVX-512 kernel read `[256, 2048]` 1.11x as fast in L2 (22.9 → 25.5 GB/s, one
+    /// Zen 4 thread).
     fn fuses_fp8_scales(width: usize) -> bool {
         let _ = width;
         false

@@ -84,18 +84,19 @@ pub struct KernelTable {
     pub matmul_fp8_bf16: MatmulFn,
     /// Whether, with [`Fp8Activations::Bf16`], the backend loads FP8 weights in panels of
     /// lines (`jing_tensor::Weight::fp8_in_panel_lines`), which `matmul_fp8_bf16` then reads
-    /// as one stream per 4 rows. Every table computes with them.
+    /// as one stream per 4 rows. Only that kernel and the generic one read FP8 in lines.
     pub fp8_bf16_lines: bool,
 }
 
 /// What the FP8 matmuls (DeepSeek's block-scaled `f8_e4m3` weights) multiply the exact weights
-/// with. Both sum in f32 and apply the block scales to each block's sum.
+/// with. Both sum in f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Fp8Activations {
     /// `x` as it is: `Σ x · w`, the reference's values (the default).
     #[default]
     F32,
-    /// `x` rounded to bf16 (to nearest even): `Σ bf16(x) · w`, as DeepSeek's own inference code
+    /// `x` rounded to bf16 (to nearest even; alone, or times its block's scale where a kernel
+    /// folds the scales into `x`): `Σ bf16(x) · w`, as DeepSeek's own inference code
     /// runs these weights (bf16 activations; it also rounds `w · scale` to bf16, which this does
     /// not). The relative error 2^-9 per activation is finer than the 8-bit blocks GGUF
     /// matmuls quantize activations to, and on CPUs with AVX512-BF16 the products take one
