@@ -23,6 +23,7 @@
 
 use super::super::prefetch::{GroupPrefetch, FAMILY_19H_AHEAD_FP8};
 use super::load::fp8x16;
+use super::matmul::{reduce, scale_into};
 use super::{tail_mask, L};
 use crate::kernels::driver::{row_at, RowGroup};
 use crate::kernels::layout::fp8_bf16_bits;
@@ -269,21 +270,9 @@ unsafe fn dot_rows_in<const R: usize, const T: usize, const LINES: bool, const P
             }
             j += n;
         }
-        for r in 0..R {
-            let s = _mm512_set1_ps(g.scale[r].get(cb));
-            for t in 0..T {
-                let a = _mm512_add_ps(acc[0][r][t], acc[1][r][t]);
-                total[r][t] = _mm512_fmadd_ps(a, s, total[r][t]);
-            }
-        }
+        scale_into(g, cb, &acc, &mut total);
         k0 = k1;
         cb += 1;
     }
-    let mut out = [[0.0; T]; R];
-    for r in 0..R {
-        for t in 0..T {
-            out[r][t] = _mm512_reduce_add_ps(total[r][t]);
-        }
-    }
-    out
+    reduce(&total)
 }

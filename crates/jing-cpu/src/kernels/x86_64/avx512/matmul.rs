@@ -46,11 +46,11 @@ unsafe fn load_x_tail<const T: usize>(
     v
 }
 
-/// Adds a block's sums, times the rows' scales of block `cb`, to the totals (shared by both
-/// matmul kernels).
+/// Adds a block's sums, times the rows' scales of block `cb`, to the totals (shared by the
+/// matmul kernels, `fp8_bf16`'s too).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn scale_into<const R: usize, const T: usize>(
+pub(super) fn scale_into<const R: usize, const T: usize>(
     g: &RowGroup<'_, R>,
     cb: usize,
     acc: &[[[__m512; T]; R]; 2],
@@ -68,7 +68,7 @@ fn scale_into<const R: usize, const T: usize>(
 /// The `[R][T]` lane sums of the totals.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn reduce<const R: usize, const T: usize>(total: &[[__m512; T]; R]) -> [[f32; T]; R] {
+pub(super) fn reduce<const R: usize, const T: usize>(total: &[[__m512; T]; R]) -> [[f32; T]; R] {
     let mut out = [[0.0; T]; R];
     for r in 0..R {
         for t in 0..T {
