@@ -58,10 +58,9 @@ pub(crate) fn mla_attention(c: &Ctx, i: usize, a: &MlaAttention) -> Result<(), E
             let q_lat = &mut q_lat[hh * t_all * kvl..(hh + 1) * t_all * kvl];
             match &w.heads[h].uk {
                 UkHead::Rows(uk) if t_all == 1 => {
-                    // One token: each row dequantized straight into the sum (no f32 copy).
-                    for d in 0..dn {
-                        (c.k.row_axpy)(uk, d, q_nope[h * dn + d], q_lat);
-                    }
+                    // One token: the head's rows dequantized straight into the sum (no f32
+                    // copy), one call.
+                    (c.k.row_axpy)(uk, 0, &q_nope[h * dn..(h + 1) * dn], q_lat);
                 }
                 UkHead::Rows(uk) => {
                     // Several tokens: each row dequantized once for all of them.

@@ -1239,6 +1239,23 @@ fn mla_attention_absorbed_and_expanded() {
             let v_b = weight(&mut rng, "v_b", fmt, &[m.h, m.dv, m.kvl]);
             layouts.push(("k_b/v_b", Arc::new(MlaWeights::from_split(&k_b, &v_b))));
         }
+        // HF's kv_b split into W_UK and W_UV, as the models load it for a backend that
+        // rearranges weights. FP8's 128-row blocks are cut by the heads' rows (no split); with
+        // 4-row blocks they are not.
+        let split = |kv_b: &Weight| MlaWeights::split_kv_b(kv_b, m.h, m.dn, m.dv);
+        let whole_blocks = match fmt {
+            Fmt::Fp8(_) => {
+                assert!(
+                    split(&kv_b).is_none(),
+                    "{fmt:?}: heads cut the scale blocks"
+                );
+                let dims = [m.h * (m.dn + m.dv), m.kvl];
+                weight(&mut rng, "kv_b", Fmt::Fp8([4, 16]), &dims)
+            }
+            _ => kv_b.clone(),
+        };
+        let [uk, uv] = split(&whole_blocks).expect("heads on block rows");
+        layouts.push(("uk/uv", Arc::new(MlaWeights::from_uk_uv(&uk, &uv, m.h))));
         for (layout, w) in &layouts {
             for form in [MlaForm::Absorbed, MlaForm::Expanded, MlaForm::Auto] {
                 let steps: Vec<Step> = [
@@ -1264,6 +1281,57 @@ fn mla_attention_absorbed_and_expanded() {
             }
         }
     }
+}
+
+/// MLA with W_UV as a loading backend rearranges it (`split_kv_b`, then the backend's
+/// `prepare_linear`: f32, f16 and bf16 in panels of lines, on tables that read them), read head
+/// by head from views of 64 rows: prefill, decode and a later decode, against the reference.
+#[test]
+fn mla_attention_with_w_uv_rearranged() {
+    let mut rng = Rng::new(17);
+    let m = Mla {
+        h: 2,
+        dn: 16,
+        dr: 8,
+        dv: 64,
+        kvl: 128,
+    };
+    let prefill = [(2, 0), (0, 0), (2, 1), (0, 1), (2, 2)];
+    let (decode, later) = ([(2, 3), (0, 2)], [(2, 4)]);
+    let mut rearranged = 0;
+    for table in KernelTable::available() {
+        let Some(prepare) = CpuBackend::with_kernels(Some(1), table).prepare_linear() else {
+            continue;
+        };
+        for fmt in [Fmt::F32, Fmt::F16, Fmt::Bf16] {
+            let kv_b = weight(&mut rng, "kv_b", fmt, &[m.h * (m.dn + m.dv), m.kvl]);
+            let [uk, uv] = MlaWeights::split_kv_b(&kv_b, m.h, m.dn, m.dv).expect("no scales");
+            // (Tables without panels only move the rows into 2 MiB pages.)
+            let Some(uv) = prepare(&uv).filter(|p| p.layout != jing_tensor::RowLayout::Rows) else {
+                continue;
+            };
+            rearranged += 1;
+            let w = Arc::new(MlaWeights::from_uk_uv(&uk, &uv, m.h));
+            for form in [MlaForm::Absorbed, MlaForm::Auto] {
+                let steps: Vec<Step> = [&prefill[..], &decode[..], &later[..]]
+                    .iter()
+                    .map(|at| mla_step(&mut rng, m, &w, form, at))
+                    .collect();
+                conform(
+                    &format!("mla {form:?} W_UV {:?} ({}) {fmt:?}", uv.layout, table.name),
+                    &steps,
+                    &CacheSpec {
+                        new: &|| cache_with_slots(m.kvl + m.dr),
+                        slots: 3,
+                        check: Check::Exact,
+                    },
+                );
+            }
+        }
+    }
+    // Where some table reads float panels, it rearranged W_UV.
+    let panels = KernelTable::available().iter().any(|t| t.float_panels);
+    assert_eq!(rearranged > 0, panels);
 }
 
 /// One grouped-query attention step (6 query heads over 2 KV heads of 16) at `at`.

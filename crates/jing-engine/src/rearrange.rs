@@ -19,7 +19,7 @@ use jing_tensor::Weight;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadEvent {
     /// About `bytes` of stored weights will be rearranged (the stored matrices; embeddings and
-    /// weights read by rows, MLA's `kv_b_proj`, among them stay as stored).
+    /// weights read by rows, MLA's W_UK, among them stay as stored).
     Rearranging { bytes: u64 },
     /// One weight of `bytes` was rearranged.
     Rearranged { bytes: u64 },

@@ -50,8 +50,8 @@ impl<'a> Loader<'a> {
 
     /// Tensor `name` as [`Loader::tensor`] loads it, for a weight the model only ever
     /// multiplies (`x·Wᵀ` in a matmul node), so that the backend may rearrange its rows
-    /// ([`PrepareLinear`]). Never for a weight read by rows as a kernel reads them (MLA's
-    /// `kv_b_proj`), nor for an embedding table alone (see [`Loader::lm_head`]).
+    /// ([`PrepareLinear`]). Never for a weight read by rows as a kernel reads them (MLA's W_UK
+    /// rows of `kv_b_proj`), nor for an embedding table alone (see [`Loader::lm_head`]).
     pub fn linear(&mut self, name: &str, expected: &[usize], why: &str) -> Result<W, ModelError> {
         let w = self.tensor(name, expected, why)?;
         Ok(self.prepared(w))
@@ -59,12 +59,50 @@ impl<'a> Loader<'a> {
 
     /// `w` as the backend rearranges it for its matmuls, or as it is.
     fn prepared(&mut self, w: W) -> W {
-        match self.prepare.and_then(|prepare| prepare(&w)) {
+        self.prepared_in_slices(w, None)
+    }
+
+    /// A weight the model multiplies in slices of `per` rows, one matmul each (MLA's GGUF
+    /// parts `attn_k_b [H, kvl, dn]` and `attn_v_b [H, dv, kvl]`, a head per slice), its rows
+    /// those of every dimension but the last: as the backend rearranges it for its matmuls
+    /// where every slice stays whole groups of the new layout (a slice view may not cut one,
+    /// [`Weight::slice_rows`]), else as it is. The shape stays as stored.
+    ///
+    /// These were read as stored, from the file's 4 KiB pages and without the interleaved
+    /// kernels. In a `Q8_0` file of a V3-shaped model (128 heads, one Zen 4 thread) the two
+    /// products took 0.47 and 0.56 ms a layer; interleaved in 2 MiB pages, 0.35 and 0.37
+    /// (docs/benchmarks.md, "eighteenth session").
+    pub fn linear_in_slices(&mut self, w: W, per: usize) -> W {
+        self.prepared_in_slices(w, Some(per))
+    }
+
+    /// Notes that no weight views `w`'s bytes any more: the model holds a copy of them
+    /// (rearranged, or split as MLA's `kv_b_proj` is for such a backend).
+    pub fn copied(&mut self, w: &Weight) {
+        if w.data.is_mapped() {
+            self.replaced.push(w.data.clone());
+        }
+    }
+
+    /// [`Loader::prepared`], keeping the rearranged weight only where slices of `per` rows
+    /// (when given) are whole groups of its layout.
+    fn prepared_in_slices(&mut self, w: W, per: Option<usize>) -> W {
+        // Matmul weights are 2-D: the rows of a 3-D part go in as one dimension.
+        let flat = (w.shape.len() != 2).then(|| Weight {
+            shape: vec![w.rows(), w.cols()],
+            ..(*w).clone()
+        });
+        let rearranged = self
+            .prepare
+            .and_then(|prepare| prepare(flat.as_ref().unwrap_or(&w)))
+            .filter(|r| per.is_none_or(|per| per.is_multiple_of(r.layout.group())));
+        match rearranged {
             Some(rearranged) => {
-                if w.data.is_mapped() {
-                    self.replaced.push(w.data.clone());
-                }
-                Arc::new(rearranged)
+                self.copied(&w);
+                Arc::new(Weight {
+                    shape: w.shape.clone(),
+                    ..rearranged
+                })
             }
             None => w,
         }

@@ -2,6 +2,7 @@ use crate::panels;
 use crate::quant::{q4_k_rows16, q5_0_rows16, q6_k_rows16, q8_0_rows16};
 use crate::{decode_to_f32, Bytes, DType};
 use std::borrow::Cow;
+use std::ops::Range;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
@@ -400,23 +401,89 @@ impl Weight {
             && self.layout == RowLayout::Rows
     }
 
-    /// This weight (rows as stored) with its rows rearranged into `layout`, in memory of its
-    /// own.
-    fn rearranged(&self, layout: RowLayout) -> Weight {
-        // In the process's arena of huge pages (a weight of a few MiB in memory of its own
-        // would sit in 4 KiB pages, see `HugeArena`), or, where no memory can be mapped for
-        // it, on the heap.
-        let data = match crate::huge_pages::HugeArena::global().alloc(self.data.len()) {
+    /// The rows of `runs` (in that order, rows as stored) as a weight `name` of their own, in
+    /// memory of its own as [`Weight::interleave_rows16`] puts it: MLA's W_UK and W_UV, which
+    /// HF's `kv_b_proj` keeps head by head in turns, each in one piece. Block scales go along
+    /// when every run starts and ends on a block row (the last run may end with the weight);
+    /// `None` where one does not, for a weight not 2-D or not as stored, and for runs outside
+    /// the weight.
+    pub fn gather_rows(&self, runs: &[Range<usize>], name: impl Into<String>) -> Option<Weight> {
+        let rows = self.rows();
+        let as_stored = self.shape.len() == 2 && self.layout == RowLayout::Rows;
+        if !as_stored || runs.iter().any(|r| r.start > r.end || r.end > rows) {
+            return None;
+        }
+        let scale = match &self.scale {
+            None => None,
+            Some(s) => {
+                let b = s.block[0];
+                let on_block = |row: usize| (row + s.row_offset).is_multiple_of(b);
+                // Only the last run may end inside a block row, and only with the weight.
+                let ends_well = |(i, r): (usize, &Range<usize>)| {
+                    on_block(r.end) || (i + 1 == runs.len() && r.end == rows)
+                };
+                let whole = runs.iter().all(|r| on_block(r.start))
+                    && runs.iter().enumerate().all(ends_well);
+                if b == 0 || !whole {
+                    return None;
+                }
+                let run_bytes = s.block_cols * 4;
+                let src = s.data.as_slice();
+                let mut data = Vec::new();
+                for r in runs {
+                    let first = (r.start + s.row_offset) / b;
+                    let last = (r.end + s.row_offset).div_ceil(b);
+                    data.extend_from_slice(&src[first * run_bytes..last * run_bytes]);
+                }
+                Some(BlockScale {
+                    data: Bytes::from_vec(data),
+                    row_offset: 0,
+                    ..s.clone()
+                })
+            }
+        };
+        let row_bytes = self.row_bytes();
+        let count: usize = runs.iter().map(|r| r.len()).sum();
+        let src = self.data.as_slice();
+        let data = self.own_memory(count * row_bytes, |out| {
+            let mut at = 0;
+            for r in runs {
+                let bytes = &src[r.start * row_bytes..r.end * row_bytes];
+                out[at..at + bytes.len()].copy_from_slice(bytes);
+                at += bytes.len();
+            }
+        });
+        Some(Weight {
+            name: name.into(),
+            dtype: self.dtype,
+            shape: vec![count, self.cols()],
+            data,
+            scale,
+            layout: RowLayout::Rows,
+        })
+    }
+
+    /// `len` bytes that `fill` writes, in the process's arena of huge pages (a weight of a few
+    /// MiB in memory of its own would sit in 4 KiB pages, see `HugeArena`), or, where no memory
+    /// can be mapped for it, on the heap.
+    fn own_memory(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Bytes {
+        match crate::huge_pages::HugeArena::global().alloc(len) {
             Ok(mut piece) => {
-                self.pack_rows(layout, piece.as_mut_slice());
+                fill(piece.as_mut_slice());
                 piece.freeze()
             }
             Err(_) => {
-                let mut out = vec![0u8; self.data.len()];
-                self.pack_rows(layout, &mut out);
+                let mut out = vec![0u8; len];
+                fill(&mut out);
                 Bytes::from_vec(out)
             }
-        };
+        }
+    }
+
+    /// This weight (rows as stored) with its rows rearranged into `layout`, in memory of its
+    /// own.
+    fn rearranged(&self, layout: RowLayout) -> Weight {
+        let data = self.own_memory(self.data.len(), |out| self.pack_rows(layout, out));
         Weight {
             name: self.name.clone(),
             dtype: self.dtype,
@@ -566,6 +633,58 @@ mod tests {
             (w.dtype, &w.shape, w.layout)
         );
         assert!(!moved.data.same_owner(&w.data));
+    }
+
+    /// Gathered rows read what they read in place, scales included; runs that cut a block row
+    /// of the scales (but the last, at the weight's end) are refused.
+    #[test]
+    #[allow(
+        clippy::single_range_in_vec_init,
+        reason = "a list of one run of rows, as gather_rows takes"
+    )]
+    fn gathered_rows_keep_their_values_and_scales() {
+        // 7 x 3 FP8, blocks of 2 x 2: scale grid 4 x 2, every row a code of its own.
+        let codes: Vec<u8> = (0..21u8).map(|i| 0x30 + i).collect();
+        let scales: Vec<f32> = (1..=8).map(|s| s as f32).collect();
+        let w = Weight::new("w", DType::F8E4M3, vec![7, 3], Bytes::from_vec(codes))
+            .unwrap()
+            .with_block_scale("s", &[4, 2], Bytes::from_f32(&scales), [2, 2])
+            .unwrap();
+        let rows_of = |w: &Weight, rows: &[usize]| -> Vec<f32> {
+            let mut out = vec![0.0; 3];
+            rows.iter()
+                .flat_map(|&r| {
+                    w.row_to_f32(r, &mut out);
+                    out.clone()
+                })
+                .collect()
+        };
+        let g = w.gather_rows(&[4..6, 0..2, 6..7], "g").unwrap();
+        assert_eq!((g.name.as_str(), &g.shape), ("g", &vec![5, 3]));
+        assert_eq!(g.to_f32_vec(), rows_of(&w, &[4, 5, 0, 1, 6]));
+        assert!(!g.data.same_owner(&w.data));
+        // From a view that starts on a block row, and one that does not.
+        let v = w.slice_rows(2, 7);
+        let g = v.gather_rows(&[2..4, 0..2], "g").unwrap();
+        assert_eq!(g.to_f32_vec(), rows_of(&w, &[4, 5, 2, 3]));
+        let odd = w.slice_rows(1, 7);
+        assert!(odd.gather_rows(&[0..2], "g").is_none());
+        let g = odd.gather_rows(&[1..3], "g").unwrap();
+        assert_eq!(g.to_f32_vec(), rows_of(&w, &[2, 3]));
+        // A run that cuts a block row; the weight's end is fine only last.
+        assert!(w.gather_rows(&[1..3], "g").is_none());
+        assert!(w.gather_rows(&[6..7, 0..2], "g").is_none());
+        assert!(w.gather_rows(&[0..8], "g").is_none());
+        // Without scales any runs go.
+        let plain = Weight::new(
+            "p",
+            DType::BF16,
+            vec![3, 2],
+            Bytes::from_vec((0..12).collect()),
+        )
+        .unwrap();
+        let g = plain.gather_rows(&[2..3, 0..1], "g").unwrap();
+        assert_eq!(g.data.as_slice(), &[8, 9, 10, 11, 0, 1, 2, 3]);
     }
 
     #[test]

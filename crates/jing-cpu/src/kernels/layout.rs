@@ -272,8 +272,8 @@ pub(crate) fn check_matmul_q(
     );
 }
 
-/// Checks shared by every `row_axpy` version.
-pub(crate) fn check_row_axpy(w: &Weight, r: usize, y: &[f32]) {
+/// Checks shared by every `row_axpy` version, for rows `r0..r0 + n`.
+pub(crate) fn check_row_axpy(w: &Weight, r0: usize, n: usize, y: &[f32]) {
     debug_assert!(
         w.dtype.is_weight(),
         "row_axpy with {} weight `{}`",
@@ -281,8 +281,8 @@ pub(crate) fn check_row_axpy(w: &Weight, r: usize, y: &[f32]) {
         w.name
     );
     assert!(
-        r < w.rows(),
-        "row_axpy `{}`: row {r} out of 0..{}",
+        r0.checked_add(n).is_some_and(|end| end <= w.rows()),
+        "row_axpy `{}`: rows {r0}..{r0}+{n} out of 0..{}",
         w.name,
         w.rows()
     );

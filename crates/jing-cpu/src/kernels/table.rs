@@ -37,9 +37,9 @@ pub type DotFn = fn(a: &[f32], b: &[f32]) -> f32;
 /// `y[k] += a · x[k]` (panics if the lengths differ).
 pub type AxpyFn = fn(a: f32, x: &[f32], y: &mut [f32]);
 
-/// `y += a · W[r, :]`, dequantized with the block scale (`y.len() == K`), see
-/// [`generic::row_axpy`].
-pub type RowAxpyFn = fn(w: &Weight, r: usize, a: f32, y: &mut [f32]);
+/// `y += Σ_i a[i] · W[r0 + i, :]`, dequantized with the block scale (`y.len() == K`), the rows
+/// added in order, see [`generic::row_axpy`].
+pub type RowAxpyFn = fn(w: &Weight, r0: usize, a: &[f32], y: &mut [f32]);
 
 /// `s[i, j] = q_i · kv_j` for `i < m`, `j < n`: `q` is `[m, K]`, row `j` of the cache is
 /// `kv_j = kv[j·stride..j·stride + K]`, `s` is `[m, n]` (`n = s.len() / m`). Attention scores

@@ -96,6 +96,8 @@ impl Attention {
                 &[h, dv, kvl],
                 "num_attention_heads x v_head_dim x kv_lora_rank",
             )?;
+            // One matmul per head on each: the backend may rearrange them head by head.
+            let (k_b, v_b) = (ld.linear_in_slices(k_b, kvl), ld.linear_in_slices(v_b, dv));
             return Ok(MlaWeights::from_split(&k_b, &v_b));
         }
         let kv_b = ld.tensor(
@@ -103,6 +105,15 @@ impl Attention {
             &[h * (dn + dv), kvl],
             "num_attention_heads*(qk_nope_head_dim+v_head_dim) x kv_lora_rank",
         )?;
+        // For a backend that rearranges its weights as they load: W_UK and W_UV each in one
+        // piece, W_UV (a matmul per head) rearranged as the other matmul weights are.
+        if ld.prepare.is_some() {
+            if let Some([uk, uv]) = MlaWeights::split_kv_b(&kv_b, h, dn, dv) {
+                ld.copied(&kv_b);
+                let uv = ld.linear_in_slices(Arc::new(uv), dv);
+                return Ok(MlaWeights::from_uk_uv(&uk, &uv, h));
+            }
+        }
         Ok(MlaWeights::from_kv_b(&kv_b, h, dn, dv))
     }
 

@@ -1,5 +1,6 @@
-//! `y += a · W[r, :]`: one scaled weight row added to a vector. The absorbed MLA attention
-//! needs the transposed product `q_lat = W_UKᵀ q_nope`, which is exactly a sum of such rows.
+//! `y += Σ_i a[i] · W[r0 + i, :]`: scaled weight rows added to a vector. The absorbed MLA
+//! attention needs the transposed product `q_lat = W_UKᵀ q_nope`, which is exactly a sum of
+//! such rows (a head's W_UK rows, one call).
 
 use super::super::layout::{block_width, check_row_axpy, RowScale};
 use super::values::row_values;
@@ -9,14 +10,22 @@ use jing_tensor::Weight;
 /// of every GGUF block size, so that pieces of block-quantized rows are whole blocks.
 const PIECE: usize = 256;
 
-/// `y[k] += (a · scale(r, k / width)) · W[r, k]` with `W` before block scaling: the row's scale
-/// is folded into the coefficient once per column block, as the SIMD versions do. Equal to
-/// `y += a · row_to_f32(r)` up to rounding. Panics unless `y.len() == K` and `r` is a row of `w`.
+/// `y[k] += (a[i] · scale(r0 + i, k / width)) · W[r0 + i, k]` for each `i` in turn, with `W`
+/// before block scaling: each row's scale is folded into its coefficient once per column
+/// block, as the SIMD versions do. Equal to `y += a[i] · row_to_f32(r0 + i)` for each row up to
+/// rounding. Panics unless `y.len() == K` and rows `r0..r0 + a.len()` are rows of `w`.
 ///
 /// Meant for float weights (`debug_assert`ed); integer weights are converted like
 /// [`Weight::row_to_f32`] does.
-pub fn row_axpy(w: &Weight, r: usize, a: f32, y: &mut [f32]) {
-    check_row_axpy(w, r, y);
+pub fn row_axpy(w: &Weight, r0: usize, a: &[f32], y: &mut [f32]) {
+    check_row_axpy(w, r0, a.len(), y);
+    for (i, &a) in a.iter().enumerate() {
+        one_row(w, r0 + i, a, y);
+    }
+}
+
+/// `y += a · W[r, :]` (checked by the caller).
+fn one_row(w: &Weight, r: usize, a: f32, y: &mut [f32]) {
     let k = w.cols();
     let width = block_width(w).unwrap_or(k).max(1);
     let scale = RowScale::of(w, r, 1.0);

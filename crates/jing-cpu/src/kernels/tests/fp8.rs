@@ -39,7 +39,7 @@ fn every_table_decodes_every_code_exactly() {
     for t in KernelTable::available() {
         // -0 + v == v for every v, signed zeros included.
         let mut y = vec![-0.0f32; k];
-        (t.row_axpy)(&w, 0, 1.0, &mut y);
+        (t.row_axpy)(&w, 0, &[1.0], &mut y);
         for (j, &c) in codes.iter().enumerate() {
             assert_eq!(
                 y[j].to_bits(),

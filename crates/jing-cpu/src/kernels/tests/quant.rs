@@ -329,7 +329,7 @@ fn row_axpy_of_block_weights() {
         let y0 = rng.f32s(k);
         for t in KernelTable::available() {
             let mut y = y0.clone();
-            (t.row_axpy)(&w, 3, 0.75, &mut y);
+            (t.row_axpy)(&w, 3, &[0.75], &mut y);
             for j in 0..k {
                 let want = y0[j] as f64 + 0.75 * row[j] as f64;
                 let err = (y[j] as f64 - want).abs();

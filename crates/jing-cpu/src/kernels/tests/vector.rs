@@ -75,7 +75,7 @@ fn row_axpy_matches_reference() {
                 let y0 = rng.f32s(k);
                 for t in KernelTable::available() {
                     let mut y = y0.clone();
-                    (t.row_axpy)(&w, r, a, &mut y);
+                    (t.row_axpy)(&w, r, &[a], &mut y);
                     for j in 0..k {
                         let want = y0[j] as f64 + a as f64 * row[j] as f64;
                         // One rounding each for a·scale, its product with the code, the sum,
@@ -96,6 +96,86 @@ fn row_axpy_matches_reference() {
     // Sanity: fp8_code never yields NaN codes.
     let mut rng = XorShift::new(13);
     assert!((0..1000).all(|_| fp8_code(&mut rng) & 0x7f != 0x7f));
+}
+
+/// Many rows in one call (groups of 8 and single rows, in the SIMD tables) give, bit for bit,
+/// what one call per row gives in order: the same FMAs in the same order. The one-row calls
+/// are checked against the reference above. And every SIMD table gives the same bits (the same
+/// FMAs of the same values, however each decodes them: AVX-512's FP8 table lookup included).
+#[test]
+fn row_axpy_of_many_rows_is_one_row_after_another() {
+    let mut rng = XorShift::new(14);
+    for dtype in [DType::F32, DType::BF16, DType::F16, DType::F8E4M3] {
+        // Blocks of whole 64-column steps, a block of 16 after them (DeepSeek V3's tiny
+        // fixture's 144), of 64 then 8, and no blocks (tails of 13).
+        let shapes = [
+            (512, Some([128, 128])),
+            (144, Some([128, 128])),
+            (200, Some([2, 64])),
+            (77, None),
+        ];
+        for (k, block) in shapes {
+            let block = block.filter(|_| dtype == DType::F8E4M3 || k == 512);
+            let full = weight(&mut rng, dtype, 300, k, block);
+            // A view, so that rows start inside a scale block.
+            let w = full.slice_rows(37, 300);
+            for (r0, n) in [
+                (0, 0),
+                (0, 1),
+                (3, 7),
+                (5, 8),
+                (1, 17),
+                (100, 128),
+                (0, 263),
+            ] {
+                let a = rng.f32s(n);
+                let y0 = rng.f32s(k);
+                let mut first_simd: Option<(&str, Vec<f32>)> = None;
+                for t in KernelTable::available() {
+                    let mut each = y0.clone();
+                    for (i, &a) in a.iter().enumerate() {
+                        (t.row_axpy)(&w, r0 + i, &[a], &mut each);
+                    }
+                    let mut all = y0.clone();
+                    (t.row_axpy)(&w, r0, &a, &mut all);
+                    for (j, (x, y)) in all.iter().zip(&each).enumerate() {
+                        assert_eq!(
+                            x.to_bits(),
+                            y.to_bits(),
+                            "{} {dtype} K={k} rows {r0}+{n} j={j}: {x} vs {y}",
+                            t.name
+                        );
+                    }
+                    if t.name == "generic" {
+                        continue;
+                    }
+                    match &first_simd {
+                        None => first_simd = Some((t.name, all)),
+                        Some((name, first)) => {
+                            for (j, (x, y)) in all.iter().zip(first).enumerate() {
+                                assert_eq!(
+                                    x.to_bits(),
+                                    y.to_bits(),
+                                    "{} vs {name}: {dtype} K={k} rows {r0}+{n} j={j}",
+                                    t.name
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows past the weight's end are refused, not read.
+#[test]
+#[should_panic(expected = "out of 0..")]
+fn row_axpy_past_the_last_row_panics() {
+    let mut rng = XorShift::new(15);
+    let w = weight(&mut rng, DType::BF16, 10, 64, None);
+    let mut y = vec![0.0f32; 64];
+    (KernelTable::detect().row_axpy)(&w, 5, &[1.0; 6], &mut y);
 }
 
 /// `(m heads, K, n rows, stride)` for the cache-row kernels: MLA's shapes (K = 576 scores, 512

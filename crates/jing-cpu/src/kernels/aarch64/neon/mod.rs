@@ -25,9 +25,8 @@ mod quant;
 mod quant_dotprod;
 mod vector;
 
-use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
+use super::super::driver::{self, AxpyRows, Isa, RowGroup, MAX_TOKENS};
 use super::super::generic::with_x_in_bf16;
-use super::super::layout::RowScale;
 use super::super::{Fp8Activations, KernelTable, MatmulQFn, OutMatrix};
 use jing_tensor::Weight;
 use matmul::dot_rows;
@@ -118,9 +117,9 @@ fn rows_axpy(p: &[f32], m: usize, kv: &[f32], stride: usize, o: &mut [f32]) {
     unsafe { rows_axpy_imp(p, m, kv, stride, o) }
 }
 
-fn row_axpy(w: &Weight, r: usize, a: f32, y: &mut [f32]) {
+fn row_axpy(w: &Weight, r0: usize, a: &[f32], y: &mut [f32]) {
     // SAFETY: only reachable through the tables, which checked for NEON.
-    unsafe { driver::row_axpy::<Neon>(w, r, a, y) }
+    unsafe { driver::row_axpy::<Neon>(w, r0, a, y) }
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -189,15 +188,9 @@ impl Isa for Neon {
         }
     }
 
-    unsafe fn row_axpy<const D: u8>(
-        row: *const u8,
-        scale: RowScale<'_>,
-        width: usize,
-        a: f32,
-        y: &mut [f32],
-    ) {
+    unsafe fn row_axpy<const D: u8, const N: usize>(rows: &AxpyRows<'_, N>, y: &mut [f32]) {
         // SAFETY: forwarded (trait contract).
-        unsafe { row_axpy_imp::<D>(row, scale, width, a, y) }
+        unsafe { row_axpy_imp::<D, N>(rows, y) }
     }
 }
 

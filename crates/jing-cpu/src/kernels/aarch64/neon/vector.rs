@@ -1,50 +1,54 @@
-//! f32 vector helpers (dot, axpy) and one scaled weight row added to a vector (row_axpy).
+//! f32 vector helpers (dot, axpy) and scaled weight rows added to a vector (row_axpy).
 
 use super::load::{load_w8, load_w8_tail, load_x8};
 use super::STEP;
-use crate::kernels::layout::RowScale;
+use crate::kernels::driver::AxpyRows;
 use std::arch::aarch64::*;
 
-/// See `Isa::row_axpy`: per block, the coefficient `a · scale` times the decoded weights is
-/// fused-added into `y`.
+/// See `Isa::row_axpy`: per block, each row's coefficient `a · scale` times its decoded
+/// weights is fused-added into `y`, 8 columns of `y` loaded and stored once for all the rows.
 ///
 /// # Safety
 /// As `Isa::row_axpy`.
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn row_axpy_imp<const D: u8>(
-    row: *const u8,
-    scale: RowScale<'_>,
-    width: usize,
-    a: f32,
+pub(super) unsafe fn row_axpy_imp<const D: u8, const N: usize>(
+    rows: &AxpyRows<'_, N>,
     y: &mut [f32],
 ) {
     let k = y.len();
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
-        let k1 = k.min(k0 + width);
-        let c = a * scale.get(cb);
+        let k1 = k.min(k0 + rows.width);
+        let c: [f32; N] = std::array::from_fn(|i| rows.a[i] * rows.scale[i].get(cb));
         let mut j = k0;
         while j + STEP <= k1 {
             let yj = &mut y[j..j + STEP];
-            // SAFETY: j + 8 <= K: within the row (caller) and within `yj` (8 values).
+            // SAFETY: j + 8 <= K: within every row (caller) and within `yj` (8 values).
             unsafe {
-                let w = load_w8::<D>(row, j);
                 let p = yj.as_mut_ptr();
-                vst1q_f32(p, vfmaq_n_f32(vld1q_f32(p), w[0], c));
-                vst1q_f32(p.add(4), vfmaq_n_f32(vld1q_f32(p.add(4)), w[1], c));
+                let mut v = [vld1q_f32(p), vld1q_f32(p.add(4))];
+                for (&c, &row) in c.iter().zip(&rows.ptr) {
+                    let w = load_w8::<D>(row, j);
+                    v = [vfmaq_n_f32(v[0], w[0], c), vfmaq_n_f32(v[1], w[1], c)];
+                }
+                vst1q_f32(p, v[0]);
+                vst1q_f32(p.add(4), v[1]);
             }
             j += STEP;
         }
         if j < k1 {
             let n = k1 - j;
             let mut out = [0.0f32; STEP];
-            // SAFETY: columns j..k1 <= K exist in the row and in `y`; the tail loads read only
-            // those, and `out` has room for 8.
+            // SAFETY: columns j..k1 <= K exist in every row and in `y`; the tail loads read
+            // only those, and `out` has room for 8.
             unsafe {
-                let w = load_w8_tail::<D>(row, j, n);
-                let yv = load_x8(y.as_ptr(), j, n);
-                vst1q_f32(out.as_mut_ptr(), vfmaq_n_f32(yv[0], w[0], c));
-                vst1q_f32(out.as_mut_ptr().add(4), vfmaq_n_f32(yv[1], w[1], c));
+                let mut v = load_x8(y.as_ptr(), j, n);
+                for (&c, &row) in c.iter().zip(&rows.ptr) {
+                    let w = load_w8_tail::<D>(row, j, n);
+                    v = [vfmaq_n_f32(v[0], w[0], c), vfmaq_n_f32(v[1], w[1], c)];
+                }
+                vst1q_f32(out.as_mut_ptr(), v[0]);
+                vst1q_f32(out.as_mut_ptr().add(4), v[1]);
             }
             y[j..k1].copy_from_slice(&out[..n]);
         }

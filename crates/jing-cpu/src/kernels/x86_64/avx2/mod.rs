@@ -18,8 +18,8 @@ mod matmul;
 pub(crate) mod quant;
 mod vector;
 
-use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
-use super::super::layout::{dt, fp8_prepare_x, RowScale};
+use super::super::driver::{self, AxpyRows, Isa, RowGroup, MAX_TOKENS};
+use super::super::layout::{dt, fp8_prepare_x};
 use super::super::{Fp8Activations, KernelTable, OutMatrix};
 use jing_tensor::Weight;
 use matmul::{dot_rows, dot_rows_fp8};
@@ -82,9 +82,9 @@ fn rows_axpy(p: &[f32], m: usize, kv: &[f32], stride: usize, o: &mut [f32]) {
     unsafe { rows_axpy_imp(p, m, kv, stride, o) }
 }
 
-fn row_axpy(w: &Weight, r: usize, a: f32, y: &mut [f32]) {
+fn row_axpy(w: &Weight, r0: usize, a: &[f32], y: &mut [f32]) {
     // SAFETY: only reachable through `table()`, which checked the CPU features.
-    unsafe { driver::row_axpy::<Avx2>(w, r, a, y) }
+    unsafe { driver::row_axpy::<Avx2>(w, r0, a, y) }
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -178,15 +178,9 @@ impl Isa for Avx2 {
         width.is_multiple_of(matmul::GROUP)
     }
 
-    unsafe fn row_axpy<const D: u8>(
-        row: *const u8,
-        scale: RowScale<'_>,
-        width: usize,
-        a: f32,
-        y: &mut [f32],
-    ) {
+    unsafe fn row_axpy<const D: u8, const N: usize>(rows: &AxpyRows<'_, N>, y: &mut [f32]) {
         // SAFETY: forwarded (trait contract).
-        unsafe { row_axpy_imp::<D>(row, scale, width, a, y) }
+        unsafe { row_axpy_imp::<D, N>(rows, y) }
     }
 }
 

@@ -53,7 +53,7 @@ static BF16_BYTES: [u8; 256] = {
 
 /// The lookup tables in registers.
 #[derive(Clone, Copy)]
-struct Tables {
+pub(super) struct Tables {
     hi: [__m512i; 2],
     lo: [__m512i; 2],
     sign: __m512i,
@@ -62,7 +62,7 @@ struct Tables {
 impl Tables {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512bf16,avx2,fma,f16c")]
-    fn load() -> Tables {
+    pub(super) fn load() -> Tables {
         let t = BF16_BYTES.as_ptr();
         // SAFETY: four 64-byte loads within the 256-byte table.
         let at = |o: usize| unsafe { _mm512_loadu_si512(t.add(o).cast()) };
@@ -73,17 +73,24 @@ impl Tables {
         }
     }
 
+    /// The 64 codes' bf16 values as `[high bytes, low bytes]`, in the codes' order.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512bf16,avx2,fma,f16c")]
+    pub(super) fn bytes(&self, codes: __m512i) -> [__m512i; 2] {
+        // Bit 6 of each code picks the table half, bits 5..0 the byte, bit 7 is ignored.
+        let hi = _mm512_permutex2var_epi8(self.hi[0], codes, self.hi[1]);
+        let lo = _mm512_permutex2var_epi8(self.lo[0], codes, self.lo[1]);
+        // hi | (codes & 0x80): the sign.
+        [_mm512_ternarylogic_epi32::<0xF8>(hi, codes, self.sign), lo]
+    }
+
     /// The 64 codes of a step as bf16 pairs: `[w0, w1]`, in each 128-bit lane `i` of `w0` the
     /// codes `16i..16i + 8` and of `w1` the codes `16i + 8..16i + 16` (the order of
     /// [`prepare_x`]).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512bf16,avx2,fma,f16c")]
     fn decode(&self, codes: __m512i) -> [__m512bh; 2] {
-        // Bit 6 of each code picks the table half, bits 5..0 the byte, bit 7 is ignored.
-        let hi = _mm512_permutex2var_epi8(self.hi[0], codes, self.hi[1]);
-        let lo = _mm512_permutex2var_epi8(self.lo[0], codes, self.lo[1]);
-        // hi | (codes & 0x80): the sign.
-        let hi = _mm512_ternarylogic_epi32::<0xF8>(hi, codes, self.sign);
+        let [hi, lo] = self.bytes(codes);
         // SAFETY (both): __m512i and __m512bh are both 64 bytes of plain data.
         unsafe {
             [

@@ -13,6 +13,7 @@
 )]
 
 pub(crate) mod bf16_tile;
+mod fp8_axpy;
 mod fp8_bf16;
 mod load;
 mod matmul;
@@ -20,8 +21,8 @@ pub(crate) mod quant;
 mod vector;
 
 use super::super::dequant_panel::Bf16Native;
-use super::super::driver::{self, Isa, RowGroup, MAX_TOKENS};
-use super::super::layout::{dt, fp8_prepare_x, RowScale};
+use super::super::driver::{self, AxpyRows, Isa, RowGroup, MAX_TOKENS};
+use super::super::layout::{dt, fp8_prepare_x};
 use super::super::{Fp8Activations, KernelTable, OutMatrix};
 use jing_tensor::Weight;
 use matmul::{dot_rows, dot_rows_fp8};
@@ -107,9 +108,14 @@ fn matmul(w: &Weight, x: &[f32], m: usize, rows: Range<usize>, y: &OutMatrix) {
     unsafe { driver::matmul::<Avx512>(w, x, m, rows, y) }
 }
 
-fn row_axpy(w: &Weight, r: usize, a: f32, y: &mut [f32]) {
+fn row_axpy(w: &Weight, r0: usize, a: &[f32], y: &mut [f32]) {
+    if w.dtype == jing_tensor::DType::F8E4M3 && fp8_bf16::available() {
+        // SAFETY: only reachable through `table()`, which checked the CPU's AVX-512 features,
+        // and `available` the rest.
+        return unsafe { driver::row_axpy::<Avx512Bf16>(w, r0, a, y) };
+    }
     // SAFETY: only reachable through `table()`, which checked the CPU features.
-    unsafe { driver::row_axpy::<Avx512>(w, r, a, y) }
+    unsafe { driver::row_axpy::<Avx512>(w, r0, a, y) }
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -202,8 +208,8 @@ struct Avx512Isa<const BF16X: bool>;
 /// The table's own.
 type Avx512 = Avx512Isa<false>;
 
-/// The table's with FP8 against bf16 activations (only reached through `matmul_fp8_bf16`,
-/// which checks `fp8_bf16::available`).
+/// The table's with FP8 against bf16 activations, and its FP8 `row_axpy` (only reached
+/// through `matmul_fp8_bf16` and `row_axpy`, which check `fp8_bf16::available`).
 type Avx512Bf16 = Avx512Isa<true>;
 
 impl<const BF16X: bool> Isa for Avx512Isa<BF16X> {
@@ -242,21 +248,20 @@ impl<const BF16X: bool> Isa for Avx512Isa<BF16X> {
 
     fn pack_fused_x(x: &mut [f32], k: usize) {
         if BF16X {
-            // SAFETY: `matmul_fp8_bf16`, the only way to `Avx512Bf16`, checked
+            // SAFETY: the ways to `Avx512Bf16` (`matmul_fp8_bf16`, `row_axpy`) checked
             // `fp8_bf16::available`.
             unsafe { fp8_bf16::pack_fused_x(x, k) }
         }
     }
 
-    unsafe fn row_axpy<const D: u8>(
-        row: *const u8,
-        scale: RowScale<'_>,
-        width: usize,
-        a: f32,
-        y: &mut [f32],
-    ) {
+    unsafe fn row_axpy<const D: u8, const N: usize>(rows: &AxpyRows<'_, N>, y: &mut [f32]) {
+        if BF16X && D == dt::F8 {
+            // SAFETY: forwarded (trait contract); `Avx512Bf16` is only reached where
+            // `fp8_bf16::available` held.
+            return unsafe { fp8_axpy::row_axpy_fp8::<N>(rows, y) };
+        }
         // SAFETY: forwarded (trait contract).
-        unsafe { row_axpy_imp::<D>(row, scale, width, a, y) }
+        unsafe { row_axpy_imp::<D, N>(rows, y) }
     }
 }
 
