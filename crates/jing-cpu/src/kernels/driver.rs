@@ -192,7 +192,9 @@ pub(crate) struct AxpyRows<'a, const N: usize> {
 
 /// Rows one `row_axpy` kernel call adds: `y` is loaded and stored once for all of them. One
 /// row a call (the load, one FMA and the store of `y` per 16 weights) took a V3-shaped layer's
-/// W_UK (128 heads of `[128, 512]` FP8 rows, one Zen 4 thread) 0.74 ms from L3, 11.3 GB/s.
+/// W_UK (128 heads of `[128, 512]` FP8 rows, one Zen 4 thread) 0.64-0.81 ms from L3; a head a
+/// call, 8 rows a pass, 0.55-0.57 (4 rows: 0.57, 16: 0.59; docs/benchmarks.md, "eighteenth
+/// session").
 const AXPY_ROWS: usize = 8;
 
 /// The `row_axpy` of [`RowAxpyFn`](super::RowAxpyFn) on ISA `I`; weights no SIMD kernel reads go

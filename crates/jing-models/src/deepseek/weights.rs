@@ -106,7 +106,9 @@ impl Attention {
             "num_attention_heads*(qk_nope_head_dim+v_head_dim) x kv_lora_rank",
         )?;
         // For a backend that rearranges its weights as they load: W_UK and W_UV each in one
-        // piece, W_UV (a matmul per head) rearranged as the other matmul weights are.
+        // piece, W_UV (a matmul per head) rearranged as the other matmul weights are. A copy
+        // of `kv_b_proj`, made also where the model is too big for the rest to be rearranged
+        // (V3 in FP8: 16.8 MB a layer, about a thousandth of its bytes).
         if ld.prepare.is_some() {
             if let Some([uk, uv]) = MlaWeights::split_kv_b(&kv_b, h, dn, dv) {
                 ld.copied(&kv_b);
