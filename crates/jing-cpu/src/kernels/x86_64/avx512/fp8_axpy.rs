@@ -10,8 +10,8 @@
 
 use super::super::prefetch::GroupPrefetch;
 use super::fp8_bf16::Tables;
-use super::load::{load_w, load_w_tail};
-use super::{tail_mask, L};
+use super::vector::axpy_cols;
+use super::L;
 use crate::kernels::driver::AxpyRows;
 use crate::kernels::layout::dt;
 use std::arch::x86_64::*;
@@ -93,23 +93,8 @@ pub(super) unsafe fn row_axpy_fp8<const N: usize>(rows: &AxpyRows<'_, N>, y: &mu
         }
         // The block's last columns (fewer than 64), as the f16 decode reads them.
         let c: [__m512; N] = std::array::from_fn(|i| _mm512_set1_ps(c16[i]));
-        while j < k1 {
-            let n = L.min(k1 - j);
-            let m = if n == L { !0 } else { tail_mask(n) };
-            // SAFETY: masked loads and store touch only elements j..j + n <= K.
-            unsafe {
-                let mut v = _mm512_maskz_loadu_ps(m, py.add(j));
-                for (&c, &row) in c.iter().zip(&rows.ptr) {
-                    let w = match n {
-                        L => load_w::<{ dt::F8 }>(row, j),
-                        _ => load_w_tail::<{ dt::F8 }>(row, j, n),
-                    };
-                    v = _mm512_fmadd_ps(c, w, v);
-                }
-                _mm512_mask_storeu_ps(py.add(j), m, v);
-            }
-            j += n;
-        }
+        // SAFETY: j..k1 are columns of K, within one scale block.
+        unsafe { axpy_cols::<{ dt::F8 }, N>(&rows.ptr, &c, j..k1, py, &prefetch) };
         k0 = k1;
         cb += 1;
     }

@@ -27,33 +27,52 @@ pub(super) unsafe fn row_axpy_imp<const D: u8, const N: usize>(
         let k1 = k.min(k0 + rows.width);
         let c: [__m512; N] =
             std::array::from_fn(|i| _mm512_set1_ps(rows.a[i] * rows.scale[i].get(cb)));
-        let mut j = k0;
-        while j + L <= k1 {
-            prefetch.step(j * dt_size(D), L * dt_size(D));
-            // SAFETY: j + 16 <= K: within `y` and every row.
-            unsafe {
-                let mut v = _mm512_loadu_ps(py.add(j));
-                for (&c, &row) in c.iter().zip(&rows.ptr) {
-                    v = _mm512_fmadd_ps(c, load_w::<D>(row, j), v);
-                }
-                _mm512_storeu_ps(py.add(j), v);
-            }
-            j += L;
-        }
-        if j < k1 {
-            let n = k1 - j;
-            let m = tail_mask(n);
-            // SAFETY: masked loads and store touch only elements j..k1 <= K.
-            unsafe {
-                let mut v = _mm512_maskz_loadu_ps(m, py.add(j));
-                for (&c, &row) in c.iter().zip(&rows.ptr) {
-                    v = _mm512_fmadd_ps(c, load_w_tail::<D>(row, j, n), v);
-                }
-                _mm512_mask_storeu_ps(py.add(j), m, v);
-            }
-        }
+        // SAFETY: k0..k1 are columns of K, within one scale block.
+        unsafe { axpy_cols::<D, N>(&rows.ptr, &c, k0..k1, py, &prefetch) };
         k0 = k1;
         cb += 1;
+    }
+}
+
+/// Columns `cols` of [`row_axpy_imp`] (within one scale block): each row's coefficient `c[i]`
+/// times its decoded weights fused-added into `y` (at `py`), 16 columns at a time, the last
+/// ones masked.
+///
+/// # Safety
+/// As `Isa::row_axpy`; `cols` are columns of every row and of `y`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn axpy_cols<const D: u8, const N: usize>(
+    rows: &[*const u8; N],
+    c: &[__m512; N],
+    cols: Range<usize>,
+    py: *mut f32,
+    prefetch: &GroupPrefetch<N>,
+) {
+    let mut j = cols.start;
+    while j + L <= cols.end {
+        prefetch.step(j * dt_size(D), L * dt_size(D));
+        // SAFETY: j + 16 <= cols.end: within `y` and every row.
+        unsafe {
+            let mut v = _mm512_loadu_ps(py.add(j));
+            for (&c, &row) in c.iter().zip(rows) {
+                v = _mm512_fmadd_ps(c, load_w::<D>(row, j), v);
+            }
+            _mm512_storeu_ps(py.add(j), v);
+        }
+        j += L;
+    }
+    if j < cols.end {
+        let n = cols.end - j;
+        let m = tail_mask(n);
+        // SAFETY: masked loads and store touch only elements j..cols.end.
+        unsafe {
+            let mut v = _mm512_maskz_loadu_ps(m, py.add(j));
+            for (&c, &row) in c.iter().zip(rows) {
+                v = _mm512_fmadd_ps(c, load_w_tail::<D>(row, j, n), v);
+            }
+            _mm512_mask_storeu_ps(py.add(j), m, v);
+        }
     }
 }
 
