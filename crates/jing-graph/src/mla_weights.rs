@@ -115,6 +115,13 @@ impl MlaWeights {
             uk.name,
             uv.name
         );
+        // Kernels read W_UK a row at a time (`row_axpy`), which needs each row's bytes together.
+        assert_eq!(
+            uk.layout,
+            jing_tensor::RowLayout::Rows,
+            "mla: W_UK `{}` must keep its rows as stored",
+            uk.name
+        );
         let (dn, dv) = (uk.rows() / heads, uv.rows() / heads);
         let heads = (0..heads)
             .map(|h| MlaHead {
@@ -249,5 +256,14 @@ mod tests {
         assert!(MlaWeights::split_kv_b(&fp8_kv_b(h, dn, dv, kvl, [8, 16]), h, dn, dv).is_none());
         // A kv_b of another shape is not split.
         assert!(MlaWeights::split_kv_b(&fp8_kv_b(h, dn, dv, kvl, [4, 16]), 2, dn, dv).is_none());
+    }
+
+    /// W_UK in a layout that does not keep a row's bytes together is refused by name.
+    #[test]
+    #[should_panic(expected = "W_UK `uk` must keep its rows as stored")]
+    fn w_uk_rearranged_is_refused() {
+        let w = Weight::from_f32("uk", vec![64, 64], &[0.5; 64 * 64]);
+        let lines = w.in_panel_lines().expect("64 rows of whole lines");
+        MlaWeights::from_uk_uv(&lines, &w, 1);
     }
 }
