@@ -445,7 +445,7 @@ impl Weight {
         let row_bytes = self.row_bytes();
         let count: usize = runs.iter().map(|r| r.len()).sum();
         let src = self.data.as_slice();
-        let data = self.own_memory(count * row_bytes, |out| {
+        let data = own_memory(count * row_bytes, |out| {
             let mut at = 0;
             for r in runs {
                 let bytes = &src[r.start * row_bytes..r.end * row_bytes];
@@ -463,27 +463,10 @@ impl Weight {
         })
     }
 
-    /// `len` bytes that `fill` writes, in the process's arena of huge pages (a weight of a few
-    /// MiB in memory of its own would sit in 4 KiB pages, see `HugeArena`), or, where no memory
-    /// can be mapped for it, on the heap.
-    fn own_memory(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Bytes {
-        match crate::huge_pages::HugeArena::global().alloc(len) {
-            Ok(mut piece) => {
-                fill(piece.as_mut_slice());
-                piece.freeze()
-            }
-            Err(_) => {
-                let mut out = vec![0u8; len];
-                fill(&mut out);
-                Bytes::from_vec(out)
-            }
-        }
-    }
-
     /// This weight (rows as stored) with its rows rearranged into `layout`, in memory of its
     /// own.
     fn rearranged(&self, layout: RowLayout) -> Weight {
-        let data = self.own_memory(self.data.len(), |out| self.pack_rows(layout, out));
+        let data = own_memory(self.data.len(), |out| self.pack_rows(layout, out));
         Weight {
             name: self.name.clone(),
             dtype: self.dtype,
@@ -602,6 +585,23 @@ impl Weight {
             self.row_to_f32(r, row);
         }
         out
+    }
+}
+
+/// `len` bytes that `fill` writes, in the process's arena of huge pages (a weight of a few
+/// MiB in memory of its own would sit in 4 KiB pages, see `HugeArena`), or, where no memory
+/// can be mapped for it, on the heap.
+fn own_memory(len: usize, fill: impl FnOnce(&mut [u8])) -> Bytes {
+    match crate::huge_pages::HugeArena::global().alloc(len) {
+        Ok(mut piece) => {
+            fill(piece.as_mut_slice());
+            piece.freeze()
+        }
+        Err(_) => {
+            let mut out = vec![0u8; len];
+            fill(&mut out);
+            Bytes::from_vec(out)
+        }
     }
 }
 
