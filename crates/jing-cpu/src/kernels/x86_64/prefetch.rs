@@ -150,3 +150,59 @@ pub(crate) fn prefetch_line(p: *const u8) {
     // SAFETY: a prefetch is a hint, never a memory access: any address is allowed.
     unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
 }
+
+/// How far ahead a stream read in address order (rows interleaved by 16, rows in lines) is
+/// prefetched in software, on CPUs other than AMD family 19h; there the hardware prefetcher
+/// follows such a stream best alone (the Zen 4 measurements at [`GroupPrefetch`] and in the
+/// `rows16` kernels), and these streams are not prefetched. Measured on one Zen 5 thread (2
+/// vCPUs, 2 MiB pages), where the hardware prefetcher alone left them far below a read loop:
+/// `quant_matvec`'s `[8960, 1536]` from DRAM, interleaved against as stored, GB/s, none / 4 /
+/// 8 KiB ahead: `Q4_K` 12.9 / 29.8-31.3 / 29.5-32.3 (stored 33.1-35.7), `Q6_K` 20.9 / 34.6 /
+/// 33.0-35.5, `Q8_0` 32.2 / 35.3-36.7 / 37.3-37.6; the V3-shaped FP8 checkpoint's FP8
+/// matmuls in lines against bf16 activations (`JING_PROFILE=shapes`, `[18432, 7168]`) none /
+/// 4 / 8 / 16 / 32 KiB: 28.4-29.7 (whole decode) / 32.5 / 36.4-36.7 / 34.4-34.9 / 33.6, its
+/// bf16 head in lines 28.5 at 4 KiB, 30.9-31.0 at 8, 29.8-30.3 at 16.
+const STREAM_AHEAD: usize = 8 * 1024;
+
+/// How far ahead of its position a stream read in address order prefetches (see
+/// [`STREAM_AHEAD`]); 0 on AMD family 19h, which leaves such streams to the hardware.
+pub(crate) fn stream_ahead() -> usize {
+    if family_19h() {
+        0
+    } else {
+        STREAM_AHEAD
+    }
+}
+
+/// The software prefetch of a group of [`RUN`] rows in lines (one stream: the group's lines
+/// of a column step lie together, and the groups follow each other in address order), from
+/// [`stream_ahead`]: at each step that starts a line, the group's lines that many bytes on.
+///
+/// [`RUN`]: jing_tensor::panels::RUN
+pub(super) struct LinesPrefetch {
+    row0: *const u8,
+    ahead: usize,
+}
+
+impl LinesPrefetch {
+    /// For the group whose first row starts at `row0`.
+    #[inline(always)]
+    pub(super) fn new(row0: *const u8) -> LinesPrefetch {
+        LinesPrefetch {
+            row0,
+            ahead: stream_ahead(),
+        }
+    }
+
+    /// Prefetch for a step that reads byte `at` of every row of the group onwards.
+    #[inline(always)]
+    pub(super) fn step(&self, at: usize) {
+        use jing_tensor::panels::{line_at, LINE, RUN};
+        if self.ahead != 0 && at.is_multiple_of(LINE) {
+            let p = self.row0.wrapping_add(line_at(at) + self.ahead);
+            for r in 0..RUN {
+                prefetch_line(p.wrapping_add(r * LINE));
+            }
+        }
+    }
+}

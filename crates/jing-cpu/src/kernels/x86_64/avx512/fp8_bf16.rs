@@ -21,7 +21,7 @@
 //!
 //! [`Fp8Activations::Bf16`]: crate::kernels::Fp8Activations::Bf16
 
-use super::super::prefetch::{GroupPrefetch, FAMILY_19H_AHEAD_FP8};
+use super::super::prefetch::{GroupPrefetch, LinesPrefetch, FAMILY_19H_AHEAD_FP8};
 use super::load::fp8x16;
 use super::matmul::{reduce, scale_into};
 use super::{tail_mask, L};
@@ -188,8 +188,8 @@ pub(super) unsafe fn dot_rows_fp8_bf16<const R: usize, const T: usize>(
     }
 }
 
-/// [`dot_rows_fp8_bf16`] for rows in lines (`LINES`: one stream, which the hardware
-/// prefetcher follows alone) or not (software prefetch ahead of each row), and `x` in bf16
+/// [`dot_rows_fp8_bf16`] for rows in lines (`LINES`: one stream, [`LinesPrefetch`]) or not
+/// (software prefetch ahead of each row), and `x` in bf16
 /// already (`PACKED`, the fused form [`pack_fused_x`] leaves) or in f32 (rounded as it loads).
 ///
 /// # Safety
@@ -204,6 +204,7 @@ unsafe fn dot_rows_in<const R: usize, const T: usize, const LINES: bool, const P
     let tables = Tables::load();
     // One byte per weight.
     let prefetch = GroupPrefetch::with_19h_ahead(g.ptr, k, FAMILY_19H_AHEAD_FP8);
+    let lines = LinesPrefetch::new(g.ptr[0]);
     let mut total = [[_mm512_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -218,8 +219,9 @@ unsafe fn dot_rows_in<const R: usize, const T: usize, const LINES: bool, const P
                 // the step is one line (blocks in lines are whole lines).
                 codes[r] = unsafe { _mm512_loadu_si512(g.ptr[r].add(at).cast()) };
             }
-            if !LINES {
-                prefetch.step(j, GROUP);
+            match LINES {
+                false => prefetch.step(j, GROUP),
+                true => lines.step(j),
             }
             let xv: [[__m512bh; 2]; T] = std::array::from_fn(|t| {
                 // SAFETY: token t has the group's 64 columns at j (`prepare_x`'s order),

@@ -1,7 +1,7 @@
 //! The matmul kernel: 4 weight rows streamed once each against up to 4 tokens, converting in
 //! registers, with software prefetch ahead of each row stream.
 
-use super::super::prefetch::{GroupPrefetch, FAMILY_19H_AHEAD_FP8};
+use super::super::prefetch::{GroupPrefetch, LinesPrefetch, FAMILY_19H_AHEAD_FP8};
 use super::load::*;
 use super::{tail_mask, L};
 use crate::kernels::driver::{row_at, RowGroup};
@@ -215,14 +215,15 @@ unsafe fn step<const D: u8, const R: usize, const T: usize, const LINES: bool>(
     x: *const f32,
     x_stride: usize,
     j: usize,
-    prefetch: &GroupPrefetch<R>,
+    (prefetch, lines): (&GroupPrefetch<R>, &LinesPrefetch),
     acc: &mut [[__m512; T]; R],
 ) {
     // SAFETY: guaranteed by the caller.
     let xv = unsafe { load_x::<T>(x, x_stride, j) };
-    // Rows in lines are one stream, which the hardware prefetcher follows best alone.
-    if !LINES {
-        prefetch.step(j * dt_size(D), L * dt_size(D));
+    // Rows in lines are one stream (prefetched as one, where the hardware needs help).
+    match LINES {
+        false => prefetch.step(j * dt_size(D), L * dt_size(D)),
+        true => lines.step(j * dt_size(D)),
     }
     let at = row_at::<LINES>(j * dt_size(D));
     for r in 0..R {
@@ -256,8 +257,8 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
     }
 }
 
-/// `Isa::dot_rows` for BF16, F16 and F32, exactly `T` tokens and rows in lines (`LINES`,
-/// without software prefetch: the hardware prefetcher follows their one stream) or not. With one
+/// `Isa::dot_rows` for BF16, F16 and F32, exactly `T` tokens and rows in lines (`LINES`: one
+/// stream, [`LinesPrefetch`]) or not ([`GroupPrefetch`]). With one
 /// token, two accumulator sets (even and odd 16-column steps) give 2·R independent FMA
 /// chains; with more, the R·T chains are enough.
 ///
@@ -271,6 +272,7 @@ unsafe fn dot_rows_in<const D: u8, const R: usize, const T: usize, const LINES: 
 ) -> [[f32; T]; R] {
     let (k, width) = (g.cols, g.width);
     let prefetch = GroupPrefetch::new(g.ptr, k * dt_size(D));
+    let lines = LinesPrefetch::new(g.ptr[0]);
     let mut total = [[_mm512_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -281,15 +283,15 @@ unsafe fn dot_rows_in<const D: u8, const R: usize, const T: usize, const LINES: 
             while j + 2 * L <= k1 {
                 // SAFETY: j + 32 <= K, within every row and token.
                 unsafe {
-                    step::<D, R, T, LINES>(g, x, x_stride, j, &prefetch, &mut acc[0]);
-                    step::<D, R, T, LINES>(g, x, x_stride, j + L, &prefetch, &mut acc[1]);
+                    step::<D, R, T, LINES>(g, x, x_stride, j, (&prefetch, &lines), &mut acc[0]);
+                    step::<D, R, T, LINES>(g, x, x_stride, j + L, (&prefetch, &lines), &mut acc[1]);
                 }
                 j += 2 * L;
             }
         }
         while j + L <= k1 {
             // SAFETY: j + 16 <= K, within every row and token.
-            unsafe { step::<D, R, T, LINES>(g, x, x_stride, j, &prefetch, &mut acc[0]) };
+            unsafe { step::<D, R, T, LINES>(g, x, x_stride, j, (&prefetch, &lines), &mut acc[0]) };
             j += L;
         }
         if j < k1 {
