@@ -160,8 +160,9 @@ pub(crate) fn prefetch_line(p: *const u8) {
 /// 8 KiB ahead: `Q4_K` 12.9 / 29.8-31.3 / 29.5-32.3 (stored 33.1-35.7), `Q6_K` 20.9 / 34.6 /
 /// 33.0-35.5, `Q8_0` 32.2 / 35.3-36.7 / 37.3-37.6; the V3-shaped FP8 checkpoint's FP8
 /// matmuls in lines against bf16 activations (`JING_PROFILE=shapes`, `[18432, 7168]`) none /
-/// 4 / 8 / 16 / 32 KiB: 28.4-29.7 (whole decode) / 32.5 / 36.4-36.7 / 34.4-34.9 / 33.6, its
-/// bf16 head in lines 28.5 at 4 KiB, 30.9-31.0 at 8, 29.8-30.3 at 16.
+/// 4 / 8 / 16 / 32 KiB: 28.4-29.7 (whole decode) / 32.5 / 36.4-36.7 / 34.4-34.9 / 33.6; the
+/// AVX2 bf16 kernel in lines (the one bf16 matvecs take on AVX-512 CPUs too), `[2048, 7168]`,
+/// none / 8 KiB: 31.2-31.5 / 37.9-38.8.
 const STREAM_AHEAD: usize = 8 * 1024;
 
 /// How far ahead of its position a stream read in address order prefetches (see

@@ -2,7 +2,7 @@
 //! registers, with software prefetch ahead of each row stream. (16 registers do not hold
 //! 4 x 4 accumulators; 3 or 4 tokens take two passes, the second from cache.)
 
-use super::super::prefetch::GroupPrefetch;
+use super::super::prefetch::{GroupPrefetch, LinesPrefetch};
 use super::load::*;
 use super::{hsum, tail_mask, L};
 use crate::kernels::driver::{row_at, RowGroup};
@@ -174,14 +174,15 @@ unsafe fn step<const D: u8, const R: usize, const T: usize, const LINES: bool>(
     x: *const f32,
     x_stride: usize,
     j: usize,
-    prefetch: &GroupPrefetch<R>,
+    (prefetch, lines): (&GroupPrefetch<R>, &LinesPrefetch),
     acc: &mut [[__m256; T]; R],
 ) {
     // SAFETY: guaranteed by the caller.
     let xv = unsafe { load_x::<T>(x, x_stride, j, L) };
-    // Rows in lines are one stream, which the hardware prefetcher follows best alone.
-    if !LINES {
-        prefetch.step(j * dt_size(D), L * dt_size(D));
+    // Rows in lines are one stream (prefetched as one, where the hardware needs help).
+    match LINES {
+        false => prefetch.step(j * dt_size(D), L * dt_size(D)),
+        true => lines.step(j * dt_size(D)),
     }
     let at = row_at::<LINES>(j * dt_size(D));
     for r in 0..R {
@@ -215,8 +216,8 @@ pub(super) unsafe fn dot_rows<const D: u8, const R: usize, const T: usize>(
     }
 }
 
-/// `Isa::dot_rows` for BF16, F16 and F32, exactly `T <= 2` tokens and rows in lines (`LINES`,
-/// without software prefetch: the hardware prefetcher follows their one stream) or not. With one
+/// `Isa::dot_rows` for BF16, F16 and F32, exactly `T <= 2` tokens and rows in lines (`LINES`: one
+/// stream, [`LinesPrefetch`]) or not ([`GroupPrefetch`]). With one
 /// token, two accumulator sets (even and odd 8-column steps) give 2·R independent FMA
 /// chains; with two, the R·T chains are enough.
 ///
@@ -230,6 +231,7 @@ unsafe fn dot_rows_in<const D: u8, const R: usize, const T: usize, const LINES: 
 ) -> [[f32; T]; R] {
     let (k, width) = (g.cols, g.width);
     let prefetch = GroupPrefetch::new(g.ptr, k * dt_size(D));
+    let lines = LinesPrefetch::new(g.ptr[0]);
     let mut total = [[_mm256_setzero_ps(); T]; R];
     let (mut k0, mut cb) = (0, 0);
     while k0 < k {
@@ -240,15 +242,15 @@ unsafe fn dot_rows_in<const D: u8, const R: usize, const T: usize, const LINES: 
             while j + 2 * L <= k1 {
                 // SAFETY: j + 16 <= K, within every row and token.
                 unsafe {
-                    step::<D, R, T, LINES>(g, x, x_stride, j, &prefetch, &mut acc[0]);
-                    step::<D, R, T, LINES>(g, x, x_stride, j + L, &prefetch, &mut acc[1]);
+                    step::<D, R, T, LINES>(g, x, x_stride, j, (&prefetch, &lines), &mut acc[0]);
+                    step::<D, R, T, LINES>(g, x, x_stride, j + L, (&prefetch, &lines), &mut acc[1]);
                 }
                 j += 2 * L;
             }
         }
         while j + L <= k1 {
             // SAFETY: j + 8 <= K, within every row and token.
-            unsafe { step::<D, R, T, LINES>(g, x, x_stride, j, &prefetch, &mut acc[0]) };
+            unsafe { step::<D, R, T, LINES>(g, x, x_stride, j, (&prefetch, &lines), &mut acc[0]) };
             j += L;
         }
         if j < k1 {
