@@ -132,7 +132,7 @@ impl<const R: usize> GroupPrefetch<R> {
 /// Prefetch the lines `ahead` bytes past `row[at..at + len]` (at most one per 64 bytes; for
 /// steps shorter than a line, only from steps that start a line).
 #[inline(always)]
-fn prefetch_ahead(row: *const u8, at: usize, len: usize, ahead: usize) {
+pub(crate) fn prefetch_ahead(row: *const u8, at: usize, len: usize, ahead: usize) {
     if len >= 64 || at.is_multiple_of(64) {
         let mut o = 0;
         while o < len.max(1) {
@@ -200,10 +200,7 @@ impl LinesPrefetch {
     pub(super) fn step(&self, at: usize) {
         use jing_tensor::panels::{line_at, LINE, RUN};
         if self.ahead != 0 && at.is_multiple_of(LINE) {
-            let p = self.row0.wrapping_add(line_at(at) + self.ahead);
-            for r in 0..RUN {
-                prefetch_line(p.wrapping_add(r * LINE));
-            }
+            prefetch_ahead(self.row0, line_at(at), RUN * LINE, self.ahead);
         }
     }
 }

@@ -77,22 +77,16 @@ pub(crate) fn matmul_rows16(w: &Weight, x: &QuantX, rows: Range<usize>, y: &OutM
     }
 }
 
-use crate::kernels::x86_64::prefetch::{prefetch_line, stream_ahead};
+use crate::kernels::x86_64::prefetch::{prefetch_ahead, stream_ahead};
 use std::array::from_fn;
 
 /// Prefetch the bytes `ahead` past block `b` of a group of `nb` blocks (none for `ahead` 0):
 /// at the start of each block, one block's share of the group.
 #[inline(always)]
 fn pace(group: &[u8], b: usize, nb: usize, ahead: usize) {
-    if ahead == 0 {
-        return;
-    }
-    let per = group.len() / nb;
-    let p = group.as_ptr().wrapping_add(b * per + ahead);
-    let mut o = 0;
-    while o < per {
-        prefetch_line(p.wrapping_add(o));
-        o += 64;
+    if ahead != 0 {
+        let per = group.len() / nb;
+        prefetch_ahead(group.as_ptr(), b * per, per, ahead);
     }
 }
 
